@@ -1,0 +1,1 @@
+"""The embedded runtime (dispatcher, supervisor) and the `gridsight` command line."""

@@ -1,0 +1,35 @@
+"""The `gridsight` command line: one root app; each area registers its verbs from its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from shared.logging import configure_logging
+
+app = typer.Typer(
+    name="gridsight",
+    help="Smart-meter energy analytics: simulator, sync, refresh, forecasts, anomalies, chat.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module exposes `register(app: typer.Typer) -> None`; add yours here.
+COMMAND_MODULES: list[str] = []
+
+
+def build_app() -> typer.Typer:
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(app)
+    return app
+
+
+def main() -> None:
+    configure_logging("WARNING")
+    build_app()()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Event publishing behind one interface: Pub/Sub on Google Cloud, the local dispatcher otherwise."""

@@ -1,0 +1,167 @@
+"""Versioned event contracts and the Pub/Sub push envelope.
+
+Every message on the bus is one of the `Event` subclasses below, serialised as JSON in the
+message data, with CloudEvents-style attributes (`type`, `source`, `id`, `time`) plus the
+`correlation_id` that follows one sync through every service. A breaking change to a payload is a
+new `type` (`...v2`), never an edit of `v1`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from abc import abstractmethod
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import InvalidEvent
+
+__all__ = [
+    "EVENT_TYPES",
+    "AnomaliesDetected",
+    "Event",
+    "FeaturesRefreshed",
+    "ForecastsWritten",
+    "PubsubMessage",
+    "PushEnvelope",
+    "SyncCompleted",
+    "decode_event",
+    "encode_event",
+    "parse_envelope",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every payload; `TYPE` and `TOPIC` tie a payload to its topic in infra/events.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    TYPE: ClassVar[str]
+    TOPIC: ClassVar[str]
+
+    @abstractmethod
+    def dedupe_key(self) -> str:
+        """The business key a redelivery is recognised by (besides the messageId)."""
+
+
+class SyncCompleted(Event):
+    TYPE: ClassVar[str] = "gridsight.sync.completed.v1"
+    TOPIC: ClassVar[str] = "sync-completed"
+    connection_id: str
+    sync_id: str
+    sync_started_at: datetime | None = None
+    sync_ended_at: datetime
+
+    def dedupe_key(self) -> str:
+        return f"{self.connection_id}/{self.sync_id}"
+
+
+class FeaturesRefreshed(Event):
+    TYPE: ClassVar[str] = "gridsight.features.refreshed.v1"
+    TOPIC: ClassVar[str] = "features-refreshed"
+    refresh_id: str = Field(description="Unique per refresh run; the business key downstream.")
+    window_start: datetime = Field(description="First affected hour (inclusive, UTC).")
+    window_end: datetime = Field(description="Last affected hour + 1 h (exclusive, UTC).")
+    device_ids: list[str]
+    rows_changed: dict[str, int] = Field(default_factory=dict)
+
+    def dedupe_key(self) -> str:
+        return self.refresh_id
+
+
+class ForecastsWritten(Event):
+    TYPE: ClassVar[str] = "gridsight.forecasts.written.v1"
+    TOPIC: ClassVar[str] = "forecasts-written"
+    refresh_id: str
+    model_version: str
+    device_ids: list[str]
+    first_target_hour: datetime
+    last_target_hour: datetime
+    rows: int
+
+    def dedupe_key(self) -> str:
+        return f"{self.refresh_id}/{self.model_version}"
+
+
+class AnomaliesDetected(Event):
+    """One message per new (or newly escalated) incident, for alert fan-out."""
+
+    TYPE: ClassVar[str] = "gridsight.anomalies.detected.v1"
+    TOPIC: ClassVar[str] = "anomalies-detected"
+    incident_id: str
+    device_id: str
+    anomaly_type: str
+    severity: Literal["low", "medium", "high", "critical"]
+    score: float
+    start_hour: datetime
+    end_hour: datetime
+    explanation: str
+
+    def dedupe_key(self) -> str:
+        return self.incident_id
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls for cls in (SyncCompleted, FeaturesRefreshed, ForecastsWritten, AnomaliesDetected)
+}
+
+
+class PubsubMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    data: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    message_id: str = Field(alias="messageId", min_length=1)
+    publish_time: datetime | None = Field(default=None, alias="publishTime")
+
+
+class PushEnvelope(BaseModel):
+    """What Pub/Sub POSTs to a push endpoint (and what the local dispatcher POSTs too)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    message: PubsubMessage
+    subscription: str
+    delivery_attempt: int | None = Field(default=None, alias="deliveryAttempt")
+
+
+E = TypeVar("E", bound="Event")
+
+
+def encode_event(
+    event: Event, *, correlation_id: str | None = None, source: str = "gridsight"
+) -> tuple[bytes, dict[str, str]]:
+    """Data bytes and attributes for publishing `event`."""
+    event_id = str(uuid.uuid4())
+    attributes = {
+        "specversion": "1.0",
+        "type": event.TYPE,
+        "source": source,
+        "id": event_id,
+        "time": _now().isoformat(),
+        "correlation_id": correlation_id or event_id,
+    }
+    return event.model_dump_json().encode(), attributes
+
+
+def decode_event(envelope: PushEnvelope, expected: type[E]) -> E:
+    """Parse the envelope's payload as `expected`; anything else is an InvalidEvent (400)."""
+    event_type = envelope.message.attributes.get("type")
+    if event_type != expected.TYPE:
+        raise InvalidEvent(f"expected event type {expected.TYPE!r}, got {event_type!r}")
+    try:
+        raw = base64.b64decode(envelope.message.data, validate=True)
+        return expected.model_validate_json(raw)
+    except (binascii.Error, ValueError, ValidationError) as exc:
+        raise InvalidEvent(f"message data is not a valid {expected.__name__}: {exc}") from exc
+
+
+def parse_envelope(body: Any) -> PushEnvelope:
+    try:
+        return PushEnvelope.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidEvent(f"not a Pub/Sub push envelope: {exc.errors(include_url=False)}") from exc

@@ -1,0 +1,91 @@
+"""One settings object for every process, read from GRIDSIGHT_* environment variables.
+
+The backend (embedded default or Google Cloud) is chosen here, never by editing code. Nothing is
+read at import time: callers build `Settings()` (or receive it as an argument) so tests can point
+a whole stack at a temporary folder.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDSIGHT_", extra="ignore")
+
+    # --- where the embedded runtime keeps its state (git-ignored) --------------------------------
+    home: Path = Field(default=REPO_ROOT / ".gridsight", description="Local state folder.")
+
+    # --- backends --------------------------------------------------------------------------------
+    warehouse_backend: Literal["duckdb", "bigquery"] = "duckdb"
+    bus_backend: Literal["local", "pubsub"] = "local"
+    endpoint_backend: Literal["local", "vertex"] = "local"
+    embedding_backend: Literal["local", "vertex"] = "local"
+    generation_backend: Literal["local", "gemini"] = "local"
+
+    # --- Google Cloud ----------------------------------------------------------------------------
+    gcp_project: str = "gridsight-dev"
+    gcp_region: str = "europe-west1"
+    bq_location: str = "EU"
+    bq_maximum_bytes_billed: int = 10 * 1024**3
+    raw_dataset: str = Field(default="gridsight_raw", description="Dataset Fivetran writes to.")
+    analytics_dataset: str = "energy_analytics"
+    bigquery_api_endpoint: str | None = Field(
+        default=None, description="Override the BigQuery API URL (bqemulator in tests)."
+    )
+    vertex_endpoint_id: str | None = None
+    model_bucket: str | None = None
+    gemini_model: str = "gemini-2.5-flash"
+
+    # --- Fivetran --------------------------------------------------------------------------------
+    fivetran_connection_id: str = "gridsight_local"
+    webhook_secret: SecretStr = SecretStr("local-dev-webhook-secret")
+
+    # --- push authentication (Pub/Sub push -> Cloud Run) -----------------------------------------
+    push_auth: Literal["none", "oidc"] = "none"
+    push_audience: str | None = None
+    push_service_account: str | None = None
+
+    # --- chat ------------------------------------------------------------------------------------
+    chat_api_keys: SecretStr = SecretStr("local-dev-chat-key")
+    chat_rate_limit_per_minute: int = 120
+
+    # --- simulator (the vendor API) --------------------------------------------------------------
+    simulator_api_key: SecretStr = SecretStr("local-dev-vendor-key")
+    simulator_port: int = 8700
+
+    # --- local service ports (127.0.0.1) ---------------------------------------------------------
+    ingest_port: int = 8701
+    forecast_port: int = 8702
+    anomaly_port: int = 8703
+    chat_port: int = 8704
+    model_server_port: int = 8705
+
+    @cached_property
+    def duckdb_path(self) -> Path:
+        """Modelled tables live in their own file, so the connector can own its raw file."""
+        return self.home / "warehouse.duckdb"
+
+    @cached_property
+    def raw_duckdb_path(self) -> Path:
+        """The file `fivetran debug` writes (schema `tester`); read only after a sync ends."""
+        return self.home / "connector" / "warehouse.db"
+
+    @cached_property
+    def lock_path(self) -> Path:
+        return self.home / "warehouse.lock"
+
+    @cached_property
+    def queue_dir(self) -> Path:
+        return self.home / "queue"
+
+    @cached_property
+    def model_dir(self) -> Path:
+        return self.home / "models"
