@@ -39,4 +39,10 @@ clean:
 
 # Extra environments the test suite needs; each area adds its own prerequisite here.
 .PHONY: test-deps
-test-deps:
+test-deps: browser
+
+# Debian's Chromium for the Playwright browser tests; `playwright install` is never used (it downloads a
+# browser build of its own). CI runs as root on a fresh Debian machine.
+.PHONY: browser
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
