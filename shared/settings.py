@@ -25,6 +25,9 @@ class Settings(BaseSettings):
 
     # --- backends --------------------------------------------------------------------------------
     warehouse_backend: Literal["duckdb", "bigquery"] = "duckdb"
+    warehouse_lock_timeout_s: float = Field(
+        default=120.0, description="Wait this long for the DuckDB inter-process lock, then 503."
+    )
     bus_backend: Literal["local", "pubsub"] = "local"
     endpoint_backend: Literal["local", "vertex"] = "local"
     embedding_backend: Literal["local", "vertex"] = "local"

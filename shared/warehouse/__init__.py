@@ -1,5 +1,61 @@
-"""Warehouse adapters behind one interface (see base.py)."""
+"""Warehouse adapters behind one interface (see base.py), opened per unit of work.
 
+    with open_warehouse(settings) as wh:
+        df = wh.query_df("SELECT * FROM energy_analytics.hourly_consumption WHERE hour >= @since",
+                         {"since": since})
+        wh.merge("forecasts", forecasts_df, key=["device_id", "target_hour"])
+
+On DuckDB the whole unit of work holds the one inter-process lock (`settings.lock_path`), because a
+DuckDB file has one writer at a time; keep units of work short and never nest them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from filelock import FileLock, Timeout
+
+from shared.errors import TransientError
+from shared.settings import Settings
 from shared.warehouse.base import Params, Warehouse
+from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 
-__all__ = ["Params", "Warehouse"]
+__all__ = ["Params", "TableContract", "Warehouse", "contract_for", "load_contracts", "open_warehouse"]
+
+
+@contextmanager
+def open_warehouse(settings: Settings, *, ensure_schema: bool = True) -> Iterator[Warehouse]:
+    """Open the configured warehouse, make sure every energy_analytics table exists, close on exit."""
+    if settings.warehouse_backend == "bigquery":
+        from shared.warehouse.bigquery import BigQueryWarehouse
+
+        bq = BigQueryWarehouse.from_settings(settings)
+        try:
+            if ensure_schema:
+                bq.ensure_schema()
+            yield bq
+        finally:
+            bq.close()
+        return
+
+    from shared.warehouse.duckdb import DuckDBWarehouse
+
+    settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.lock_path), timeout=settings.warehouse_lock_timeout_s)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise TransientError(
+            f"warehouse lock {settings.lock_path} not free after {settings.warehouse_lock_timeout_s} s"
+        ) from exc
+    try:
+        duck = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path)
+        try:
+            if ensure_schema:
+                duck.ensure_schema()
+            yield duck
+        finally:
+            duck.close()
+    finally:
+        lock.release()

@@ -1,0 +1,157 @@
+"""The embedded warehouse: modelled tables in one DuckDB file, the connector's raw file attached read-only.
+
+Opened per unit of work under the inter-process lock (see `open_warehouse`) and closed after it,
+because DuckDB lets one process at a time hold a file for writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from shared.errors import NotFound, TransientError
+from shared.warehouse import _rows
+from shared.warehouse.base import Params
+from shared.warehouse.contracts import contract_for, load_contracts
+from shared.warehouse.dialect import TableMap, parse_one_statement, referenced_tables, render, used_parameters
+from shared.warehouse.statements import create_table_sql, merge_sql
+
+__all__ = ["RAW_SCHEMA", "DuckDBWarehouse"]
+
+RAW_SCHEMA = "tester"  # where `fivetran debug` writes the connector's tables
+_RAW_CATALOG = "raw_src"
+_MERGE_SOURCE = "_gridsight_merge_source"
+TABLE_MAP = TableMap(
+    {
+        "raw": (_RAW_CATALOG, RAW_SCHEMA),
+        "energy_analytics": (None, "energy_analytics"),
+    }
+)
+
+
+class DuckDBWarehouse:
+    backend = "duckdb"
+
+    def __init__(self, path: Path, raw_path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            raise TransientError(f"warehouse file {path} is busy: {exc}") from exc
+        # Timestamps are UTC everywhere; DuckDB would otherwise truncate hours in the host's zone.
+        self._conn.execute("SET TimeZone = 'UTC'")
+        self._raw_path = raw_path
+        self._raw_attached = False
+
+    # --- the Warehouse protocol ---------------------------------------------------------------
+    def query(self, sql: str, params: Params | None = None) -> pa.Table:
+        return self._run(sql, params).to_arrow_table()
+
+    def query_df(self, sql: str, params: Params | None = None) -> pd.DataFrame:
+        return self.query(sql, params).to_pandas()
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        rows = self._run(sql, params).fetchall()
+        return int(rows[0][0]) if rows and rows[0] and isinstance(rows[0][0], int) else 0
+
+    def merge(self, table: str, rows: pa.Table | pd.DataFrame, key: Sequence[str]) -> int:
+        contract = contract_for(table)
+        arrow = _rows.to_arrow(rows)
+        columns = _rows.merge_columns(contract, arrow, key)
+        if arrow.num_rows == 0:
+            return 0
+        casts = ", ".join(f"CAST({c} AS {contract.columns[c]}) AS {c}" for c in columns)
+        source = f"SELECT {casts} FROM {_MERGE_SOURCE}"
+        self._conn.register(_MERGE_SOURCE, arrow)
+        try:
+            return self.execute(merge_sql(contract, source, columns=columns, key=key))
+        finally:
+            self._conn.unregister(_MERGE_SOURCE)
+
+    def table_exists(self, table: str) -> bool:
+        dataset, _, name = table.rpartition(".")
+        if dataset == "raw":
+            if not self._attach_raw(required=False):
+                return False
+            catalog, schema = _RAW_CATALOG, RAW_SCHEMA
+        elif dataset == "energy_analytics":
+            catalog, schema = self._main_catalog(), "energy_analytics"
+        else:
+            raise ValueError(f"table must be raw.<name> or energy_analytics.<name>, got {table!r}")
+        found = self._conn.execute(
+            "SELECT count(*) FROM information_schema.tables"
+            " WHERE table_catalog = ? AND table_schema = ? AND table_name = ?",
+            [catalog, schema, name],
+        ).fetchone()
+        return bool(found and found[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # --- schema ---------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create every energy_analytics table that is missing and add contract columns that are."""
+        self._conn.execute("CREATE SCHEMA IF NOT EXISTS energy_analytics")
+        existing = self._existing_columns()
+        for contract in load_contracts().values():
+            have = existing.get(contract.table)
+            if have is None:
+                self.execute(create_table_sql(contract, layout=False))
+                continue
+            for name, kind in contract.columns.items():
+                if name not in have:
+                    self.execute(f"ALTER TABLE energy_analytics.{contract.table} ADD COLUMN {name} {kind}")
+
+    def columns(self, table: str) -> list[str]:
+        """Column names of an energy_analytics table, in table order."""
+        return self._existing_columns().get(table.removeprefix("energy_analytics."), [])
+
+    # --- internals ------------------------------------------------------------------------------
+    def _run(self, sql: str, params: Params | None) -> duckdb.DuckDBPyConnection:
+        statement = parse_one_statement(sql)
+        if any(t.startswith("raw.") for t in referenced_tables(statement)):
+            self._attach_raw(required=True)
+        wanted = used_parameters(statement)
+        given = dict(params or {})
+        missing = sorted(wanted - given.keys())
+        if missing:
+            raise ValueError(f"query parameters not given: {missing}")
+        bound = {name: given[name] for name in wanted}
+        return self._conn.execute(render(statement, "duckdb", TABLE_MAP), bound or None)
+
+    def _attach_raw(self, *, required: bool) -> bool:
+        if self._raw_attached:
+            return True
+        if not self._raw_path.exists():
+            if required:
+                raise NotFound(f"no raw data yet: {self._raw_path} does not exist (run a sync first)")
+            return False
+        try:
+            self._conn.execute(f"ATTACH '{_sql_string(self._raw_path)}' AS {_RAW_CATALOG} (READ_ONLY)")
+        except duckdb.IOException as exc:
+            raise TransientError(f"raw file {self._raw_path} is being written: {exc}") from exc
+        self._raw_attached = True
+        return True
+
+    def _main_catalog(self) -> str:
+        row = self._conn.execute("SELECT current_database()").fetchone()
+        return str(row[0]) if row else "memory"
+
+    def _existing_columns(self) -> dict[str, list[str]]:
+        rows = self._conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_catalog = ? AND table_schema = 'energy_analytics' ORDER BY ordinal_position",
+            [self._main_catalog()],
+        ).fetchall()
+        found: dict[str, list[str]] = {}
+        for table, column in rows:
+            found.setdefault(table, []).append(column)
+        return found
+
+
+def _sql_string(path: Path) -> str:
+    return str(path).replace("'", "''")
