@@ -1,0 +1,185 @@
+"""`gridsight anomaly score|evaluate|plot`: the anomaly detectors on CSV files, measured against
+labels and drawn, with the same code the anomaly service runs on the warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["register"]
+
+anomaly_app = typer.Typer(help="Score, evaluate and plot anomalies.", no_args_is_help=True)
+console = Console(width=120)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+@anomaly_app.command("score")
+def score(
+    energy: Annotated[Path, typer.Option(help="CSV with meter_id,timestamp_utc,kwh (hourly).")],
+    out: Annotated[
+        Path, typer.Option(help="Where to write meter_id,timestamp_utc,score,is_anomaly,anomaly_type.")
+    ],
+    weather: Annotated[
+        Path | None, typer.Option(help="Optional weather CSV; validated, not used by the detectors.")
+    ] = None,
+) -> None:
+    """Score every input hour causally (an hour's score uses only data up to that hour)."""
+    from services.anomaly.csvscore import load_energy_csv, load_weather_csv, score_energy
+
+    with _progress() as progress:
+        task = progress.add_task("reading energy", total=None)
+        try:
+            frame = load_energy_csv(energy)
+            if weather is not None:
+                load_weather_csv(weather)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+        progress.update(
+            task, description=f"scoring {frame['device_id'].nunique()} meters, {len(frame):,} hours"
+        )
+        scores = score_energy(frame)
+        progress.update(task, description="writing scores")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scores.to_csv(out, index=False)
+    console.print(f"{len(scores):,} hours scored, {int(scores['is_anomaly'].sum()):,} flagged -> {out}")
+
+
+def _metrics_table(rows: list) -> Table:
+    table = Table(title="anomaly evaluation (point-wise and event-wise)")
+    for col in ("method", "AUC", "P", "R", "F1", "ev P", "ev R", "ev F1", "flagged"):
+        table.add_column(col, justify="right" if col != "method" else "left")
+    for m in rows:
+        table.add_row(
+            m.method,
+            f"{m.roc_auc:.3f}",
+            f"{m.point_precision:.3f}",
+            f"{m.point_recall:.3f}",
+            f"{m.point_f1:.3f}",
+            f"{m.event_precision:.3f}",
+            f"{m.event_recall:.3f}",
+            f"{m.event_f1:.3f}",
+            f"{m.flagged_hours:,}",
+        )
+    return table
+
+
+def _kind_table(rows: list) -> Table:
+    kinds = sorted({k for m in rows for k in m.recall_by_kind})
+    table = Table(title="recall by kind: events found (hours flagged)")
+    table.add_column("method")
+    for k in kinds:
+        table.add_column(k, justify="right")
+    for m in rows:
+        cells = [
+            f"{m.recall_by_kind.get(k, float('nan')):.2f} ({m.point_recall_by_kind.get(k, float('nan')):.2f})"
+            for k in kinds
+        ]
+        table.add_row(m.method, *cells)
+    return table
+
+
+@anomaly_app.command("evaluate")
+def evaluate(
+    scores: Annotated[Path, typer.Option(help="Output of `gridsight anomaly score`.")],
+    labels: Annotated[Path, typer.Option(help="CSV with meter_id,timestamp_utc,kwh,label[,anomaly_kind].")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
+) -> None:
+    """Precision/recall/F1 (point and event) and ROC-AUC, beside two baselines from the same run."""
+    from services.anomaly.evaluate import (
+        evaluate_scores,
+        isolation_forest_scores,
+        join_scores,
+        label_events,
+        load_labels,
+        rolling_z_scores,
+    )
+
+    with _progress() as progress:
+        task = progress.add_task("reading", total=None)
+        try:
+            truth = load_labels(labels)
+            joined = join_scores(pd.read_csv(scores), truth)
+        except (ValueError, OSError, KeyError) as exc:
+            raise _fail(str(exc)) from exc
+        if "kwh" not in joined.columns:
+            raise _fail("labels file needs a kwh column to compute the baselines")
+        events = label_events(truth)
+        rows = [
+            evaluate_scores(
+                "gridsight", joined, joined["score"].to_numpy(), joined["is_anomaly"].to_numpy(bool), events
+            )
+        ]
+        progress.update(task, description="baseline: rolling robust z (causal, 168 h)")
+        z, z_flag = rolling_z_scores(joined)
+        rows.append(evaluate_scores("rolling z", joined, z, z_flag, events))
+        progress.update(task, description="baseline: isolation forest (fitted on all hours)")
+        iso, iso_flag = isolation_forest_scores(joined)
+        rows.append(evaluate_scores("iso forest", joined, iso, iso_flag, events))
+    console.print(f"{len(joined):,} hours, {int(joined['label'].sum()):,} labelled, {len(events)} events")
+    console.print(_metrics_table(rows))
+    console.print(_kind_table(rows))
+    if json_out is not None:
+        json_out.write_text(pd.Series([m.model_dump() for m in rows]).to_json(orient="values", indent=1))
+
+
+@anomaly_app.command("plot")
+def plot(
+    energy: Annotated[Path, typer.Option(help="CSV with meter_id,timestamp_utc,kwh (and label to overlay).")],
+    device: Annotated[str, typer.Option(help="meter_id to draw.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("anomalies.png"),
+    start: Annotated[str | None, typer.Option(help="First day to draw (UTC), e.g. 2019-03-01.")] = None,
+    end: Annotated[str | None, typer.Option(help="Day after the last one to draw (UTC).")] = None,
+) -> None:
+    """PNG of a device's load and expected load, its incidents shaded by type."""
+    from services.anomaly.combine import group_incidents, rank_hours
+    from services.anomaly.csvscore import load_energy_csv
+    from services.anomaly.detectors import panel_from_long, run_detectors
+    from services.anomaly.plot import plot_incidents
+
+    try:
+        frame = load_energy_csv(energy)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if device not in set(frame["device_id"]):
+        raise _fail(f"meter {device!r} is not in {energy}")
+    panel = panel_from_long(frame)
+    base, findings = run_detectors(panel)
+    ranked = rank_hours(panel, findings)
+    col = panel.devices.index(device)
+    load = pd.DataFrame(
+        {"hour": panel.hours, "actual": panel.energy_kwh[:, col], "expected": base.expected[:, col]}
+    )
+    incidents = group_incidents(ranked[ranked["device_id"] == device].reset_index(drop=True), findings)
+    lo = pd.Timestamp(start, tz="UTC") if start else load["hour"].min()
+    hi = pd.Timestamp(end, tz="UTC") if end else load["hour"].max() + pd.Timedelta(hours=1)
+    load = load[(load["hour"] >= lo) & (load["hour"] < hi)]
+    incidents = incidents[(incidents["end_hour"] > lo) & (incidents["start_hour"] < hi)]
+    labels = None
+    raw = pd.read_csv(energy)
+    if "label" in raw.columns:
+        sel = raw[raw["meter_id"].astype(str) == device]
+        labels = pd.DataFrame({"hour": pd.to_datetime(sel["timestamp_utc"], utc=True), "label": sel["label"]})
+        labels = labels[(labels["hour"] >= lo) & (labels["hour"] < hi)]
+    plot_incidents(load, incidents, out, title=f"{device}: {len(incidents)} incidents", labels=labels)
+    console.print(
+        f"{len(incidents)} incidents; {int(np.isfinite(load['actual']).sum()):,} hours drawn -> {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(anomaly_app, name="anomaly")

@@ -1,0 +1,97 @@
+"""Load that departs from what the device normally uses: one hour (spike/dip), for hours on end
+(level shift), or at night when the building should be idle (baseload rise)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from services.anomaly.detectors.expected import WEEK, Baseline, DetectorConfig
+from services.anomaly.detectors.finding import Finding
+from services.anomaly.detectors.panel import Panel
+
+__all__ = ["detect_baseload_rise", "detect_level_shift", "detect_spikes_and_dips"]
+
+
+def _clean(a: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def detect_spikes_and_dips(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
+    ratio = _clean(np.abs(base.z) / cfg.spike_z)
+    up = base.z > 0
+    spike = Finding(
+        "spike",
+        np.where(up, ratio, 0.0),
+        base.expected,
+        panel.energy_kwh,
+        "kWh",
+        "Used {actual:.1f} {unit} against about {expected:.1f} {unit} expected for this hour "
+        "({pct:+.0f} %), far outside its normal variation.",
+    )
+    dip = Finding(
+        "dip",
+        np.where(up, 0.0, ratio),
+        base.expected,
+        panel.energy_kwh,
+        "kWh",
+        "Used only {actual:.1f} {unit} against about {expected:.1f} {unit} expected for this hour "
+        "({pct:+.0f} %), far below its normal variation.",
+    )
+    return [spike, dip]
+
+
+def _trailing_mean(a: np.ndarray, window: int) -> np.ndarray:
+    return pd.DataFrame(a).rolling(window, min_periods=window).mean().to_numpy()
+
+
+def detect_level_shift(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
+    """A run of same-signed residuals: the trailing mean of z over `shift_window_h` hours, counted
+    only when every hour in the window leans the same way (one spike cannot fake a shift)."""
+    w = cfg.shift_window_h
+    z = np.clip(np.nan_to_num(base.z, nan=0.0), -3 * cfg.shift_z * 2, 3 * cfg.shift_z * 2)
+    mean_z = _trailing_mean(z, w)
+    same_sign = np.abs(_trailing_mean(np.sign(z), w)) >= 1.0 - 1e-9
+    ratio = np.where(same_sign, np.abs(_clean(mean_z)) / cfg.shift_z, 0.0)
+    expected = base.expected
+    return [
+        Finding(
+            "level_shift",
+            ratio,
+            expected,
+            panel.energy_kwh,
+            "kWh",
+            "Consumption has stayed at a different level for {run_h} h: {actual:.1f} {unit} now "
+            "against about {expected:.1f} {unit} usual for this hour ({pct:+.0f} %).",
+        )
+    ]
+
+
+def detect_baseload_rise(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
+    """Night = hours whose expected load is in the device's lowest `night_quantile` of the past
+    week (time-zone free), or hours the occupancy sensors say are empty."""
+    expected = pd.DataFrame(base.expected)
+    low = expected.rolling(WEEK, min_periods=DAY_MIN).quantile(cfg.night_quantile).shift(1).to_numpy()
+    with np.errstate(invalid="ignore"):
+        night = base.expected <= low
+    occupancy = panel.get("occupancy_share")
+    if occupancy is not None:
+        night = night | (occupancy == 0)
+    z = np.nan_to_num(base.z, nan=0.0)
+    prev = np.vstack([np.zeros((1, z.shape[1])), z[:-1]])
+    sustained = (z > 0) & (prev > cfg.night_z / 2)
+    ratio = np.where(night & sustained, z / cfg.night_z, 0.0)
+    return [
+        Finding(
+            "baseload_rise",
+            _clean(ratio),
+            base.expected,
+            panel.energy_kwh,
+            "kWh",
+            "Night-time or unoccupied baseload is up: {actual:.1f} {unit} against about "
+            "{expected:.1f} {unit} usual ({pct:+.0f} %); something has been left running.",
+        )
+    ]
+
+
+DAY_MIN = 24

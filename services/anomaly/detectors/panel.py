@@ -1,0 +1,77 @@
+"""The hours × devices grid every detector reads.
+
+Detectors work on wide arrays (one row per UTC hour, one column per device) so one numpy
+expression scores a whole fleet at once; the CSV evaluation path and the warehouse path both build
+this grid, which is what keeps them one implementation. A missing hour is NaN, never dropped, so a
+shift by 168 rows is always "the same hour last week".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Panel", "panel_from_long"]
+
+OPTIONAL_COLUMNS = (
+    "coverage",
+    "occupancy_share",
+    "forecast_p10",
+    "forecast_p50",
+    "forecast_p90",
+    "voltage_min",
+    "voltage_max",
+    "max_power_w",
+)
+
+
+@dataclass(frozen=True)
+class Panel:
+    hours: pd.DatetimeIndex
+    devices: list[str]
+    energy_kwh: np.ndarray
+    present: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    nominal_voltage: np.ndarray | None = None
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.extra.get(name)
+
+
+def panel_from_long(
+    frame: pd.DataFrame,
+    *,
+    nominal_voltage: dict[str, float] | None = None,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> Panel:
+    """Pivot `device_id, hour, energy_kwh[, optional columns]` rows onto a regular hourly grid.
+
+    `present` marks hours that had a row at all, so a dropout (no row) is told apart from a row
+    whose value is unusable (NaN energy from a meter that reported no register delta).
+    """
+    if frame.empty:
+        raise ValueError("no hourly rows to score")
+    hours_col = pd.to_datetime(frame["hour"], utc=True).dt.floor("h")
+    lo = hours_col.min() if start is None else min(hours_col.min(), start)
+    hi = hours_col.max() if end is None else max(hours_col.max(), end - pd.Timedelta(hours=1))
+    hours = pd.date_range(lo, hi, freq="h", tz="UTC")
+    devices = sorted(frame["device_id"].astype(str).unique())
+    row = ((hours_col - hours[0]) // pd.Timedelta(hours=1)).to_numpy(dtype=np.int64)
+    col = pd.Categorical(frame["device_id"].astype(str), categories=devices).codes.astype(np.int64)
+    shape = (len(hours), len(devices))
+
+    def grid(values: pd.Series) -> np.ndarray:
+        out = np.full(shape, np.nan)
+        out[row, col] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        return out
+
+    present = np.zeros(shape, dtype=bool)
+    present[row, col] = True
+    extra = {name: grid(frame[name]) for name in OPTIONAL_COLUMNS if name in frame.columns}
+    volts = None
+    if nominal_voltage:
+        volts = np.array([nominal_voltage.get(d, np.nan) for d in devices], dtype=float)
+    return Panel(hours, devices, grid(frame["energy_kwh"]), present, extra, volts)
