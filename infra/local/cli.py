@@ -17,7 +17,9 @@ app = typer.Typer(
 )
 
 # Each module exposes `register(app: typer.Typer) -> None`; add yours here.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "infra.local.commands.anomaly",
+]
 
 
 def build_app() -> typer.Typer:
