@@ -29,6 +29,14 @@ class Settings(BaseSettings):
         default=120.0, description="Wait this long for the DuckDB inter-process lock, then 503."
     )
     bus_backend: Literal["local", "pubsub"] = "local"
+    # local bus only: override events.yaml retry policy (None = as in events.yaml) so tests and the
+    # demo need not wait Pub/Sub's 10 s..600 s backoff
+    bus_min_backoff_s: float | None = None
+    bus_max_backoff_s: float | None = None
+    bus_max_delivery_attempts: int | None = Field(default=None, ge=1, le=100)
+    bus_ack_deadline_s: float | None = None
+    dispatcher_workers: int = Field(default=8, ge=1, description="Concurrent push deliveries.")
+    dispatcher_poll_s: float = Field(default=0.05, gt=0, description="Queue poll interval when idle.")
     endpoint_backend: Literal["local", "vertex"] = "local"
     embedding_backend: Literal["local", "vertex"] = "local"
     generation_backend: Literal["local", "gemini"] = "local"

@@ -1,0 +1,194 @@
+"""The one way a service handles a Pub/Sub push: verify, parse, dedupe, work, record, map to a status.
+
+    @functions_framework.http
+    def app(request):
+        if request.path == "/pubsub/features-refreshed":
+            return handle_push(request, expected=FeaturesRefreshed, handler="forecast",
+                               work=forecast_window_handler, settings=Settings())
+
+The raw push body is parsed here (not functions-framework's CloudEvent conversion, which drops
+`deliveryAttempt` and `subscription`). Delivery is at least once, so a succeeded run of
+(handler, event.dedupe_key()) in pipeline_runs turns a redelivery into a 204 without work; `work`
+itself must still be idempotent (MERGE), because a crash between work and record redelivers.
+Status codes are Pub/Sub's contract: 204 ack, 400 InvalidEvent (never succeeds: retried until
+dead-lettered, and visible there), 401 bad token, 503 TransientError and 500 anything else (retried).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import flask
+from pydantic import BaseModel
+
+from shared.bus import Publisher, open_publisher
+from shared.errors import GridsightError, InvalidEvent, SignatureError, status_for
+from shared.events import Event, PushEnvelope, decode_event, parse_envelope
+from shared.logging import bind_correlation_id, get_logger
+from shared.runs import PipelineRun, has_succeeded, record_run
+from shared.settings import Settings
+from shared.warehouse import open_warehouse
+
+__all__ = ["PushContext", "error_response", "handle_push", "verify_push_token"]
+
+E = TypeVar("E", bound=Event)
+log = get_logger(__name__)
+
+_GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+
+
+@dataclass(frozen=True)
+class PushContext:
+    """What a push handler gets besides the event: where to publish and which delivery this is."""
+
+    settings: Settings
+    publisher: Publisher
+    message_id: str
+    subscription: str
+    delivery_attempt: int | None
+    correlation_id: str
+
+
+def error_response(status: int, message: str) -> flask.Response:
+    """A JSON error body with a message a caller can act on, never a stack trace."""
+    return flask.Response(
+        flask.json.dumps({"error": message, "status": status}), status=status, mimetype="application/json"
+    )
+
+
+def verify_push_token(
+    authorization: str | None, settings: Settings, verify: Callable[..., dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Check the OIDC token Pub/Sub attaches to a push (cloud mode): signature and audience by
+    google-auth, then issuer, the push service account's email and email_verified."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise SignatureError("missing bearer token on push request")
+    if not settings.push_audience or not settings.push_service_account:
+        raise SignatureError("push_auth=oidc needs push_audience and push_service_account set")
+    if verify is None:
+        from google.auth.transport import requests as google_requests
+        from google.oauth2 import id_token
+
+        def verify(token: str, audience: str) -> dict[str, Any]:
+            return dict(id_token.verify_oauth2_token(token, google_requests.Request(), audience=audience))
+
+    token = authorization.removeprefix("Bearer ").strip()
+    try:
+        claims = verify(token, audience=settings.push_audience)
+    except ValueError as exc:  # google-auth raises ValueError for bad signature, expiry, audience
+        raise SignatureError(f"push token rejected: {exc}") from exc
+    if claims.get("iss") not in _GOOGLE_ISSUERS:
+        raise SignatureError(f"push token issuer {claims.get('iss')!r} is not Google")
+    if claims.get("aud") != settings.push_audience:
+        raise SignatureError("push token audience does not match")
+    if claims.get("email") != settings.push_service_account:
+        raise SignatureError(f"push token is for {claims.get('email')!r}, not the push service account")
+    if claims.get("email_verified") is not True:
+        raise SignatureError("push token email is not verified")
+    return claims
+
+
+def _outcome(result: object) -> tuple[str | None, int | None]:
+    """(detail, rows_written) for pipeline_runs from whatever `work` returned."""
+    if result is None:
+        return None, None
+    if isinstance(result, int) and not isinstance(result, bool):
+        return None, result
+    if isinstance(result, BaseModel):
+        rows = getattr(result, "rows_written", None)
+        return result.model_dump_json(), rows if isinstance(rows, int) else None
+    return str(result), None
+
+
+def _parse(request: flask.Request, settings: Settings) -> PushEnvelope:
+    if settings.push_auth == "oidc":
+        verify_push_token(request.headers.get("Authorization"), settings)
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidEvent("push body is not JSON")
+    return parse_envelope(body)
+
+
+def handle_push(
+    request: flask.Request,
+    *,
+    expected: type[E],
+    handler: str,
+    work: Callable[[E, PushContext], object],
+    settings: Settings,
+    publisher: Publisher | None = None,
+) -> flask.Response:
+    started = time.perf_counter()
+    try:
+        envelope = _parse(request, settings)
+        event = decode_event(envelope, expected)
+    except GridsightError as exc:
+        log.warning("push rejected", extra={"handler": handler, "status": exc.status, "reason": str(exc)})
+        return error_response(exc.status, str(exc))
+
+    msg = envelope.message
+    cid = msg.attributes.get("correlation_id") or msg.message_id
+    run = PipelineRun(
+        handler=handler,
+        dedupe_key=event.dedupe_key(),
+        event_type=expected.TYPE,
+        message_id=msg.message_id,
+        subscription=envelope.subscription,
+        delivery_attempt=envelope.delivery_attempt,
+        correlation_id=cid,
+        status="running",
+    )
+    facts = {
+        "handler": handler,
+        "message_id": msg.message_id,
+        "subscription": envelope.subscription,
+        "delivery_attempt": envelope.delivery_attempt,
+        "dedupe_key": run.dedupe_key,
+    }
+    with bind_correlation_id(cid):
+        own_publisher = publisher is None
+        try:
+            with open_warehouse(settings) as wh:
+                if has_succeeded(wh, handler, run.dedupe_key):
+                    log.info("duplicate delivery skipped", extra=facts)
+                    return flask.Response(status=204)
+            publisher = publisher or open_publisher(settings, source=f"gridsight/{handler}")
+            ctx = PushContext(
+                settings, publisher, msg.message_id, envelope.subscription, envelope.delivery_attempt, cid
+            )
+            detail, rows = _outcome(work(event, ctx))
+            run = run.model_copy(update={"status": "succeeded", "detail": detail, "rows_written": rows})
+            _finish(settings, run)
+            log.info("push handled", extra={**facts, "ms": round(1000 * (time.perf_counter() - started), 1)})
+            return flask.Response(status=204)
+        except Exception as exc:
+            status = status_for(exc)
+            message = str(exc) if isinstance(exc, GridsightError) else f"{type(exc).__name__}: {exc}"
+            log.log(
+                40 if status == 500 else 30,
+                "push failed",
+                extra={**facts, "status": status, "reason": message},
+                exc_info=status == 500,
+            )
+            _finish(settings, run.model_copy(update={"status": "failed", "detail": message}), quiet=True)
+            public = message if status != 500 else f"internal error in {handler} (run {run.run_id}, see logs)"
+            return error_response(status, public)
+        finally:
+            if own_publisher and publisher is not None:
+                publisher.close()
+
+
+def _finish(settings: Settings, run: PipelineRun, *, quiet: bool = False) -> None:
+    """Record the finished run; when recording a failure fails too, the log line is the record."""
+    run = run.model_copy(update={"finished_at": datetime.now(UTC)})
+    try:
+        with open_warehouse(settings) as wh:
+            record_run(wh, run)
+    except Exception:
+        if not quiet:
+            raise
+        log.exception("could not record failed run", extra={"handler": run.handler, "run_id": run.run_id})
