@@ -39,10 +39,21 @@ clean:
 
 # Extra environments the test suite needs; each area adds its own prerequisite here.
 .PHONY: test-deps
-test-deps: browser
+test-deps: browser checkov
 
 # Debian's Chromium for the Playwright browser tests; `playwright install` is never used (it downloads a
 # browser build of its own). CI runs as root on a fresh Debian machine.
 .PHONY: browser
 browser:
 	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# checkov (tests/infra) pins clash with the app's, so it gets its own venv from a pinned, fully resolved list.
+CHECKOV_STAMP := .venv-checkov/.installed
+$(CHECKOV_STAMP): infra/terraform/requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --upgrade pip
+	.venv-checkov/bin/pip install --quiet -r infra/terraform/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP)

@@ -1,0 +1,36 @@
+# The dev environment: one call of the gridsight module. Everything environment-specific is a
+# variable (terraform.tfvars, from terraform.tfvars.example); state lives in GCS (backend.tf).
+
+provider "google" {
+  project               = var.project_id
+  region                = var.region
+  user_project_override = true
+  billing_project       = var.project_id
+}
+
+# Used only when fivetran.enabled; reads FIVETRAN_APIKEY / FIVETRAN_APISECRET from the environment,
+# so no Fivetran credential is in a file.
+provider "fivetran" {}
+
+module "gridsight" {
+  source = "../../modules/gridsight"
+
+  bq_location             = var.bq_location
+  chat_invokers           = var.chat_invokers
+  deletion_protection     = var.deletion_protection
+  fivetran                = var.fivetran
+  fivetran_connection_id  = var.fivetran_connection_id
+  fivetran_webhook_secret = var.fivetran_webhook_secret
+  github_repository       = var.github_repository
+  labels                  = { environment = "dev" }
+  prefix                  = var.prefix
+  project_id              = var.project_id
+  region                  = var.region
+  scaling                 = var.scaling
+  topology_file           = "${path.root}/../../../events.yaml"
+}
+
+output "gridsight" {
+  description = "Everything the module exposes: service URLs, topics, datasets, images, secrets."
+  value       = module.gridsight
+}

@@ -1,0 +1,82 @@
+# The dev environment's inputs, alphabetical; descriptions and validation live in the module.
+
+variable "bq_location" {
+  description = "BigQuery location of both datasets."
+  type        = string
+  default     = "EU"
+}
+
+variable "chat_invokers" {
+  description = "IAM members allowed to call the chat service."
+  type        = list(string)
+  default     = []
+}
+
+variable "deletion_protection" {
+  description = "Protect data and services from `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+variable "fivetran" {
+  description = "Optional Fivetran group, destination and webhook as code (see the module)."
+  type = object({
+    enabled         = optional(bool, false)
+    group_name      = optional(string, "gridsight")
+    region          = optional(string, "GCP_EUROPE_WEST1")
+    service_account = optional(string)
+  })
+  default = {}
+}
+
+variable "fivetran_connection_id" {
+  description = "Fivetran connection id whose sync_end webhooks trigger processing."
+  type        = string
+}
+
+variable "fivetran_webhook_secret" {
+  description = "Webhook signing secret; only when fivetran.enabled (then it is in state)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "github_repository" {
+  description = "Repository whose pushes run cloudbuild.yaml; null = no trigger."
+  type = object({
+    branch = optional(string, "^main$")
+    name   = string
+    owner  = string
+  })
+  default = null
+}
+
+variable "prefix" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "gridsight"
+}
+
+variable "project_id" {
+  description = "Google Cloud project to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of Cloud Run, Artifact Registry, Vertex AI and the model bucket."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "scaling" {
+  description = "Per-service Cloud Run bounds."
+  type = map(object({
+    max_instances = number
+    memory        = optional(string, "1Gi")
+    min_instances = optional(number, 0)
+  }))
+  default = {
+    chat     = { max_instances = 3, memory = "2Gi" }
+    forecast = { max_instances = 3, memory = "2Gi" }
+  }
+}

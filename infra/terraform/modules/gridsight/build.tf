@@ -1,0 +1,38 @@
+# The Cloud Build trigger: a push to the branch runs cloudbuild.yaml (tests, parallel image builds,
+# deploys). The substitutions hand it every name Terraform chose, so the build file hard-codes none.
+
+resource "google_cloudbuild_trigger" "deploy" {
+  count           = var.github_repository == null ? 0 : 1
+  project         = var.project_id
+  location        = var.region
+  name            = "${var.prefix}-deploy"
+  description     = "Test, build and deploy gridsight on every push to ${var.github_repository.branch}."
+  filename        = "cloudbuild.yaml"
+  service_account = google_service_account.build.id
+
+  github {
+    owner = var.github_repository.owner
+    name  = var.github_repository.name
+    push {
+      branch = var.github_repository.branch
+    }
+  }
+
+  substitutions = {
+    _ENDPOINT_ID           = google_vertex_ai_endpoint.forecast.name
+    _FIVETRAN_CONNECTION   = var.raw_dataset
+    _FIVETRAN_DESTINATION  = var.fivetran.group_name
+    _MODEL_BUCKET          = google_storage_bucket.models.name
+    _MODEL_SERVER_SA       = google_service_account.model_server.email
+    _PREFIX                = var.prefix
+    _REGION                = var.region
+    _REPOSITORY            = google_artifact_registry_repository.images.repository_id
+    _SECRET_FIVETRAN_KEY   = google_secret_manager_secret.secret["fivetran-api-key"].secret_id
+    _SECRET_VENDOR_API_KEY = google_secret_manager_secret.secret["vendor-api-key"].secret_id
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_writer,
+  ]
+}

@@ -1,0 +1,125 @@
+# Pure derivations from the inputs: no resources, no data sources. Keeping them in one file lets
+# tests/infra evaluate exactly these expressions with `terraform console` (no providers needed),
+# so the Python checks compare against what Terraform itself computes from infra/events.yaml.
+
+locals {
+  topology = yamldecode(file(var.topology_file))
+
+  # Topic names are used verbatim: the code publishes to `Event.TOPIC` (shared/events.py), so a
+  # prefix here would silently split the cloud from the code. Topics are project-scoped anyway.
+  topics = local.topology.topics
+
+  # Every subscription in the topology is a push subscription to one service's path.
+  push_subscriptions = {
+    for name, sub in local.topology.subscriptions : name => {
+      topic                 = sub.topic
+      service               = sub.service
+      path                  = sub.path
+      ack_deadline_seconds  = sub.ack_deadline_seconds
+      min_backoff_seconds   = sub.min_backoff_seconds
+      max_backoff_seconds   = sub.max_backoff_seconds
+      max_delivery_attempts = sub.max_delivery_attempts
+      dead_letter_topic     = "${name}${local.topology.dead_letter.topic_suffix}"
+    }
+  }
+
+  # One dead-letter topic per push subscription, each drained by a pull subscription of its own.
+  dead_letter_topics = {
+    for name, sub in local.push_subscriptions : sub.dead_letter_topic => {
+      source_subscription = name
+      pull_subscription   = "${name}${local.topology.dead_letter.subscription_suffix}"
+    }
+  }
+  dead_letter_retention = "${local.topology.dead_letter.retention_seconds}s"
+
+  # Services that receive pushes; the push invoker account may invoke only these.
+  push_targets = toset([for sub in local.push_subscriptions : sub.service])
+
+  # Topics each service may publish to, from the `publisher:` of each topic
+  # ("services.<service>.<module>.<function>"): pubsub.publisher is granted on exactly these.
+  service_topics = {
+    for service in keys(local.topology.services) : service => sort([
+      for name, topic in local.topics : name if split(".", topic.publisher)[1] == service
+    ])
+  }
+
+  # What each service needs beyond the common settings. `writes` = dataEditor on the modelled
+  # dataset; `reads_raw` = dataViewer on the Fivetran dataset; `vertex` = aiplatform.user;
+  # `secrets` maps a
+  # GRIDSIGHT_* variable to a key of local.secrets.
+  service_needs = {
+    anomaly = {
+      reads_raw = false
+      secrets   = {}
+      vertex    = false
+      writes    = true
+    }
+    chat = {
+      reads_raw = false
+      secrets   = { GRIDSIGHT_CHAT_API_KEYS = "chat-api-keys" }
+      vertex    = true
+      writes    = false
+    }
+    forecast = {
+      reads_raw = false
+      secrets   = {}
+      vertex    = true
+      writes    = true
+    }
+    ingest = {
+      reads_raw = true
+      secrets   = { GRIDSIGHT_WEBHOOK_SECRET = "webhook-secret" }
+      vertex    = false
+      writes    = true
+    }
+  }
+
+  # The only service reachable without IAM: it receives the Fivetran webhook (iam.tf says why).
+  webhook_service = "ingest"
+
+  # Each service joins its needs with its scaling bounds (var.scaling overrides the default).
+  services = {
+    for service in keys(local.topology.services) : service => merge(
+      local.service_needs[service],
+      lookup(var.scaling, service, { max_instances = 3, memory = "1Gi", min_instances = 0 }),
+    )
+  }
+
+  # The audience Pub/Sub puts in each push token and the service checks (custom audience on the
+  # Cloud Run service): a fixed string avoids a cycle between a service and its own URL.
+  push_audience = { for service in keys(local.topology.services) : service => "${var.prefix}-${service}-push" }
+
+  # Secrets are created empty; values are added out of band (infra/README.md) so none is in state.
+  secrets = {
+    chat-api-keys    = "Comma-separated API keys accepted by POST /v1/chat."
+    fivetran-api-key = "Base64 'key:secret' Fivetran API key used by Cloud Build for `fivetran deploy`."
+    vendor-api-key   = "The smart-meter vendor API key, passed to the connector's configuration."
+    webhook-secret   = "HMAC secret Fivetran signs its webhooks with (X-Fivetran-Signature-256)."
+  }
+
+  # Images CI builds and pushes (cloudbuild.yaml uses the same names; a test compares them).
+  repository_id = var.prefix
+  image_names   = concat(sort(keys(local.topology.services)), ["model-server"])
+  images = {
+    for name in local.image_names : name => "${var.region}-docker.pkg.dev/${var.project_id}/${local.repository_id}/${name}"
+  }
+
+  # Settings every service gets in the cloud (shared/settings.py field = GRIDSIGHT_<FIELD>).
+  common_env = {
+    GRIDSIGHT_ANALYTICS_DATASET      = var.analytics_dataset
+    GRIDSIGHT_BQ_LOCATION            = var.bq_location
+    GRIDSIGHT_BUS_BACKEND            = "pubsub"
+    GRIDSIGHT_EMBEDDING_BACKEND      = "vertex"
+    GRIDSIGHT_ENDPOINT_BACKEND       = "vertex"
+    GRIDSIGHT_FIVETRAN_CONNECTION_ID = var.fivetran_connection_id
+    GRIDSIGHT_GCP_PROJECT            = var.project_id
+    GRIDSIGHT_GCP_REGION             = var.region
+    GRIDSIGHT_GENERATION_BACKEND     = "gemini"
+    GRIDSIGHT_HOME                   = "/tmp/gridsight"
+    GRIDSIGHT_MODEL_BUCKET           = "${var.project_id}-${var.prefix}-models"
+    GRIDSIGHT_PUSH_AUTH              = "oidc"
+    GRIDSIGHT_RAW_DATASET            = var.raw_dataset
+    GRIDSIGHT_VERTEX_ENDPOINT_ID     = var.vertex_endpoint_id
+    GRIDSIGHT_WAREHOUSE_BACKEND      = "bigquery"
+  }
+}

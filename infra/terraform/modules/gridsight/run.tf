@@ -1,0 +1,81 @@
+# One Cloud Run v2 service per service in infra/events.yaml (`services:`), each running the same
+# functions-framework app as the local runtime. Terraform owns configuration; CI owns the image.
+
+resource "google_cloud_run_v2_service" "service" {
+  for_each            = local.services
+  project             = var.project_id
+  location            = var.region
+  name                = "${var.prefix}-${each.key}"
+  labels              = merge(var.labels, { app = "gridsight", service = each.key })
+  deletion_protection = var.deletion_protection
+  # Pub/Sub push counts as internal traffic, so push-only services need no public ingress; ingest
+  # (Fivetran webhook) and chat (API callers) must be reachable from outside Google Cloud.
+  ingress          = contains([local.webhook_service, "chat"], each.key) ? "INGRESS_TRAFFIC_ALL" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  custom_audiences = [local.push_audience[each.key]]
+
+  template {
+    service_account                  = google_service_account.run[each.key].email
+    timeout                          = "600s" # >= the longest ack deadline in events.yaml
+    max_instance_request_concurrency = 8
+
+    scaling {
+      min_instance_count = each.value.min_instances
+      max_instance_count = each.value.max_instances
+    }
+
+    containers {
+      image = var.bootstrap_image
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        cpu_idle = true
+        limits = {
+          cpu    = "1"
+          memory = each.value.memory
+        }
+      }
+
+      dynamic "env" {
+        for_each = merge(local.common_env, {
+          GRIDSIGHT_PUSH_AUDIENCE        = local.push_audience[each.key]
+          GRIDSIGHT_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
+        })
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      # Secrets by reference: the value never appears in Terraform state or the revision spec.
+      dynamic "env" {
+        for_each = each.value.secrets
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.secret[env.value].secret_id
+              version = "latest"
+            }
+          }
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    # cloudbuild.yaml rolls out each new image; `apply` must not roll it back to bootstrap_image.
+    ignore_changes = [
+      client,
+      client_version,
+      template[0].containers[0].image,
+    ]
+  }
+
+  depends_on = [
+    google_project_service.api,
+    google_secret_manager_secret_iam_member.runtime,
+  ]
+}

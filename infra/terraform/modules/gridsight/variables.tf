@@ -1,0 +1,177 @@
+# Inputs, alphabetical. Few, typed, with defaults where one is safe (cloud-foundation-fabric style).
+
+variable "analytics_dataset" {
+  description = "BigQuery dataset for the modelled tables (shared/sql); GRIDSIGHT_ANALYTICS_DATASET."
+  type        = string
+  default     = "energy_analytics"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.analytics_dataset))
+    error_message = "analytics_dataset must be a valid BigQuery dataset id (letters, digits, underscores)."
+  }
+}
+
+variable "bootstrap_image" {
+  description = "Image the Cloud Run services start with before CI deploys theirs; CI owns the image after that (ignore_changes)."
+  type        = string
+  default     = "us-docker.pkg.dev/cloudrun/container/hello"
+  nullable    = false
+}
+
+variable "bq_location" {
+  description = "BigQuery location of both datasets; must match the Fivetran destination's."
+  type        = string
+  default     = "EU"
+  nullable    = false
+  validation {
+    condition     = length(var.bq_location) > 0
+    error_message = "bq_location must not be empty."
+  }
+}
+
+variable "chat_invokers" {
+  description = "IAM members (e.g. group:analysts@example.com) allowed to call the chat service; it also checks an API key."
+  type        = list(string)
+  default     = []
+  nullable    = false
+  validation {
+    condition     = alltrue([for m in var.chat_invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "chat_invokers must not contain allUsers or allAuthenticatedUsers: chat is not public."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect datasets, tables, services and the bucket from `terraform destroy`; turn off only to tear down a throwaway project."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "fivetran" {
+  description = "Optional Fivetran side as code: group (destination), BigQuery destination and the sync_end webhook to the ingest URL. The connection itself is created by `fivetran deploy` in Cloud Build."
+  type = object({
+    enabled         = optional(bool, false)
+    group_name      = optional(string, "gridsight")
+    region          = optional(string, "GCP_EUROPE_WEST1")
+    service_account = optional(string)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = !var.fivetran.enabled || var.fivetran.service_account != null
+    error_message = "fivetran.service_account (the Fivetran group's GCP service account) is required when fivetran.enabled is true."
+  }
+}
+
+variable "fivetran_connection_id" {
+  description = "Fivetran connection id whose sync_end webhooks trigger processing (known after the first `fivetran deploy`); GRIDSIGHT_FIVETRAN_CONNECTION_ID."
+  type        = string
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z0-9_]+$", var.fivetran_connection_id))
+    error_message = "fivetran_connection_id must be a Fivetran connection id (lower-case letters, digits, underscores)."
+  }
+}
+
+variable "fivetran_webhook_secret" {
+  description = "Webhook signing secret, needed only when fivetran.enabled (the Fivetran API requires it in the webhook resource, so it is then in state). Keep null otherwise."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "github_repository" {
+  description = "GitHub repository whose pushes to `branch` run cloudbuild.yaml (the Cloud Build GitHub app must be installed on it); null = no trigger."
+  type = object({
+    branch = optional(string, "^main$")
+    name   = string
+    owner  = string
+  })
+  default = null
+}
+
+variable "labels" {
+  description = "Labels added to every labelled resource."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "prefix" {
+  description = "Prefix of every resource name (service accounts, services, buckets, secrets); never random."
+  type        = string
+  default     = "gridsight"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,11}$", var.prefix))
+    error_message = "prefix must be 2-12 characters: a lower-case letter, then lower-case letters, digits or hyphens (service account ids are at most 30)."
+  }
+}
+
+variable "project_id" {
+  description = "Google Cloud project to deploy into; GRIDSIGHT_GCP_PROJECT."
+  type        = string
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a valid Google Cloud project id."
+  }
+}
+
+variable "raw_dataset" {
+  description = "BigQuery dataset Fivetran lands the raw tables in (the connection's schema name); GRIDSIGHT_RAW_DATASET."
+  type        = string
+  default     = "gridsight_raw"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.raw_dataset))
+    error_message = "raw_dataset must be a valid BigQuery dataset id."
+  }
+}
+
+variable "region" {
+  description = "Region of Cloud Run, Artifact Registry, Vertex AI and the model bucket; GRIDSIGHT_GCP_REGION."
+  type        = string
+  default     = "europe-west1"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must look like europe-west1."
+  }
+}
+
+variable "scaling" {
+  description = "Per-service Cloud Run bounds, keyed by service name; services not listed get 0..3 instances with 1Gi."
+  type = map(object({
+    max_instances = number
+    memory        = optional(string, "1Gi")
+    min_instances = optional(number, 0)
+  }))
+  default  = {}
+  nullable = false
+  validation {
+    condition     = alltrue([for s in values(var.scaling) : s.min_instances >= 0 && s.max_instances >= 1 && s.min_instances <= s.max_instances && s.max_instances <= 100])
+    error_message = "scaling needs 0 <= min_instances <= max_instances <= 100 and max_instances >= 1."
+  }
+}
+
+variable "topology_file" {
+  description = "Path of infra/events.yaml, the one definition of topics and subscriptions (also read by the local runtime)."
+  type        = string
+  nullable    = false
+  validation {
+    condition     = endswith(var.topology_file, ".yaml") || endswith(var.topology_file, ".yml")
+    error_message = "topology_file must be the YAML topology file (infra/events.yaml)."
+  }
+}
+
+variable "vertex_endpoint_id" {
+  description = "Numeric id of the Vertex AI endpoint serving the forecast model (ids are chosen by us, unique per project and region); GRIDSIGHT_VERTEX_ENDPOINT_ID."
+  type        = string
+  default     = "7300000001"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[1-9][0-9]{0,9}$", var.vertex_endpoint_id))
+    error_message = "vertex_endpoint_id must be numeric, without leading zeros, at most 10 digits."
+  }
+}

@@ -1,0 +1,15 @@
+# Exact provider pins: a provider upgrade is a reviewed change, not a side effect of `init`.
+terraform {
+  required_version = ">= 1.6.0, < 2.0.0"
+
+  required_providers {
+    fivetran = {
+      source  = "fivetran/fivetran"
+      version = "1.9.23"
+    }
+    google = {
+      source  = "hashicorp/google"
+      version = "6.41.0"
+    }
+  }
+}
