@@ -86,8 +86,17 @@ class Settings(BaseSettings):
 
     @cached_property
     def raw_duckdb_path(self) -> Path:
-        """The file `fivetran debug` writes (schema `tester`); read only after a sync ends."""
-        return self.home / "connector" / "warehouse.db"
+        """The file `fivetran debug` writes (schema `tester`); read only after a sync ends.
+
+        `infra/local/sync.py` runs the connector project in `connector_dir`, and the SDK always
+        writes `<project>/files/warehouse.db`.
+        """
+        return self.connector_dir / "files" / "warehouse.db"
+
+    @cached_property
+    def connector_dir(self) -> Path:
+        """A private copy of `fivetran_connector/` per home, so the repo folder stays clean."""
+        return self.home / "connector"
 
     @cached_property
     def lock_path(self) -> Path:
