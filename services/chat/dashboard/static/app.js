@@ -119,8 +119,8 @@
     const rows = data.devices.map((d) => h("tr", { "data-device": d.device_id },
       h("th", { scope: "row" }, h("a", { href: "#/devices/" + encodeURIComponent(d.device_id) }, d.name || d.device_id),
         h("span", { class: "sub", text: d.device_id })),
-      h("td", { text: d.site_name || d.site_id || "—" }),
-      h("td", { text: d.meter_type || "—" }),
+      h("td", { class: "opt", text: d.site_name || d.site_id || "—" }),
+      h("td", { class: "opt", text: d.meter_type || "—" }),
       h("td", { text: fmtHour(d.last_reading_hour) }),
       h("td", { class: "num", text: fmtNum(d.energy_today_kwh, 2) }),
       h("td", { class: "num", text: fmtNum(d.energy_same_day_last_week_kwh, 2) }),
@@ -131,8 +131,8 @@
       h("table", { id: "devices-table" },
         h("caption", { class: "visually-hidden", text: "Devices with last reading, energy today and open incidents" }),
         h("thead", {}, h("tr", {},
-          ["Device", "Site", "Meter", "Last reading", "Today kWh", "Same day last week kWh", "Change", "Open incidents"]
-            .map((c) => h("th", { scope: "col", text: c })))),
+          [["Device"], ["Site", "opt"], ["Meter", "opt"], ["Last reading"], ["Today kWh", "num"], ["Week ago kWh", "num", "Same hours of the same weekday, seven days earlier"], ["Change", "num"], ["Incidents", "num", "Open incidents: in the last 24 hours of data"]]
+            .map(([c, cls, title]) => h("th", { scope: "col", class: cls, title: title, text: c })))),
         h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "8", text: "No devices in the warehouse yet." })))));
 
     const incidents = data.open_incidents.length
@@ -157,7 +157,8 @@
   }
 
   // --- device page ------------------------------------------------------------------------------
-  function chartOption(data) {
+  function chartOption(data, width) {
+    const narrow = width < 560;
     const load = data.load.map((p) => [p.hour, p.energy_kwh]);
     const p10 = data.forecast.map((p) => [p.target_hour, p.p10]);
     const band = data.forecast.map((p) => [p.target_hour, p.p90 !== null && p.p10 !== null ? p.p90 - p.p10 : null]);
@@ -172,7 +173,7 @@
       animation: false,
       aria: { enabled: true, label: { description: chartSummary(data) } },
       textStyle: { fontFamily: "system-ui, sans-serif", color: "#1f2933" },
-      grid: { left: 56, right: 20, top: 48, bottom: 64 },
+      grid: { left: narrow ? 44 : 56, right: narrow ? 12 : 20, top: narrow ? 76 : 56, bottom: 64 },
       legend: { top: 0, data: ["Actual", "Forecast p50", "Forecast p10–p90"], textStyle: { color: "#1f2933" } },
       tooltip: {
         trigger: "axis",
@@ -194,7 +195,7 @@
       dataZoom: [{ type: "inside" }, { type: "slider", height: 22, bottom: 8 }],
       series: [
         { name: "Forecast p10", type: "line", data: p10, stack: "band", symbol: "none", lineStyle: { opacity: 0 }, silent: true, tooltip: { show: false } },
-        { name: "Forecast p10–p90", type: "line", data: band, stack: "band", symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { color: "rgba(11, 92, 173, 0.22)" }, silent: true },
+        { name: "Forecast p10–p90", type: "line", data: band, stack: "band", symbol: "none", lineStyle: { opacity: 0 }, itemStyle: { color: "rgba(11, 92, 173, 0.45)" }, areaStyle: { color: "rgba(11, 92, 173, 0.22)" }, silent: true },
         { name: "Forecast p50", type: "line", data: p50, symbol: "none", lineStyle: { type: "dashed", width: 2, color: "#0b5cad" }, itemStyle: { color: "#0b5cad" } },
         {
           name: "Actual", type: "line", data: load, symbol: "none", lineStyle: { width: 2, color: "#1f2933" }, itemStyle: { color: "#1f2933" },
@@ -243,14 +244,14 @@
 
     if (window.echarts) {
       chart = window.echarts.init(chartBox, null, { renderer: "canvas" });
-      chart.setOption(chartOption(data));
+      chart.setOption(chartOption(data, chartBox.clientWidth));
     } else {
       chartBox.textContent = "The chart library did not load; the table below has the numbers.";
     }
   }
 
   // --- routing ----------------------------------------------------------------------------------
-  async function route() {
+  async function route(moveFocus) {
     if (chart) { chart.dispose(); chart = null; }
     showAlert("");
     const match = location.hash.match(/^#\/devices\/(.+)$/);
@@ -271,7 +272,9 @@
       setStatus("");
       document.body.dataset.view = match ? "device" : "fleet";
       const title = document.getElementById("view-title");
-      if (title && document.activeElement && document.activeElement.closest && !document.activeElement.closest("#chat")) title.focus();
+      // after a navigation (not on first load) focus the new view's heading, unless the user is typing in the chat
+      const inChat = document.activeElement && document.activeElement.closest && document.activeElement.closest("#chat");
+      if (moveFocus && title && !inChat) title.focus();
     } catch (err) {
       setStatus("");
       if (err instanceof AuthError) requireSignIn(err.message);
@@ -364,7 +367,7 @@
       if (!value) return;
       sessionStorage.setItem(KEY_STORE, value);
       document.getElementById("api-key").value = "";
-      route();
+      route(true);
     });
     document.getElementById("signout").addEventListener("click", () => requireSignIn("API key forgotten for this tab."));
     document.getElementById("chat-form").addEventListener("submit", ask);
@@ -376,9 +379,9 @@
       document.getElementById("chat-log").replaceChildren();
       document.getElementById("chat-question").focus();
     });
-    window.addEventListener("hashchange", () => { if (location.hash !== "#chat") route(); });
+    window.addEventListener("hashchange", () => { if (location.hash !== "#chat") route(true); });
     window.addEventListener("resize", () => { if (chart) chart.resize(); });
-    route();
+    route(false);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -196,7 +196,7 @@ def demo_fleet(settings: Settings) -> DemoFleet:
 
 
 @pytest.fixture
-def dashboard_client(settings: Settings) -> flask.testing.FlaskClient:
+def dashboard_app(settings: Settings) -> flask.Flask:
     """The dashboard routes in a bare Flask app: what the chat service delegates to, and nothing else."""
     app = flask.Flask("dashboard-test")
 
@@ -206,7 +206,17 @@ def dashboard_client(settings: Settings) -> flask.testing.FlaskClient:
         response = handle_dashboard(flask.request, settings)
         return response if response is not None else flask.Response("not a dashboard path", status=418)
 
-    return app.test_client()
+    return app
+
+
+@pytest.fixture
+def dashboard_client(dashboard_app: flask.Flask) -> flask.testing.FlaskClient:
+    return dashboard_app.test_client()
+
+
+@pytest.fixture
+def chat_app(dashboard_app: flask.Flask) -> flask.Flask:
+    return dashboard_app
 
 
 @pytest.fixture
