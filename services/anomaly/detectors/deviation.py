@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from services.anomaly.detectors.expected import WEEK, Baseline, DetectorConfig
+from services.anomaly.detectors.expected import DAY, WEEK, Baseline, DetectorConfig
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.panel import Panel
 
@@ -41,24 +41,26 @@ def detect_spikes_and_dips(panel: Panel, base: Baseline, cfg: DetectorConfig) ->
     return [spike, dip]
 
 
-def _trailing_mean(a: np.ndarray, window: int) -> np.ndarray:
-    return pd.DataFrame(a).rolling(window, min_periods=window).mean().to_numpy()
+def _trailing_min(a: np.ndarray, window: int) -> np.ndarray:
+    return pd.DataFrame(a).rolling(window, min_periods=window).min().to_numpy()
 
 
 def detect_level_shift(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
-    """A run of same-signed residuals: the trailing mean of z over `shift_window_h` hours, counted
-    only when every hour in the window leans the same way (one spike cannot fake a shift)."""
+    """Every one of the last `shift_window_h` hours off by at least `shift_z` scales, the same way.
+
+    The weakest hour of the run sets the ratio, so neither one spike nor the tail of a burst can
+    pass for a shift: a level shift is the load staying somewhere else.
+    """
     w = cfg.shift_window_h
-    z = np.clip(np.nan_to_num(base.z, nan=0.0), -3 * cfg.shift_z * 2, 3 * cfg.shift_z * 2)
-    mean_z = _trailing_mean(z, w)
-    same_sign = np.abs(_trailing_mean(np.sign(z), w)) >= 1.0 - 1e-9
-    ratio = np.where(same_sign, np.abs(_clean(mean_z)) / cfg.shift_z, 0.0)
-    expected = base.expected
+    z = np.nan_to_num(base.z, nan=0.0)
+    up = _trailing_min(z, w)
+    down = _trailing_min(-z, w)
+    ratio = _clean(np.maximum(up, down)) / cfg.shift_z
     return [
         Finding(
             "level_shift",
-            ratio,
-            expected,
+            np.maximum(ratio, 0.0),
+            base.expected,
             panel.energy_kwh,
             "kWh",
             "Consumption has stayed at a different level for {run_h} h: {actual:.1f} {unit} now "
@@ -68,12 +70,13 @@ def detect_level_shift(panel: Panel, base: Baseline, cfg: DetectorConfig) -> lis
 
 
 def detect_baseload_rise(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
-    """Night = hours whose expected load is in the device's lowest `night_quantile` of the past
-    week (time-zone free), or hours the occupancy sensors say are empty."""
-    expected = pd.DataFrame(base.expected)
-    low = expected.rolling(WEEK, min_periods=DAY_MIN).quantile(cfg.night_quantile).shift(1).to_numpy()
+    """Idle hours = expected load in the bottom `night_quantile` of the device's range over the
+    past week (nights and weekends, time-zone free), or hours the occupancy sensors say are empty.
+    The hour before must be raised too, so a lone spike at night stays a spike."""
+    expected = pd.DataFrame(base.expected).rolling(WEEK, min_periods=DAY)
+    low, high = expected.quantile(0.05).shift(1).to_numpy(), expected.quantile(0.95).shift(1).to_numpy()
     with np.errstate(invalid="ignore"):
-        night = base.expected <= low
+        night = base.expected <= low + cfg.night_quantile * (high - low)
     occupancy = panel.get("occupancy_share")
     if occupancy is not None:
         night = night | (occupancy == 0)
@@ -92,6 +95,3 @@ def detect_baseload_rise(panel: Panel, base: Baseline, cfg: DetectorConfig) -> l
             "{expected:.1f} {unit} usual ({pct:+.0f} %); something has been left running.",
         )
     ]
-
-
-DAY_MIN = 24

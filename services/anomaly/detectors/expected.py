@@ -40,13 +40,14 @@ class DetectorConfig(BaseModel):
     min_fleet: int = 5
     spike_z: float = 7.0
     shift_window_h: int = 6
-    shift_z: float = 4.0
-    night_quantile: float = 0.3
+    shift_z: float = 2.5
+    night_quantile: float = 0.25
     night_z: float = 4.5
     flat_min_run: int = 4
     flat_surprise: float = 9.0
     flat_window_h: int = 4 * WEEK
     dropout_ratio: float = 3.0
+    dropout_grace_h: int = 3
     voltage_tolerance: float = 0.10
     impossible_ratio: float = 4.0
 
@@ -84,15 +85,16 @@ def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 
 def _seasonal(history: np.ndarray, weeks: int) -> np.ndarray:
-    weekly = _nanmedian([shift_rows(history, WEEK * k) for k in range(1, weeks + 1)])
-    daily = _nanmedian([shift_rows(history, DAY * k) for k in range(1, 8)])
-    n_weeks = np.sum([np.isfinite(shift_rows(history, WEEK * k)) for k in range(1, weeks + 1)], axis=0)
-    return np.where(n_weeks >= 2, weekly, daily)
+    """Median of the same hour in the last `weeks` weeks; NaN (no verdict) before the first week
+    of history, because a day-only profile calls every first weekend a dip."""
+    return _nanmedian([shift_rows(history, WEEK * k) for k in range(1, weeks + 1)])
 
 
 def _fleet_shift(actual: np.ndarray, expected: np.ndarray, min_fleet: int) -> np.ndarray:
     """Median log-ratio across devices per hour; 0 where too few devices report."""
-    lr = _log_ratio(actual, expected)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lr = np.log(actual / expected)  # history holds only positive values, so this is exact
+    lr[~np.isfinite(lr)] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(lr, axis=1)

@@ -61,7 +61,12 @@ def detect_dropouts(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
     # by adding the dip's own ratio so it always outranks both.
     dip_ratio = np.nan_to_num(np.abs(base.z) / cfg.spike_z, nan=0.0)
     ratio = np.where(zero, cfg.dropout_ratio + dip_ratio, 0.0)
-    ratio = np.where(~panel.present, cfg.dropout_ratio * 2 / 3, ratio)
+    # A missing hour is only known to be missing once the fleet has moved on past it: flag it when
+    # any device has data `dropout_grace_h` hours later (so the grid's ragged edge is no alarm).
+    rows_with_data = np.flatnonzero(panel.present.any(axis=1))
+    last = rows_with_data[-1] if len(rows_with_data) else -1
+    settled = (np.arange(len(x)) <= last - cfg.dropout_grace_h)[:, None]
+    ratio = np.where(~panel.present & settled, cfg.dropout_ratio * 2 / 3, ratio)
     coverage = panel.get("coverage")
     if coverage is not None:
         partial = panel.present & np.isfinite(coverage) & (coverage < 1)

@@ -24,6 +24,7 @@ OPTIONAL_COLUMNS = (
     "voltage_min",
     "voltage_max",
     "max_power_w",
+    "min_power_w",
 )
 
 

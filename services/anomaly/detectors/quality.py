@@ -47,7 +47,11 @@ def detect_impossible_values(panel: Panel, base: Baseline, cfg: DetectorConfig) 
         if peak is not None:
             bad = bad | (panel.present & np.isfinite(peak) & (x * 1000 > peak * 1.05 + 1))
             bad = bad | (panel.present & (peak < 0))
-    ratio = np.where(bad, cfg.impossible_ratio, 0.0)
+        low = panel.get("min_power_w")
+        if low is not None:
+            bad = bad | (panel.present & (low < 0))
+    # Outrank the dip or spike the same value also is: the cause matters more than the size.
+    ratio = np.where(bad, cfg.impossible_ratio + np.nan_to_num(np.abs(base.z) / cfg.spike_z, nan=0.0), 0.0)
     return [
         Finding(
             "impossible_value",

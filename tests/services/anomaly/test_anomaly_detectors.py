@@ -1,0 +1,142 @@
+"""Each detector on a crafted fleet with one known fault at a known hour, and silence on a clean one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FleetFactory, fault_hour
+
+from services.anomaly.combine import group_incidents, rank_hours
+from services.anomaly.detectors import panel_from_long, run_detectors
+
+DEVICE = "dev-2"
+
+
+def _score(frame: pd.DataFrame, *, include_missing: bool = False, **panel_kw: object) -> pd.DataFrame:
+    panel = panel_from_long(frame, **panel_kw)  # type: ignore[arg-type]
+    _, findings = run_detectors(panel)
+    ranked = rank_hours(panel, findings, include_missing=include_missing)
+    return ranked
+
+
+def _incidents(frame: pd.DataFrame, **kw: object) -> pd.DataFrame:
+    panel = panel_from_long(frame, **kw)  # type: ignore[arg-type]
+    _, findings = run_detectors(panel)
+    return group_incidents(rank_hours(panel, findings, include_missing=True), findings)
+
+
+def _mask(frame: pd.DataFrame, start: pd.Timestamp, hours: int) -> pd.Series:
+    return (
+        (frame["device_id"] == DEVICE)
+        & (frame["hour"] >= start)
+        & (frame["hour"] < start + pd.Timedelta(hours=hours))
+    )
+
+
+def test_clean_fleet_has_no_anomalies(fleet: FleetFactory) -> None:
+    ranked = _score(fleet())
+    assert not ranked["is_anomaly"].any(), ranked[ranked["is_anomaly"]].head()
+
+
+@pytest.mark.parametrize(("factor", "kind"), [(6.0, "spike"), (0.1, "dip")])
+def test_one_hour_spike_or_dip_is_found_at_its_hour(fleet: FleetFactory, factor: float, kind: str) -> None:
+    frame = fleet()
+    at = fault_hour(43, 13)
+    frame.loc[_mask(frame, at, 1), "energy_kwh"] *= factor
+    flagged = _score(frame).query("is_anomaly")
+    assert list(zip(flagged["device_id"], flagged["hour"], flagged["anomaly_type"], strict=True)) == [
+        (DEVICE, at, kind)
+    ]
+
+
+def test_level_shift_is_one_incident_starting_near_the_shift(fleet: FleetFactory) -> None:
+    frame = fleet()
+    at = fault_hour(43, 9)
+    frame.loc[_mask(frame, at, 96), "energy_kwh"] *= 1.6
+    incidents = _incidents(frame)
+    assert len(incidents) == 1
+    inc = incidents.iloc[0]
+    assert (inc["device_id"], inc["anomaly_type"]) == (DEVICE, "level_shift")
+    assert at <= inc["start_hour"] <= at + pd.Timedelta(hours=6)
+    assert inc["end_hour"] >= at + pd.Timedelta(hours=90)
+    assert inc["actual"] > inc["expected"]
+    assert "different level" in inc["explanation"]
+
+
+def test_stuck_meter_is_a_flatline(fleet: FleetFactory) -> None:
+    frame = fleet()
+    at = fault_hour(43, 2)
+    mask = _mask(frame, at, 30)
+    frame.loc[mask, "energy_kwh"] = float(frame.loc[mask, "energy_kwh"].iloc[0])
+    incidents = _incidents(frame)
+    assert list(incidents["anomaly_type"]) == ["flatline"]
+    inc = incidents.iloc[0]
+    assert inc["device_id"] == DEVICE
+    assert at < inc["start_hour"] <= at + pd.Timedelta(hours=8)
+    assert inc["end_hour"] == at + pd.Timedelta(hours=30)
+    assert "stuck" in inc["explanation"]
+
+
+def test_zero_readings_and_missing_hours_are_dropouts(fleet: FleetFactory) -> None:
+    frame = fleet()
+    zeros = fault_hour(43, 11)
+    frame.loc[_mask(frame, zeros, 2), "energy_kwh"] = 0.0
+    gone = fault_hour(47, 15)
+    frame = frame[~_mask(frame, gone, 3)]
+    incidents = _incidents(frame)
+    assert list(incidents["anomaly_type"]) == ["dropout", "dropout"]
+    assert list(incidents["start_hour"]) == [zeros, gone]
+    assert list(incidents["end_hour"]) == [zeros + pd.Timedelta(hours=2), gone + pd.Timedelta(hours=3)]
+
+
+def test_night_time_rise_is_a_baseload_rise(fleet: FleetFactory) -> None:
+    frame = fleet()
+    nights = [fault_hour(night, 0) for night in range(43, 47)]
+    for night in nights:
+        frame.loc[_mask(frame, night, 5), "energy_kwh"] *= 2.5
+    incidents = _incidents(frame)
+    assert set(incidents["device_id"]) == {DEVICE}
+    assert list(incidents["anomaly_type"]) == ["baseload_rise"] * 4
+    assert list(incidents["start_hour"]) == nights
+    assert "baseload" in incidents.iloc[0]["explanation"]
+
+
+def test_voltage_outside_tolerance_is_reported_with_nominal_as_expected(fleet: FleetFactory) -> None:
+    frame = fleet().assign(voltage_min=228.0, voltage_max=232.0)
+    at = fault_hour(50, 18)
+    frame.loc[_mask(frame, at, 1), "voltage_max"] = 262.0
+    volts = {d: 230.0 for d in frame["device_id"].unique()}
+    incidents = _incidents(frame, nominal_voltage=volts)
+    assert list(incidents[["anomaly_type", "start_hour"]].itertuples(index=False, name=None)) == [
+        ("voltage", at)
+    ]
+    assert incidents.iloc[0]["expected"] == 230.0
+    assert incidents.iloc[0]["actual"] == 262.0
+
+
+def test_negative_energy_is_an_impossible_value(fleet: FleetFactory) -> None:
+    frame = fleet()
+    at = fault_hour(50, 3)
+    frame.loc[_mask(frame, at, 1), "energy_kwh"] = -4.0
+    flagged = _score(frame).query("is_anomaly")
+    assert list(flagged[["hour", "anomaly_type"]].itertuples(index=False, name=None)) == [
+        (at, "impossible_value")
+    ]
+
+
+def test_fleet_wide_closure_is_not_an_anomaly(fleet: FleetFactory) -> None:
+    """Every building drops together over a holiday: a calendar effect, not five faults."""
+    frame = fleet()
+    closed = (frame["hour"] >= fault_hour(43, 0)) & (frame["hour"] < fault_hour(46, 0))
+    frame.loc[closed, "energy_kwh"] *= 0.4
+    assert not _score(frame)["is_anomaly"].any()
+
+
+def test_scores_are_in_unit_interval_and_half_at_threshold(fleet: FleetFactory) -> None:
+    frame = fleet()
+    frame.loc[_mask(frame, fault_hour(43, 13), 1), "energy_kwh"] *= 6
+    ranked = _score(frame)
+    assert ranked["score"].between(0, 1, inclusive="left").all()
+    assert ((ranked["score"] >= 0.5) == ranked["is_anomaly"]).all()
+    assert np.isfinite(ranked["score"]).all()
