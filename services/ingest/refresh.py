@@ -1,0 +1,89 @@
+"""The sync-completed handler: refresh the modelled tables, then announce the refreshed window.
+
+Crash safety under at-least-once delivery: the refresh advances its watermarks, so re-running it
+after a crash would find nothing new and the window would never be announced. So the result is
+recorded (handler `ingest.refresh`, same key as the sync) in the same warehouse unit of work as the
+refresh, and a redelivery republishes that recorded result instead of refreshing again. The
+published refresh_id is derived from the watermarks, so a second publish is deduped downstream.
+
+Decision: a refresh that changed no rows publishes nothing (there is nothing to forecast or score);
+the run is still recorded, with the reason.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from shared.events import FeaturesRefreshed, SyncCompleted
+from shared.logging import get_logger
+from shared.push import PushContext
+from shared.refresh import RefreshResult, run_refresh
+from shared.runs import PipelineRun, find_run, record_run
+from shared.warehouse import open_warehouse
+
+__all__ = ["REFRESH_STAGE", "RefreshOutcome", "refresh_on_sync"]
+
+REFRESH_STAGE = "ingest.refresh"
+log = get_logger(__name__)
+
+
+class RefreshOutcome(BaseModel):
+    refresh_id: str
+    published_message_id: str | None
+    reused_recorded_refresh: bool
+    rows_written: int
+    skipped_reason: str | None = None
+
+
+def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
+    with open_warehouse(ctx.settings) as wh:
+        recorded = find_run(wh, REFRESH_STAGE, event.dedupe_key())
+        if recorded is not None and recorded.detail:
+            result = RefreshResult.model_validate_json(recorded.detail)
+        else:
+            result = run_refresh(wh)
+            record_run(
+                wh,
+                PipelineRun(
+                    handler=REFRESH_STAGE,
+                    dedupe_key=event.dedupe_key(),
+                    event_type=SyncCompleted.TYPE,
+                    message_id=ctx.message_id,
+                    subscription=ctx.subscription,
+                    delivery_attempt=ctx.delivery_attempt,
+                    correlation_id=ctx.correlation_id,
+                    status="succeeded",
+                    detail=result.model_dump_json(),
+                    rows_written=sum(result.rows_changed.values()),
+                ),
+            )
+    rows = sum(result.rows_changed.values())
+    outcome = RefreshOutcome(
+        refresh_id=result.refresh_id,
+        published_message_id=None,
+        reused_recorded_refresh=recorded is not None,
+        rows_written=rows,
+    )
+    if not result.has_changes or result.window_start is None or result.window_end is None:
+        reason = result.skipped_reason or "no rows changed"
+        log.info("refresh changed nothing; nothing published", extra={"refresh_id": result.refresh_id})
+        return outcome.model_copy(update={"skipped_reason": reason})
+
+    refreshed = FeaturesRefreshed(
+        refresh_id=result.refresh_id,
+        window_start=result.window_start,
+        window_end=result.window_end,
+        device_ids=result.device_ids,
+        rows_changed=result.rows_changed,
+    )
+    message_id = ctx.publisher.publish(refreshed, correlation_id=ctx.correlation_id)
+    log.info(
+        "features-refreshed published",
+        extra={
+            "refresh_id": result.refresh_id,
+            "message_id": message_id,
+            "devices": len(result.device_ids),
+            "window": [result.window_start.isoformat(), result.window_end.isoformat()],
+        },
+    )
+    return outcome.model_copy(update={"published_message_id": message_id})
