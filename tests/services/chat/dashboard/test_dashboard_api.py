@@ -125,3 +125,17 @@ def test_vendored_echarts_matches_its_recorded_hash():
     assert recorded, "vendor/README.md must record the sha256 of echarts.min.js"
     actual = hashlib.sha256((STATIC_DIR / "vendor" / "echarts" / "echarts.min.js").read_bytes()).hexdigest()
     assert actual == recorded.group(1)
+
+
+def test_a_busy_warehouse_is_503_with_a_message_not_a_trace(
+    dashboard_client, auth_headers, settings, monkeypatch
+):
+    from filelock import FileLock
+
+    monkeypatch.setattr(settings, "warehouse_lock_timeout_s", 0.05)
+    settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(settings.lock_path)):  # another process's unit of work, e.g. a refresh
+        response = dashboard_client.get("/api/dashboard/fleet", headers=auth_headers)
+    assert response.status_code == 503
+    assert "warehouse lock" in response.get_json()["error"]
+    assert "Traceback" not in response.get_data(as_text=True)
