@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     # --- simulator (the vendor API) --------------------------------------------------------------
     simulator_api_key: SecretStr = SecretStr("local-dev-vendor-key")
     simulator_port: int = 8700
+    # what `gridsight sync` puts in the connector's configuration.json (strings there, typed here)
+    connector_page_size: int = Field(default=1000, ge=1, le=5000)
+    connector_start_date: str = Field(default="2026-01-01", description="ISO date of the first sync.")
+    connector_lookback_hours: float = Field(default=3.0, ge=0)
+    sync_timeout_s: float = Field(default=3600.0, description="Kill a `fivetran debug` run after this.")
 
     # --- local service ports (127.0.0.1) ---------------------------------------------------------
     ingest_port: int = 8701

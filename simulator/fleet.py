@@ -10,6 +10,7 @@ Times are epoch seconds (UTC) inside the simulator; the HTTP layer formats them.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -226,14 +227,16 @@ class Fleet:
                     out.append(ev)
         return out
 
-    def truth(self, now: int) -> list[AnomalyEvent]:
-        """Ground truth up to `now`: every event that touched a served reading."""
+    def truth(self, now: int, progress: Callable[[], object] | None = None) -> list[AnomalyEvent]:
+        """Ground truth up to `now`: every event within a device's served life."""
         out = []
         for dev in self.devices():
             begin = self.first_reading(dev)
             end = min(now, dev.decommissioned_at or now)
             if end > begin:
-                out.extend(ev for ev in self.events(dev, begin, end))
+                out.extend(self.events(dev, begin, end))
+            if progress:
+                progress()
         return out
 
     # --- the `simulator.feed.Source` protocol ---------------------------------------------------

@@ -19,6 +19,8 @@ app = typer.Typer(
 # Each module exposes `register(app: typer.Typer) -> None`; add yours here.
 COMMAND_MODULES: list[str] = [
     "infra.local.commands.anomaly",
+    "infra.local.commands.simulator",
+    "infra.local.commands.sync",
 ]
 
 

@@ -1,0 +1,138 @@
+"""`gridsight simulator serve|truth|advance`: the smart-meter vendor API on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from pathlib import Path
+from typing import Annotated
+from urllib.request import Request, urlopen
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from shared.settings import REPO_ROOT, Settings
+from simulator.faults import FaultPolicy
+from simulator.feed import Source
+from simulator.fleet import Fleet, FleetSpec, iso
+from simulator.replay import Replay
+from simulator.server import SimulatorServer, VendorApi
+
+__all__ = ["register"]
+
+DEFAULT_WEATHER = REPO_ROOT.parent / "shared" / "data" / "weather_2019_hourly.csv.gz"
+
+sim_app = typer.Typer(help="The smart-meter vendor API simulator.", no_args_is_help=True)
+
+Devices = Annotated[int, typer.Option("--devices", help="Fleet size.")]
+Days = Annotated[float, typer.Option("--days", help="Days of history released at start.")]
+Interval = Annotated[int, typer.Option("--interval-minutes", help="Reading interval.")]
+Seed = Annotated[int, typer.Option("--seed", help="Same seed, same data.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sim_app, name="simulator")
+
+
+@sim_app.command("serve")
+def serve(
+    port: Annotated[int | None, typer.Option("--port", help="Default: settings.simulator_port.")] = None,
+    devices: Devices = 20,
+    days: Days = 3,
+    interval_minutes: Interval = 15,
+    seed: Seed = 42,
+    fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of 429/5xx/slow responses.")] = 0.0,
+    malformed_rate: Annotated[
+        float, typer.Option("--malformed-rate", help="Share of malformed records.")
+    ] = 0.002,
+    late_share: Annotated[float, typer.Option("--late-share", help="Devices uploading late backlogs.")] = 0.1,
+    decommission_share: Annotated[float, typer.Option("--decommission-share")] = 0.05,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Default: settings.simulator_api_key.")
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option("--replay", help="Serve a meters CSV (meter_id,timestamp_utc,kwh) instead.")
+    ] = None,
+    weather: Annotated[Path, typer.Option("--weather", help="Weather CSV for --replay.")] = DEFAULT_WEATHER,
+) -> None:
+    """Serve the vendor API on 127.0.0.1 until interrupted."""
+    settings = Settings()
+    source: Source
+    if replay is not None:
+        source = Replay(replay, weather, days)
+    else:
+        source = Fleet(
+            FleetSpec(
+                devices=devices,
+                days=days,
+                interval_minutes=interval_minutes,
+                seed=seed,
+                malformed_rate=malformed_rate,
+                late_share=late_share,
+                decommission_share=decommission_share,
+            )
+        )
+    key = api_key or settings.simulator_api_key.get_secret_value()
+    server = SimulatorServer(
+        VendorApi(source, key, FaultPolicy(rate=fault_rate, seed=seed)), port=port or settings.simulator_port
+    )
+    Console().print(
+        f"vendor API on [bold]{server.url}[/] (simulated now {iso(source.initial_now)}); Ctrl-C stops"
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+@sim_app.command("truth")
+def truth(
+    out: Annotated[Path, typer.Option("--out", help="CSV file for the labelled anomalies.")],
+    devices: Devices = 20,
+    days: Days = 3,
+    interval_minutes: Interval = 15,
+    seed: Seed = 42,
+    advanced_hours: Annotated[
+        float, typer.Option("--advanced-hours", help="Clock advances since start.")
+    ] = 0.0,
+) -> None:
+    """Write the injected anomalies' ground truth (never served by the API)."""
+    fleet = Fleet(FleetSpec(devices=devices, days=days, interval_minutes=interval_minutes, seed=seed))
+    now = fleet.initial_now + int(advanced_hours * 3600)
+    with Progress(
+        TextColumn("truth"), BarColumn(), TextColumn("{task.completed}/{task.total} devices")
+    ) as bar:
+        task = bar.add_task("devices", total=devices)
+        rows = fleet.truth(now, progress=lambda: bar.advance(task))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["device_id", "anomaly_type", "start", "end", "magnitude"])
+        for ev in sorted(rows, key=lambda e: (e.device_id, e.start)):
+            writer.writerow([ev.device_id, ev.kind, iso(ev.start), iso(ev.end), round(ev.magnitude, 4)])
+    Console().print(f"{len(rows)} anomalies over {devices} devices up to {iso(now)} -> {out}")
+
+
+@sim_app.command("advance")
+def advance(
+    hours: Annotated[float, typer.Option("--hours", help="Release this many more hours of data.")] = 24,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Default: http://127.0.0.1:<simulator_port>.")
+    ] = None,
+) -> None:
+    """Move a running simulator's clock forward (for a second, incremental sync)."""
+    settings = Settings()
+    base = url or f"http://127.0.0.1:{settings.simulator_port}"
+    if not base.startswith(("http://", "https://")):
+        raise typer.BadParameter("--url must be http(s)://")
+    request = Request(  # noqa: S310 (scheme checked above)
+        f"{base}/_admin/advance",
+        data=json.dumps({"hours": hours}).encode(),
+        headers={
+            "Authorization": f"Bearer {settings.simulator_api_key.get_secret_value()}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urlopen(request, timeout=10) as response:  # noqa: S310 (scheme checked above)
+        Console().print(f"simulated now: {json.loads(response.read())['now']}")
