@@ -202,3 +202,18 @@ def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(open_page, demo_f
     page.get_by_role("button", name="Sign in").click()
     page.locator("#devices-table tbody tr[data-device]").first.wait_for()
     assert page.locator("#devices-table tbody tr[data-device]").count() == 3
+
+
+_AUDIT_JS = (Path(__file__).with_name("a11y_audit.js")).read_text()
+
+
+@pytest.mark.parametrize(
+    ("hash_path", "ready"), [("#/", "#devices-table"), ("#/devices/dev-001", "#load-chart canvas")]
+)
+def test_text_has_enough_contrast_and_every_control_a_name(open_page, demo_fleet, hash_path, ready):
+    page = open_page(hash_path)
+    page.wait_for_selector(ready)
+    audit = page.evaluate(_AUDIT_JS)
+    assert audit["lang"] == "en"
+    assert audit["low"] == []
+    assert audit["unnamed"] == []
