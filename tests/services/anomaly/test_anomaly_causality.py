@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import FleetFactory, fault_hour
+from anomaly_fleet import FleetFactory, fault_hour
 
 from services.anomaly.csvscore import score_energy
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FleetFactory, fault_hour
+from anomaly_fleet import FleetFactory, fault_hour
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app

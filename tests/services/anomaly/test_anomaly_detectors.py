@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FleetFactory, fault_hour
+from anomaly_fleet import FleetFactory, fault_hour
 
 from services.anomaly.combine import group_incidents, rank_hours
 from services.anomaly.detectors import panel_from_long, run_detectors

@@ -3,83 +3,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-
 import pandas as pd
 import pytest
-from conftest import START, FleetFactory, fault_hour
+from anomaly_fleet import (
+    NOW,
+    SHIFT_END,
+    SHIFT_START,
+    START,
+    Ctx,
+    FleetFactory,
+    RecordingPublisher,
+    fault_hour,
+    fleet_with_shift,
+    load_hourly,
+    read_anomalies,
+    refresh_event,
+)
 
 from services.anomaly.scoring import detect_window, score_window, write_incidents
-from shared.events import AnomaliesDetected, Event, FeaturesRefreshed
+from shared.events import AnomaliesDetected, FeaturesRefreshed
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
-
-SHIFT_START = fault_hour(43, 9)
-SHIFT_END = fault_hour(45, 9)
-NOW = datetime(2024, 3, 1, tzinfo=UTC)
-
-
-@dataclass
-class RecordingPublisher:
-    """Stands in for the bus: the scoring code only calls `publish`."""
-
-    sent: list[Event] = field(default_factory=list)
-
-    def publish(self, event: Event, *, correlation_id: str | None = None) -> str:
-        self.sent.append(event)
-        return f"m{len(self.sent)}"
-
-    def close(self) -> None:
-        return None
-
-
-@dataclass
-class Ctx:
-    settings: Settings
-    publisher: RecordingPublisher
-    correlation_id: str | None = "corr-1"
-
-
-def _fleet_with_shift(fleet: FleetFactory) -> pd.DataFrame:
-    frame = fleet()
-    shifted = (frame["device_id"] == "dev-2") & (frame["hour"] >= SHIFT_START) & (frame["hour"] < SHIFT_END)
-    frame.loc[shifted, "energy_kwh"] *= 1.7
-    return frame
-
-
-def _load(settings: Settings, frame: pd.DataFrame) -> None:
-    devices = sorted(frame["device_id"].unique())
-    hourly = frame.assign(
-        site_id="site-1",
-        max_power_w=frame["energy_kwh"] * 1000 * 1.3,
-        reading_count=4,
-        coverage=1.0,
-    )
-    with open_warehouse(settings) as wh:
-        wh.merge(
-            "dim_device",
-            pd.DataFrame(
-                {"device_id": devices, "site_id": "site-1", "name": devices, "nominal_voltage": 230.0}
-            ),
-            key=["device_id"],
-        )
-        wh.merge("hourly_consumption", hourly, key=["device_id", "hour"])
-
-
-def _event(refresh_id: str, start: pd.Timestamp, end: pd.Timestamp) -> FeaturesRefreshed:
-    return FeaturesRefreshed(
-        refresh_id=refresh_id,
-        window_start=start.to_pydatetime(),
-        window_end=end.to_pydatetime(),
-        device_ids=[f"dev-{i}" for i in range(6)],
-    )
-
-
-def _anomalies(settings: Settings) -> pd.DataFrame:
-    with open_warehouse(settings) as wh:
-        rows = wh.query_df("SELECT * FROM energy_analytics.anomalies ORDER BY incident_id")
-    return rows
 
 
 def _score(settings: Settings, event: FeaturesRefreshed) -> list[str]:
@@ -90,9 +34,9 @@ def _score(settings: Settings, event: FeaturesRefreshed) -> list[str]:
 
 
 def test_window_scoring_writes_one_incident_row(settings: Settings, fleet: FleetFactory) -> None:
-    _load(settings, _fleet_with_shift(fleet))
-    new = _score(settings, _event("r1", fault_hour(42, 0), fault_hour(47, 0)))
-    rows = _anomalies(settings)
+    load_hourly(settings, fleet_with_shift(fleet))
+    new = _score(settings, refresh_event("r1", fault_hour(42, 0), fault_hour(47, 0)))
+    rows = read_anomalies(settings)
     assert len(rows) == 1
     assert new == list(rows["incident_id"])
     row = rows.iloc[0]
@@ -105,27 +49,27 @@ def test_window_scoring_writes_one_incident_row(settings: Settings, fleet: Fleet
 
 
 def test_redelivered_event_leaves_anomalies_unchanged(settings: Settings, fleet: FleetFactory) -> None:
-    _load(settings, _fleet_with_shift(fleet))
-    event = _event("r1", fault_hour(42, 0), fault_hour(47, 0))
+    load_hourly(settings, fleet_with_shift(fleet))
+    event = refresh_event("r1", fault_hour(42, 0), fault_hour(47, 0))
     assert len(_score(settings, event)) == 1
-    before = _anomalies(settings)
+    before = read_anomalies(settings)
     assert _score(settings, event) == []
-    pd.testing.assert_frame_equal(_anomalies(settings), before)
+    pd.testing.assert_frame_equal(read_anomalies(settings), before)
 
 
 def test_ongoing_incident_updates_its_one_row(settings: Settings, fleet: FleetFactory) -> None:
-    frame = _fleet_with_shift(fleet)
+    frame = fleet_with_shift(fleet)
     cut = fault_hour(44, 3)  # the shift is still going on when the first window ends
-    _load(settings, frame[frame["hour"] < cut])
-    first = _score(settings, _event("r1", fault_hour(43, 0), cut))
-    early = _anomalies(settings)
+    load_hourly(settings, frame[frame["hour"] < cut])
+    first = _score(settings, refresh_event("r1", fault_hour(43, 0), cut))
+    early = read_anomalies(settings)
     assert len(early) == 1
     assert len(first) == 1
     assert pd.to_datetime(early.iloc[0]["end_hour"], utc=True) == cut
 
-    _load(settings, frame[frame["hour"] >= cut])
-    second = _score(settings, _event("r2", cut, fault_hour(47, 0)))
-    late = _anomalies(settings)
+    load_hourly(settings, frame[frame["hour"] >= cut])
+    second = _score(settings, refresh_event("r2", cut, fault_hour(47, 0)))
+    late = read_anomalies(settings)
     assert second == []
     assert list(late["incident_id"]) == list(early["incident_id"])
     assert pd.to_datetime(late.iloc[0]["start_hour"], utc=True) == SHIFT_START
@@ -134,9 +78,9 @@ def test_ongoing_incident_updates_its_one_row(settings: Settings, fleet: FleetFa
 
 
 def test_score_window_publishes_once_per_new_incident(settings: Settings, fleet: FleetFactory) -> None:
-    _load(settings, _fleet_with_shift(fleet))
+    load_hourly(settings, fleet_with_shift(fleet))
     ctx = Ctx(settings, RecordingPublisher())
-    event = _event("r1", fault_hour(42, 0), fault_hour(47, 0))
+    event = refresh_event("r1", fault_hour(42, 0), fault_hour(47, 0))
     result = score_window(event, ctx)
     assert result.published == 1
     assert result.devices_scored == 6
@@ -153,7 +97,7 @@ def test_score_window_publishes_once_per_new_incident(settings: Settings, fleet:
 
 def test_window_without_data_scores_nothing(settings: Settings) -> None:
     with open_warehouse(settings) as wh:
-        result = detect_window(_event("r0", START, START + pd.Timedelta(hours=5)), wh, now=NOW)
+        result = detect_window(refresh_event("r0", START, START + pd.Timedelta(hours=5)), wh, now=NOW)
     assert result.rows.empty
     assert result.new_ids == []
 
@@ -163,7 +107,7 @@ def test_voltage_from_readings_becomes_an_incident(
     settings: Settings, fleet: FleetFactory, kind: str
 ) -> None:
     frame = fleet()
-    _load(settings, frame)
+    load_hourly(settings, frame)
     at = fault_hour(50, 18)
     readings = pd.DataFrame(
         {
@@ -176,7 +120,7 @@ def test_voltage_from_readings_becomes_an_incident(
     )
     with open_warehouse(settings) as wh:
         wh.merge("fct_reading", readings, key=["device_id", "reading_at"])
-    _score(settings, _event("r1", fault_hour(50, 0), fault_hour(51, 0)))
-    rows = _anomalies(settings)
+    _score(settings, refresh_event("r1", fault_hour(50, 0), fault_hour(51, 0)))
+    rows = read_anomalies(settings)
     assert list(rows["anomaly_type"]) == [kind]
     assert (rows.iloc[0]["expected"], rows.iloc[0]["actual"]) == (230.0, 265.0)

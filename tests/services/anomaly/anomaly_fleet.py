@@ -1,0 +1,107 @@
+"""A small synthetic fleet with known faults at known hours, and the warehouse loaders the anomaly
+tests share (a uniquely named module: every test folder has its own `conftest`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from shared.events import Event, FeaturesRefreshed
+from shared.settings import Settings
+from shared.warehouse import open_warehouse
+
+START = pd.Timestamp("2024-01-01", tz="UTC")
+WEEKS = 8
+DEVICES = [f"dev-{i}" for i in range(6)]
+
+FleetFactory = Callable[..., pd.DataFrame]
+
+
+def clean_fleet(weeks: int = WEEKS, seed: int = 7) -> pd.DataFrame:
+    """Office-like load: a daytime hump on weekdays, low nights and weekends, 2 % noise."""
+    rng = np.random.default_rng(seed)
+    hours = pd.date_range(START, periods=weeks * 168, freq="h", tz="UTC")
+    hod = hours.hour.to_numpy()
+    weekday = hours.dayofweek.to_numpy() < 5
+    shape = 1.0 + 2.0 * np.exp(-((hod - 13) ** 2) / 12.0) * weekday
+    frames = []
+    for i, device in enumerate(DEVICES):
+        level = 5.0 * (i + 1)
+        kwh = level * shape * (1 + 0.02 * rng.standard_normal(len(hours)))
+        frames.append(pd.DataFrame({"device_id": device, "hour": hours, "energy_kwh": kwh}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fault_hour(day: int, hour: int) -> pd.Timestamp:
+    return START + pd.Timedelta(days=day, hours=hour)
+
+
+SHIFT_START = fault_hour(43, 9)
+SHIFT_END = fault_hour(45, 9)
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@dataclass
+class RecordingPublisher:
+    """Stands in for the bus: the scoring code only calls `publish`."""
+
+    sent: list[Event] = field(default_factory=list)
+
+    def publish(self, event: Event, *, correlation_id: str | None = None) -> str:
+        self.sent.append(event)
+        return f"m{len(self.sent)}"
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    publisher: RecordingPublisher
+    correlation_id: str | None = "corr-1"
+
+
+def fleet_with_shift(fleet: FleetFactory) -> pd.DataFrame:
+    frame = fleet()
+    shifted = (frame["device_id"] == "dev-2") & (frame["hour"] >= SHIFT_START) & (frame["hour"] < SHIFT_END)
+    frame.loc[shifted, "energy_kwh"] *= 1.7
+    return frame
+
+
+def load_hourly(settings: Settings, frame: pd.DataFrame) -> None:
+    devices = sorted(frame["device_id"].unique())
+    hourly = frame.assign(
+        site_id="site-1",
+        max_power_w=frame["energy_kwh"] * 1000 * 1.3,
+        reading_count=4,
+        coverage=1.0,
+    )
+    with open_warehouse(settings) as wh:
+        wh.merge(
+            "dim_device",
+            pd.DataFrame(
+                {"device_id": devices, "site_id": "site-1", "name": devices, "nominal_voltage": 230.0}
+            ),
+            key=["device_id"],
+        )
+        wh.merge("hourly_consumption", hourly, key=["device_id", "hour"])
+
+
+def refresh_event(refresh_id: str, start: pd.Timestamp, end: pd.Timestamp) -> FeaturesRefreshed:
+    return FeaturesRefreshed(
+        refresh_id=refresh_id,
+        window_start=start.to_pydatetime(),
+        window_end=end.to_pydatetime(),
+        device_ids=[f"dev-{i}" for i in range(6)],
+    )
+
+
+def read_anomalies(settings: Settings) -> pd.DataFrame:
+    with open_warehouse(settings) as wh:
+        rows = wh.query_df("SELECT * FROM energy_analytics.anomalies ORDER BY incident_id")
+    return rows

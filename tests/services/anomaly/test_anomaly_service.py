@@ -1,0 +1,112 @@
+"""The functions-framework app end to end on the embedded stack: push in, incidents in the
+warehouse, AnomaliesDetected on the local bus, redelivery a no-op, bad pushes a 400."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from typing import Any
+
+import functions_framework
+import pandas as pd
+import pytest
+from anomaly_fleet import (
+    FleetFactory,
+    fault_hour,
+    fleet_with_shift,
+    load_hourly,
+    read_anomalies,
+    refresh_event,
+)
+from flask.testing import FlaskClient
+
+from shared.bus.local import queue_path
+from shared.events import AnomaliesDetected, encode_event
+from shared.settings import REPO_ROOT, Settings
+
+
+@pytest.fixture
+def client(settings: Settings) -> FlaskClient:
+    app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/anomaly/main.py"))
+    return app.test_client()
+
+
+def _push(client: FlaskClient, body: dict[str, Any]) -> Any:
+    return client.post("/pubsub/features-refreshed", json=body)
+
+
+def _envelope(message_id: str = "m1") -> dict[str, Any]:
+    data, attributes = encode_event(
+        refresh_event("r1", fault_hour(42, 0), fault_hour(47, 0)), correlation_id="c1"
+    )
+    return {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "attributes": attributes,
+            "messageId": message_id,
+        },
+        "subscription": "projects/p/subscriptions/anomaly-features",
+        "deliveryAttempt": 1,
+    }
+
+
+def _published(settings: Settings) -> list[AnomaliesDetected]:
+    path = queue_path(settings)
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT data, attributes FROM messages WHERE topic = 'anomalies-detected'"
+        ).fetchall()
+    assert all(json.loads(a)["type"] == AnomaliesDetected.TYPE for _, a in rows)
+    return [AnomaliesDetected.model_validate_json(d) for d, _ in rows]
+
+
+def test_push_scores_window_and_publishes_new_incident(
+    client: FlaskClient, settings: Settings, fleet: FleetFactory
+) -> None:
+    load_hourly(settings, fleet_with_shift(fleet))
+    response = _push(client, _envelope())
+    assert response.status_code == 204, response.get_data(as_text=True)
+    rows = read_anomalies(settings)
+    (sent,) = _published(settings)
+    assert list(rows["incident_id"]) == [sent.incident_id]
+    assert sent.anomaly_type == "level_shift"
+    assert sent.device_id == "dev-2"
+
+
+def test_redelivered_push_changes_nothing(
+    client: FlaskClient, settings: Settings, fleet: FleetFactory
+) -> None:
+    load_hourly(settings, fleet_with_shift(fleet))
+    assert _push(client, _envelope("m1")).status_code == 204
+    before = read_anomalies(settings)
+    assert _push(client, _envelope("m2")).status_code == 204  # same refresh, new delivery
+    pd.testing.assert_frame_equal(read_anomalies(settings), before)
+    assert len(_published(settings)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"nope": 1},
+        {"message": {"data": "!!", "attributes": {"type": "gridsight.features.refreshed.v1"},
+                     "messageId": "x"}, "subscription": "s"},
+        {"message": {"data": "", "attributes": {"type": "gridsight.sync.completed.v1"}, "messageId": "x"},
+         "subscription": "s"},
+    ],
+)  # fmt: skip
+def test_malformed_push_is_400_with_a_reason(
+    client: FlaskClient, settings: Settings, body: dict[str, Any]
+) -> None:
+    response = _push(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]
+    assert _published(settings) == []
+
+
+def test_health_and_unknown_routes(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"service": "anomaly", "ok": True}
+    assert client.get("/pubsub/features-refreshed").status_code == 405
+    assert client.post("/nowhere").status_code == 404
