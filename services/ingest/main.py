@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import flask
 import functions_framework
 
@@ -20,8 +18,8 @@ from shared.webhook import SIGNATURE_HEADER
 log = get_logger("services.ingest")
 
 
-@cache
 def _settings() -> Settings:
+    """Built per request (cheap), so a test can point the app at its own home."""
     configure_logging()
     return Settings()
 
