@@ -62,9 +62,7 @@ def validate_configuration(configuration: dict) -> dict:
     if "start_date" not in missing:
         text = str(configuration["start_date"]).strip()
         try:
-            parsed["start_date"] = datetime.combine(
-                date.fromisoformat(text), datetime.min.time(), UTC
-            )
+            parsed["start_date"] = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         except ValueError:
             errors.append(f"start_date must be an ISO date like 2026-01-01 (got {text!r})")
     if "lookback_hours" not in missing:
@@ -77,6 +75,12 @@ def validate_configuration(configuration: dict) -> dict:
             errors.append(f"lookback_hours must be a number from 0 to {__MAX_LOOKBACK_HOURS} (got {text!r})")
         else:
             parsed["lookback"] = timedelta(hours=hours)
+    # Optional: rows between checkpoints (tests and the benchmark vary it).
+    text = str(configuration.get("checkpoint_rows") or __CHECKPOINT_EVERY_ROWS).strip()
+    if not text.isdigit() or int(text) < 1:
+        errors.append(f"checkpoint_rows must be a positive integer (got {text!r})")
+    else:
+        parsed["checkpoint_rows"] = int(text)
     if errors:
         raise ValueError("invalid configuration: " + "; ".join(errors))
     return parsed
@@ -222,7 +226,7 @@ def sync_readings(client: VendorClient, config: dict, state: dict, device_ids: l
             if newest and newest > cursors.get(device_id, ""):
                 cursors[device_id] = newest
             since_checkpoint += len(page)
-            if since_checkpoint >= __CHECKPOINT_EVERY_ROWS:
+            if since_checkpoint >= config["checkpoint_rows"]:
                 op.checkpoint(state)
                 since_checkpoint = 0
     log.info(f"readings synced: {totals['reading']} valid, {totals['invalid_reading']} quarantined")
