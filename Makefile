@@ -39,7 +39,7 @@ clean:
 
 # Extra environments the test suite needs; each area adds its own prerequisite here.
 .PHONY: test-deps
-test-deps: browser checkov
+test-deps: browser checkov bqemu
 
 # Debian's Chromium for the Playwright browser tests; `playwright install` is never used (it downloads a
 # browser build of its own). CI runs as root on a fresh Debian machine.
@@ -57,3 +57,18 @@ $(CHECKOV_STAMP): infra/terraform/requirements-checkov.txt
 
 .PHONY: checkov
 checkov: $(CHECKOV_STAMP)
+
+# bqemulator (BigQuery differential tests, tests/emulator.py) pins sqlglot<30.12, which clashes with the
+# app's, so it gets its own venv, started as a subprocess by the tests. Offline, DuckDB cannot download
+# the spatial extension bqemulator loads at start: tests/bqemu_spatial.py installs it from the
+# duckdb-extension-spatial wheel (same DuckDB version); it runs on every `make bqemu`, as it is idempotent.
+BQEMU_STAMP := .venv-bqemu/.installed
+$(BQEMU_STAMP): tests/requirements-bqemu.txt tests/constraints-bqemu.txt
+	$(PYTHON) -m venv .venv-bqemu
+	.venv-bqemu/bin/pip install --quiet --upgrade pip
+	.venv-bqemu/bin/pip install --quiet -r tests/requirements-bqemu.txt -c tests/constraints-bqemu.txt
+	touch $(BQEMU_STAMP)
+
+.PHONY: bqemu
+bqemu: $(BQEMU_STAMP)
+	.venv-bqemu/bin/python tests/bqemu_spatial.py

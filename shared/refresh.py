@@ -23,6 +23,7 @@ from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
 from shared.warehouse.contracts import TableContract
+from shared.warehouse.dialect import inline_timestamps
 from shared.warehouse.models import compile_sql, model_inputs, ordered_models
 from shared.warehouse.statements import merge_sql
 
@@ -240,9 +241,9 @@ def _merge_model(wh: Warehouse, contract: TableContract, window: tuple[datetime,
         scope = f"t.{column} >= DATE(@window_start) AND t.{column} < DATE(@window_end)"
     else:
         scope = f"t.{column} >= @window_start AND t.{column} < @window_end"
-    return wh.execute(
-        merge_sql(contract, source, delete_scope=scope), {"window_start": window[0], "window_end": window[1]}
-    )
+    statement = merge_sql(contract, source, delete_scope=scope)
+    bound = inline_timestamps(statement, {"window_start": window[0], "window_end": window[1]})
+    return wh.execute(bound.sql(dialect="bigquery"))
 
 
 def _query_compiled(wh: Warehouse, sql: str, params: dict[str, object]) -> list[dict[str, object]]:

@@ -11,6 +11,9 @@ from shared.settings import REPO_ROOT, Settings
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+# bqemulator as a session fixture (`bqemu_endpoint`) for the BigQuery differential tests
+pytest_plugins = ["tests.emulator"]
+
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

@@ -19,6 +19,7 @@ app = typer.Typer(
 # Each module exposes `register(app: typer.Typer) -> None`; add yours here.
 COMMAND_MODULES: list[str] = [
     "infra.local.commands.anomaly",
+    "infra.local.commands.warehouse",
     "infra.local.commands.simulator",
     "infra.local.commands.sync",
 ]

@@ -25,8 +25,14 @@ __all__ = ["Params", "TableContract", "Warehouse", "contract_for", "load_contrac
 
 
 @contextmanager
-def open_warehouse(settings: Settings, *, ensure_schema: bool = True) -> Iterator[Warehouse]:
-    """Open the configured warehouse, make sure every energy_analytics table exists, close on exit."""
+def open_warehouse(
+    settings: Settings, *, ensure_schema: bool = True, read_only: bool = False
+) -> Iterator[Warehouse]:
+    """Open the configured warehouse, make sure every energy_analytics table exists, close on exit.
+
+    `read_only` opens the DuckDB file read-only (defence in depth for ad-hoc queries); the schema
+    is still created first if the file is new.
+    """
     if settings.warehouse_backend == "bigquery":
         from shared.warehouse.bigquery import BigQueryWarehouse
 
@@ -50,9 +56,15 @@ def open_warehouse(settings: Settings, *, ensure_schema: bool = True) -> Iterato
             f"warehouse lock {settings.lock_path} not free after {settings.warehouse_lock_timeout_s} s"
         ) from exc
     try:
-        duck = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path)
+        if read_only and ensure_schema:
+            writer = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path)
+            try:
+                writer.ensure_schema()
+            finally:
+                writer.close()
+        duck = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path, read_only=read_only)
         try:
-            if ensure_schema:
+            if ensure_schema and not read_only:
                 duck.ensure_schema()
             yield duck
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlglot
 from sqlglot import exp
@@ -17,6 +18,7 @@ from sqlglot.errors import ParseError
 __all__ = [
     "DATASETS",
     "TableMap",
+    "inline_timestamps",
     "parse_one_statement",
     "referenced_tables",
     "render",
@@ -82,3 +84,21 @@ def used_parameters(expression: exp.Expression) -> set[str]:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
+
+
+def inline_timestamps(sql: str | exp.Expression, values: Mapping[str, datetime]) -> exp.Expression:
+    """Replace `@name` parameters by TIMESTAMP literals of trusted, program-made values.
+
+    For statements whose engine mishandles a parameter used in several clauses (bqemulator's MERGE);
+    never use it for values that came from outside.
+    """
+    expression = parse_one_statement(sql) if isinstance(sql, str) else sql
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Parameter) and node.name in values:
+            value = values[node.name].astimezone(UTC)
+            stamp = value.strftime("%Y-%m-%d %H:%M:%S" + (".%f" if value.microsecond else "") + "+00:00")
+            return exp.cast(exp.Literal.string(stamp), exp.DataType.build("TIMESTAMP", dialect="bigquery"))
+        return node
+
+    return expression.transform(replace)

@@ -36,10 +36,10 @@ TABLE_MAP = TableMap(
 class DuckDBWarehouse:
     backend = "duckdb"
 
-    def __init__(self, path: Path, raw_path: Path) -> None:
+    def __init__(self, path: Path, raw_path: Path, *, read_only: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = duckdb.connect(str(path))
+            self._conn = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             raise TransientError(f"warehouse file {path} is busy: {exc}") from exc
         # Timestamps are UTC everywhere; DuckDB would otherwise truncate hours in the host's zone.

@@ -11,7 +11,7 @@ from shared.settings import Settings
 from shared.warehouse import load_contracts, open_warehouse
 from shared.warehouse.duckdb import DuckDBWarehouse
 from shared.warehouse.models import ordered_models
-from tests.sql.conftest import START
+from tests.sql.landing import START
 
 MODELS = [c.table for c in load_contracts().values() if c.is_model]
 

@@ -12,7 +12,7 @@ from shared.refresh import refresh_features
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
 from shared.warehouse.rawfixture import RawStore, make_fleet, make_readings
-from tests.sql.conftest import (
+from tests.sql.landing import (
     DAYS,
     N_DEVICES,
     START,

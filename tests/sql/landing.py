@@ -1,0 +1,109 @@
+"""Helpers for the model tests: a small fleet landed the way `fivetran debug` lands it, snapshots."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from shared.settings import Settings
+from shared.warehouse import load_contracts, open_warehouse
+from shared.warehouse.rawfixture import RawStore, make_fleet, make_readings
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+SYNC_1 = datetime(2026, 3, 4, 0, 5, tzinfo=UTC)
+N_DEVICES = 6
+DAYS = 3
+
+
+def land(settings: Settings, write: Callable[[RawStore], None]) -> None:
+    """One 'sync': open the raw file, write, close (the connector never overlaps a refresh)."""
+    with RawStore(settings.raw_duckdb_path) as raw:
+        write(raw)
+
+
+def land_fleet(settings: Settings, *, days: int = DAYS, synced_at: datetime = SYNC_1) -> None:
+    sites, devices = make_fleet(N_DEVICES)
+    readings = make_readings(devices["device_id"].to_pylist(), START, START + timedelta(days=days))
+
+    def write(raw: RawStore) -> None:
+        raw.upsert("site", sites, synced_at)
+        raw.upsert("device", devices, synced_at)
+        raw.upsert("reading", readings, synced_at)
+
+    land(settings, write)
+
+
+def snapshot(settings: Settings) -> dict[str, pd.DataFrame]:
+    """Every model table, sorted by its key, for comparisons."""
+    frames = {}
+    with open_warehouse(settings) as wh:
+        for name, contract in load_contracts().items():
+            if not contract.is_model:
+                continue
+            key = ", ".join(contract.unique_key)
+            frames[name] = wh.query_df(f"SELECT * FROM energy_analytics.{name} ORDER BY {key}")
+    return frames
+
+
+def assert_same_tables(left: dict[str, pd.DataFrame], right: dict[str, pd.DataFrame]) -> None:
+    assert left.keys() == right.keys()
+    for name in left:
+        a = left[name].drop(columns=["synced_at"], errors="ignore").reset_index(drop=True)
+        b = right[name].drop(columns=["synced_at"], errors="ignore").reset_index(drop=True)
+        assert len(a) == len(b), f"{name}: {len(a)} rows vs {len(b)}"
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, obj=name)
+
+
+def full_rebuild_elsewhere(settings: Settings, tmp_path: Path) -> dict[str, pd.DataFrame]:
+    """The same raw file, modelled from scratch in a fresh home with a full refresh."""
+    from shared.refresh import refresh_features
+
+    other = Settings(home=tmp_path / "rebuild-home")
+    other.raw_duckdb_path.parent.mkdir(parents=True)
+    shutil.copy(settings.raw_duckdb_path, other.raw_duckdb_path)
+    refresh_features(other, full=True)
+    return snapshot(other)
+
+
+_BQ_TYPES = {"string": "STRING", "double": "FLOAT64", "int32": "INT64", "int64": "INT64", "bool": "BOOL"}
+
+
+def mirror_raw_to_bigquery(duck: Settings, bq: Settings) -> None:
+    """Copy the raw tables from the DuckDB connector file into the emulator's raw dataset, so both
+    backends model exactly the same rows (what Fivetran would have landed in BigQuery)."""
+    import duckdb
+    import pyarrow as pa
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    client = bigquery.Client(
+        project=bq.gcp_project,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=bq.bigquery_api_endpoint),
+    )
+    client.create_dataset(f"{bq.gcp_project}.{bq.raw_dataset}", exists_ok=True)
+    con = duckdb.connect(str(duck.raw_duckdb_path), read_only=True)
+    try:
+        for table in ("site", "device", "reading"):
+            arrow = con.execute(f"SELECT * FROM tester.{table}").to_arrow_table()
+            schema = [
+                bigquery.SchemaField(
+                    f.name, "TIMESTAMP" if pa.types.is_timestamp(f.type) else _BQ_TYPES[str(f.type)]
+                )
+                for f in arrow.schema
+            ]
+            ref = f"{bq.gcp_project}.{bq.raw_dataset}.{table}"
+            client.delete_table(ref, not_found_ok=True)
+            created = client.create_table(bigquery.Table(ref, schema=schema))
+            rows = arrow.to_pylist()
+            for offset in range(0, len(rows), 5_000):
+                errors = client.insert_rows(created, rows[offset : offset + 5_000])
+                assert not errors, errors[:3]
+    finally:
+        con.close()
+        client.close()
