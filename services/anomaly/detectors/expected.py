@@ -72,9 +72,13 @@ def shift_rows(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def _nanmedian(stack: list[np.ndarray]) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(np.stack(stack), axis=0)
+    """Median over the stacked arrays ignoring NaN (NaN where all are). np.nanmedian does the same
+    through masked arrays, several times slower on a few dozen layers."""
+    a = np.sort(np.stack(stack), axis=0)  # NaN sorts last
+    n = np.sum(~np.isnan(a), axis=0)
+    lo = np.take_along_axis(a, np.maximum((n - 1) // 2, 0)[None], axis=0)[0]
+    hi = np.take_along_axis(a, np.minimum(n // 2, len(stack) - 1)[None], axis=0)[0]
+    return np.where(n > 0, (lo + hi) / 2, np.nan)
 
 
 def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
