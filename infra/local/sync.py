@@ -102,7 +102,7 @@ def run_sync(
         config_path = prepare_project(project, configuration or default_configuration(settings))
         log_path = project / "last_sync.log"
         started = datetime.now(UTC)
-        tail: deque[str] = deque(maxlen=40)
+        tail: deque[str] = deque(maxlen=400)  # the error line precedes a traceback
         with (
             log_path.open("w") as log_file,
             subprocess.Popen(
@@ -164,9 +164,10 @@ def count_rows(raw_path: Path, *, since: datetime) -> dict[str, int]:
 
 def _failure_message(tail: list[str], code: int) -> str:
     """The runner's own error line(s), without the traceback that follows them."""
-    for marker in ("Error: ", "SEVERE"):
-        for i, line in enumerate(tail):
-            if marker in line:
-                first = line[line.index(marker) + len(marker) :] if marker == "Error: " else line
-                return " ".join(part.strip() for part in [first, *tail[i + 1 : i + 2]] if part.strip())[:1000]
+    for line in tail:
+        if "Error: " in line:
+            return line[line.index("Error: ") + len("Error: ") :].strip()[:1000]
+    for line in tail:
+        if "SEVERE" in line and "SYNC FAILED" not in line:
+            return line.strip()[:1000]
     return f"fivetran debug exited with code {code}: " + " | ".join(tail[-5:])[:800]
