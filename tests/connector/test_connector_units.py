@@ -17,7 +17,7 @@ def connector() -> Iterator[ModuleType]:
     """The project folder on sys.path, as the runner puts it; `client` is its sibling module."""
     sys.path.insert(0, str(CONNECTOR_SOURCE))
     try:
-        import connector as module  # noqa: PLC0415
+        import connector as module
 
         yield module
     finally:
