@@ -178,13 +178,19 @@ class Supervisor:
         self._env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the servers, wait until they answer, then the processes that call them (the
+        dispatcher), so the first deliveries are not spent on connection errors."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for spec in self.specs:
-            child = _Child(spec, (self.log_dir / f"{spec.name}.log").open("ab"))
-            self.children[spec.name] = child
-            self._spawn(child)
-        self._write_state()
+        servers = [s for s in self.specs if s.port is not None]
+        for group in (servers, [s for s in self.specs if s.port is None]):
+            for spec in group:
+                child = _Child(spec, (self.log_dir / f"{spec.name}.log").open("ab"))
+                self.children[spec.name] = child
+                self._spawn(child)
+            self._write_state()
+            if group is servers:
+                self.wait_healthy(timeout_s)
 
     def _spawn(self, child: _Child) -> None:
         child.proc = subprocess.Popen(
@@ -196,7 +202,7 @@ class Supervisor:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the terminal reaches us only; we stop children in order
         )
-        log.info("started", extra={"process": child.spec.name, "pid": child.proc.pid})
+        log.info("started", extra={"proc": child.spec.name, "pid": child.proc.pid})
 
     def wait_healthy(self, timeout_s: float = 60.0) -> dict[str, bool]:
         """Poll until every process answers (HTTP) or beats (dispatcher); raise if one never does."""
@@ -240,7 +246,7 @@ class Supervisor:
                 continue
             if child.restarts >= _MAX_RESTARTS:
                 raise RuntimeError(f"{name} keeps exiting (code {child.proc.returncode}); see its log")
-            log.warning("process exited; restarting", extra={"process": name, "code": child.proc.returncode})
+            log.warning("process exited; restarting", extra={"proc": name, "code": child.proc.returncode})
             child.restarts += 1
             self._spawn(child)
             restarted.append(name)
@@ -261,7 +267,7 @@ class Supervisor:
             try:
                 child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("did not stop in time; killing", extra={"process": child.spec.name})
+                log.warning("did not stop in time; killing", extra={"proc": child.spec.name})
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.proc.pid, signal.SIGKILL)
                 child.proc.wait()
@@ -290,7 +296,11 @@ class Supervisor:
         path.write_text(json.dumps(state, indent=2))
 
     def __enter__(self) -> Supervisor:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
