@@ -19,12 +19,21 @@ from pydantic import BaseModel
 from services.anomaly.combine import group_incidents, rank_hours
 from services.anomaly.detectors import DetectorConfig, panel_from_long, run_detectors
 from shared.bus.base import Publisher
+from shared.errors import NotFound
 from shared.events import AnomaliesDetected, FeaturesRefreshed
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
 
-__all__ = ["HISTORY", "INCIDENT_LOOKBACK", "ScoreResult", "WindowIncidents", "detect_window", "score_window"]
+__all__ = [
+    "HISTORY",
+    "INCIDENT_LOOKBACK",
+    "ScoreResult",
+    "WindowIncidents",
+    "detect_window",
+    "device_view",
+    "score_window",
+]
 
 # Expected load needs 4 weeks of the same hour, and its noise scale 4 more weeks of residuals.
 HISTORY = timedelta(weeks=9)
@@ -83,9 +92,12 @@ def _utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True)
 
 
-def _load_frame(wh: Warehouse, event: FeaturesRefreshed) -> tuple[pd.DataFrame, dict[str, float]]:
-    start = pd.Timestamp(event.window_start).tz_convert(UTC)
-    end = pd.Timestamp(event.window_end).tz_convert(UTC)
+def _load_frame(
+    wh: Warehouse, event: FeaturesRefreshed | tuple[datetime, datetime]
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    window = (event.window_start, event.window_end) if isinstance(event, FeaturesRefreshed) else event
+    start = pd.Timestamp(window[0]).tz_convert(UTC)
+    end = pd.Timestamp(window[1]).tz_convert(UTC)
     lookback = start - INCIDENT_LOOKBACK
     hourly = wh.query_df(
         HOURLY_SQL, {"history_start": (start - HISTORY).to_pydatetime(), "window_end": end.to_pydatetime()}
@@ -166,6 +178,53 @@ def detect_window(
         devices_scored=len(wanted & set(panel.devices)),
         hours_scored=int(np.sum(in_window)),
     )
+
+
+DEVICE_INCIDENTS_SQL = """
+SELECT incident_id, start_hour, end_hour, anomaly_type, severity, score, explanation
+FROM energy_analytics.anomalies
+WHERE device_id = @device_id AND end_hour > @start AND start_hour < @end
+ORDER BY start_hour
+"""
+LAST_HOUR_SQL = (
+    "SELECT MAX(hour) AS last_hour FROM energy_analytics.hourly_consumption WHERE device_id = @device_id"
+)
+
+
+def device_view(
+    wh: Warehouse,
+    device_id: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    days: int = 28,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(hour, actual, expected) for one device and its stored incidents, for `gridsight anomaly plot`.
+
+    Expected load is recomputed with the detectors' own baseline, so the picture shows what the
+    scores were judged against. Default range: the device's last `days` days of data.
+    """
+    if end is None:
+        last = wh.query_df(LAST_HOUR_SQL, {"device_id": device_id})["last_hour"].iloc[0]
+        if pd.isna(last):
+            raise NotFound(f"no hourly consumption for device {device_id!r}")
+        end = pd.Timestamp(last).tz_localize(UTC) if pd.Timestamp(last).tzinfo is None else pd.Timestamp(last)
+        end = (end + pd.Timedelta(hours=1)).to_pydatetime()
+    start = start or end - timedelta(days=days)
+    frame, volts = _load_frame(wh, (start, end))
+    if device_id not in set(frame["device_id"]):
+        raise NotFound(f"no hourly consumption for device {device_id!r} before {end.isoformat()}")
+    panel = panel_from_long(frame, nominal_voltage=volts, end=pd.Timestamp(end))
+    base, _ = run_detectors(panel)
+    col = panel.devices.index(device_id)
+    load = pd.DataFrame(
+        {"hour": panel.hours, "actual": panel.energy_kwh[:, col], "expected": base.expected[:, col]}
+    )
+    load = load[(load["hour"] >= pd.Timestamp(start)) & (load["hour"] < pd.Timestamp(end))]
+    incidents = wh.query_df(DEVICE_INCIDENTS_SQL, {"device_id": device_id, "start": start, "end": end})
+    for col_name in ("start_hour", "end_hour"):
+        incidents[col_name] = _utc(incidents[col_name])
+    return load.reset_index(drop=True), incidents
 
 
 def write_incidents(wh: Warehouse, incidents: WindowIncidents) -> int:

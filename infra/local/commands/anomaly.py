@@ -139,17 +139,41 @@ def evaluate(
 
 @anomaly_app.command("plot")
 def plot(
-    energy: Annotated[Path, typer.Option(help="CSV with meter_id,timestamp_utc,kwh (and label to overlay).")],
-    device: Annotated[str, typer.Option(help="meter_id to draw.")],
+    device: Annotated[str, typer.Option(help="Device (meter_id) to draw.")],
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("anomalies.png"),
+    energy: Annotated[
+        Path | None,
+        typer.Option(help="Score this CSV (meter_id,timestamp_utc,kwh[,label]); default: the warehouse."),
+    ] = None,
     start: Annotated[str | None, typer.Option(help="First day to draw (UTC), e.g. 2019-03-01.")] = None,
     end: Annotated[str | None, typer.Option(help="Day after the last one to draw (UTC).")] = None,
 ) -> None:
     """PNG of a device's load and expected load, its incidents shaded by type."""
+    from services.anomaly.plot import plot_incidents
+
+    lo = pd.Timestamp(start, tz="UTC") if start else None
+    hi = pd.Timestamp(end, tz="UTC") if end else None
+    labels = None
+    if energy is not None:
+        load, incidents, labels = _csv_view(energy, device)
+    else:
+        load, incidents = _warehouse_view(device, lo, hi)
+    lo = lo if lo is not None else load["hour"].min()
+    hi = hi if hi is not None else load["hour"].max() + pd.Timedelta(hours=1)
+    load = load[(load["hour"] >= lo) & (load["hour"] < hi)]
+    incidents = incidents[(incidents["end_hour"] > lo) & (incidents["start_hour"] < hi)]
+    if labels is not None:
+        labels = labels[(labels["hour"] >= lo) & (labels["hour"] < hi)]
+    plot_incidents(load, incidents, out, title=f"{device}: {len(incidents)} incidents", labels=labels)
+    console.print(
+        f"{len(incidents)} incidents; {int(np.isfinite(load['actual']).sum()):,} hours drawn -> {out}"
+    )
+
+
+def _csv_view(energy: Path, device: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     from services.anomaly.combine import group_incidents, rank_hours
     from services.anomaly.csvscore import load_energy_csv
     from services.anomaly.detectors import panel_from_long, run_detectors
-    from services.anomaly.plot import plot_incidents
 
     try:
         frame = load_energy_csv(energy)
@@ -165,20 +189,32 @@ def plot(
         {"hour": panel.hours, "actual": panel.energy_kwh[:, col], "expected": base.expected[:, col]}
     )
     incidents = group_incidents(ranked[ranked["device_id"] == device].reset_index(drop=True), findings)
-    lo = pd.Timestamp(start, tz="UTC") if start else load["hour"].min()
-    hi = pd.Timestamp(end, tz="UTC") if end else load["hour"].max() + pd.Timedelta(hours=1)
-    load = load[(load["hour"] >= lo) & (load["hour"] < hi)]
-    incidents = incidents[(incidents["end_hour"] > lo) & (incidents["start_hour"] < hi)]
-    labels = None
     raw = pd.read_csv(energy)
+    labels = None
     if "label" in raw.columns:
         sel = raw[raw["meter_id"].astype(str) == device]
         labels = pd.DataFrame({"hour": pd.to_datetime(sel["timestamp_utc"], utc=True), "label": sel["label"]})
-        labels = labels[(labels["hour"] >= lo) & (labels["hour"] < hi)]
-    plot_incidents(load, incidents, out, title=f"{device}: {len(incidents)} incidents", labels=labels)
-    console.print(
-        f"{len(incidents)} incidents; {int(np.isfinite(load['actual']).sum()):,} hours drawn -> {out}"
-    )
+    return load, incidents, labels
+
+
+def _warehouse_view(
+    device: str, start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from services.anomaly.scoring import device_view
+    from shared.errors import GridsightError
+    from shared.settings import Settings
+    from shared.warehouse import open_warehouse
+
+    try:
+        with open_warehouse(Settings()) as wh:
+            return device_view(
+                wh,
+                device,
+                start=start.to_pydatetime() if start is not None else None,
+                end=end.to_pydatetime() if end is not None else None,
+            )
+    except GridsightError as exc:
+        raise _fail(str(exc)) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import functions_framework
@@ -20,7 +21,9 @@ from anomaly_fleet import (
     refresh_event,
 )
 from flask.testing import FlaskClient
+from typer.testing import CliRunner
 
+from infra.local.cli import build_app
 from shared.bus.local import queue_path
 from shared.events import AnomaliesDetected, encode_event
 from shared.settings import REPO_ROOT, Settings
@@ -110,3 +113,30 @@ def test_health_and_unknown_routes(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"service": "anomaly", "ok": True}
     assert client.get("/pubsub/features-refreshed").status_code == 405
     assert client.post("/nowhere").status_code == 404
+
+
+def test_plot_from_the_warehouse_shades_stored_incidents(
+    client: FlaskClient, settings: Settings, fleet: FleetFactory, tmp_path: Path
+) -> None:
+    load_hourly(settings, fleet_with_shift(fleet))
+    assert _push(client, _envelope()).status_code == 204
+    out = tmp_path / "dev2.png"
+    args = [
+        "anomaly",
+        "plot",
+        "--device",
+        "dev-2",
+        "--start",
+        "2024-02-08",
+        "--end",
+        "2024-02-20",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    assert "1 incidents" in result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    missing = CliRunner().invoke(build_app(), ["anomaly", "plot", "--device", "nope", "--out", str(out)])
+    assert missing.exit_code == 2
+    assert "no hourly consumption for device 'nope'" in missing.output
