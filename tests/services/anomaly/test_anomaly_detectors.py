@@ -140,3 +140,23 @@ def test_scores_are_in_unit_interval_and_half_at_threshold(fleet: FleetFactory) 
     assert ranked["score"].between(0, 1, inclusive="left").all()
     assert ((ranked["score"] >= 0.5) == ranked["is_anomaly"]).all()
     assert np.isfinite(ranked["score"]).all()
+
+
+def test_forecast_interval_is_the_expectation_where_one_exists(fleet: FleetFactory) -> None:
+    """Seasonally this hour is normal, but the forecast (say, for a holiday) said half of it with a
+    tight interval: judged against the forecast, the hour is a spike, and `expected` is its p50."""
+    frame = fleet()
+    at = fault_hour(50, 13)
+    hit = _mask(frame, at, 1)
+    actual = float(frame.loc[hit, "energy_kwh"].iloc[0])
+    frame = frame.assign(forecast_p10=float("nan"), forecast_p50=float("nan"), forecast_p90=float("nan"))
+    frame.loc[hit, ["forecast_p10", "forecast_p50", "forecast_p90"]] = [
+        0.45 * actual,
+        0.5 * actual,
+        0.55 * actual,
+    ]
+    flagged = _score(frame).query("is_anomaly")
+    assert list(flagged[["device_id", "hour", "anomaly_type"]].itertuples(index=False, name=None)) == [
+        (DEVICE, at, "spike")
+    ]
+    assert flagged.iloc[0]["expected"] == 0.5 * actual
