@@ -6,7 +6,7 @@ variable "analytics_dataset" {
   default     = "energy_analytics"
   nullable    = false
   validation {
-    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.analytics_dataset))
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.analytics_dataset)) && length(var.analytics_dataset) <= 1024
     error_message = "analytics_dataset must be a valid BigQuery dataset id (letters, digits, underscores)."
   }
 }
@@ -124,7 +124,7 @@ variable "raw_dataset" {
   default     = "gridsight_raw"
   nullable    = false
   validation {
-    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.raw_dataset))
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.raw_dataset)) && length(var.raw_dataset) <= 1024
     error_message = "raw_dataset must be a valid BigQuery dataset id."
   }
 }

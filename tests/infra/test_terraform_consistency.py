@@ -1,0 +1,339 @@
+"""Terraform, the topology file, the services, their Dockerfiles and cloudbuild.yaml agree.
+
+The for_each maps of topology.tf come from locals.tf; `mirror_locals` computes the same maps from
+infra/events.yaml in Python (asserted equal to `terraform console`'s evaluation when a terraform
+binary is present), so "every topic and subscription exists in Terraform" is checked on the names
+Terraform will really create, not on a copy of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from shared.settings import Settings
+from shared.topology import TOPOLOGY_FILE, load_topology
+from tests.infra.conftest import MODULE_DIR, REPO_ROOT, TEST_VARS, blocks, unquote
+from tests.infra.images import (
+    external_distributions,
+    installed_closure,
+    module_file,
+    reachable,
+    read_requirements,
+)
+
+CLOUDBUILD = REPO_ROOT / "cloudbuild.yaml"
+SERVICES_DIR = REPO_ROOT / "services"
+MODEL_SERVER = "model-server"
+MODEL_SERVER_MODULE = "services.forecast.model_server"
+
+# Which settings need a cloud value: a backend selector (its default is the local backend), a secret
+# (its default is a local development value), a Google Cloud or push-auth id, or anything unset by
+# default. Tunables with a default (batch sizes, timeouts, tariffs) keep their default in the cloud.
+CLOUD_SENSITIVE = re.compile(
+    r"_backend$|^gcp_|^bq_location$|_dataset$|^vertex_|^model_bucket$|^push_|^fivetran_|^home$"
+)
+# Settings matching the rule above that still need no cloud value, each with the reason.
+NOT_SET_IN_CLOUD = {
+    "bigquery_api_endpoint": "points the client at bqemulator in tests; unset means the real API",
+    "simulator_api_key": "the simulator is the local stand-in for the vendor API",
+    "bus_min_backoff_s": "local dispatcher override; Pub/Sub takes backoff from events.yaml via topology.tf",
+    "bus_max_backoff_s": "local dispatcher override (see bus_min_backoff_s)",
+    "bus_max_delivery_attempts": "local dispatcher override (see bus_min_backoff_s)",
+    "bus_ack_deadline_s": "local dispatcher override (see bus_min_backoff_s)",
+}
+
+
+def needs_cloud_value(field: str) -> bool:
+    info = Settings.model_fields[field]
+    secret = info.annotation is SecretStr
+    return (
+        secret or info.default is None or bool(CLOUD_SENSITIVE.search(field))
+    ) and field not in NOT_SET_IN_CLOUD
+
+
+# Distributions an image needs that no import names: the server runtime and BigQuery's dtypes.
+RUNTIME_ONLY = {"functions-framework", "gunicorn", "db-dtypes"}
+
+
+# --- the for_each maps, evaluated -------------------------------------------------------------------
+
+
+def mirror_locals(raw: dict[str, Any], variables: dict[str, str]) -> dict[str, Any]:
+    """locals.tf's topology expressions, in Python."""
+    dead_letter = raw["dead_letter"]
+    push = {
+        name: {
+            **{k: sub[k] for k in ("topic", "service", "path", "ack_deadline_seconds")},
+            **{k: sub[k] for k in ("min_backoff_seconds", "max_backoff_seconds", "max_delivery_attempts")},
+            "dead_letter_topic": f"{name}{dead_letter['topic_suffix']}",
+        }
+        for name, sub in raw["subscriptions"].items()
+    }
+    images = [*sorted(raw["services"]), MODEL_SERVER]
+    registry = f"{variables['region']}-docker.pkg.dev/{variables['project_id']}/{variables['prefix']}"
+    return {
+        "topics": raw["topics"],
+        "push_subscriptions": push,
+        "dead_letter_topics": {
+            sub["dead_letter_topic"]: {
+                "source_subscription": name,
+                "pull_subscription": f"{name}{dead_letter['subscription_suffix']}",
+            }
+            for name, sub in push.items()
+        },
+        "push_targets": sorted({sub["service"] for sub in push.values()}),
+        "service_topics": {
+            service: sorted(
+                t for t, topic in raw["topics"].items() if topic["publisher"].split(".")[1] == service
+            )
+            for service in raw["services"]
+        },
+        "images": {name: f"{registry}/{name}" for name in images},
+        "push_audience": {service: f"{variables['prefix']}-{service}-push" for service in raw["services"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def planned(evaluated_locals: dict[str, Any] | None) -> dict[str, Any]:
+    mirrored = mirror_locals(yaml.safe_load(TOPOLOGY_FILE.read_text()), TEST_VARS)
+    if evaluated_locals is not None:
+        for key, value in mirrored.items():
+            assert evaluated_locals[key] == value, f"locals.tf `{key}` differs from the Python mirror"
+    return mirrored
+
+
+def test_every_topic_and_subscription_of_the_topology_exists_in_terraform(
+    planned: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    topology = load_topology()
+    for_each = {name: unquote(body["for_each"]) for name, body in resources.items() if "for_each" in body}
+    assert for_each["google_pubsub_topic.topic"] == "${local.topics}"
+    assert for_each["google_pubsub_subscription.push"] == "${local.push_subscriptions}"
+    assert for_each["google_pubsub_topic.dead_letter"] == "${local.dead_letter_topics}"
+    assert for_each["google_pubsub_subscription.dead_letter"] == "${local.dead_letter_topics}"
+    assert resources["google_pubsub_topic.topic"]["name"] == "${each.key}"
+    assert resources["google_pubsub_subscription.push"]["name"] == "${each.key}"
+    assert resources["google_pubsub_subscription.dead_letter"]["name"] == "${each.value.pull_subscription}"
+
+    assert set(planned["topics"]) == set(topology.topics)
+    assert set(planned["push_subscriptions"]) == set(topology.subscriptions)
+    assert set(planned["dead_letter_topics"]) == {
+        topology.dead_letter_topic(s) for s in topology.subscriptions
+    }
+    pulls = {d["pull_subscription"] for d in planned["dead_letter_topics"].values()}
+    assert pulls == {f"{s}{topology.dead_letter.subscription_suffix}" for s in topology.subscriptions}
+
+
+def test_push_subscriptions_carry_the_topology_settings_oidc_retry_and_dead_letter(
+    planned: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    push = resources["google_pubsub_subscription.push"]
+    config = push["push_config"][0]
+    assert unquote(config["push_endpoint"]).endswith("${each.value.path}")
+    assert "google_cloud_run_v2_service.service[each.value.service].uri" in config["push_endpoint"]
+    oidc = config["oidc_token"][0]
+    assert oidc["service_account_email"] == "${google_service_account.push.email}"
+    assert oidc["audience"] == "${local.push_audience[each.value.service]}"
+    assert unquote(push["retry_policy"][0]["minimum_backoff"]) == "${each.value.min_backoff_seconds}s"
+    assert unquote(push["retry_policy"][0]["maximum_backoff"]) == "${each.value.max_backoff_seconds}s"
+    assert push["dead_letter_policy"][0]["max_delivery_attempts"] == "${each.value.max_delivery_attempts}"
+    assert push["ack_deadline_seconds"] == "${each.value.ack_deadline_seconds}"
+    for name, sub in load_topology().subscriptions.items():
+        evaluated = planned["push_subscriptions"][name]
+        assert evaluated["min_backoff_seconds"] == sub.min_backoff_seconds
+        assert evaluated["max_backoff_seconds"] == sub.max_backoff_seconds
+        assert evaluated["max_delivery_attempts"] == sub.max_delivery_attempts
+        assert evaluated["path"] == sub.path
+        assert evaluated["service"] in planned["push_targets"]
+
+
+def test_each_service_publishes_only_to_the_topics_events_yaml_names_it_publisher_of(
+    planned: dict[str, Any],
+) -> None:
+    for name, topic in load_topology().topics.items():
+        service = topic.publisher.split(".")[1]
+        assert name in planned["service_topics"][service]
+    assert sum(len(t) for t in planned["service_topics"].values()) == len(load_topology().topics)
+
+
+# --- services, Dockerfiles, build steps --------------------------------------------------------------
+
+
+def service_folders() -> list[str]:
+    return sorted(p.parent.name for p in SERVICES_DIR.glob("*/__init__.py"))
+
+
+def cloudbuild() -> dict[str, Any]:
+    return yaml.safe_load(CLOUDBUILD.read_text())
+
+
+def dockerfile_cmd(path: Path) -> list[str]:
+    lines = [line for line in path.read_text().splitlines() if line.startswith("CMD ")]
+    assert len(lines) == 1, f"{path}: expected one CMD"
+    return yaml.safe_load(lines[0][4:])
+
+
+def test_every_service_folder_has_a_cloud_run_service_a_dockerfile_and_build_steps(
+    module_locals: dict[str, Any],
+) -> None:
+    folders = service_folders()
+    assert folders == sorted(load_topology().services), "services/ and events.yaml `services:` differ"
+    assert sorted(module_locals["service_needs"]) == folders, "locals.tf service_needs misses a service"
+    steps = {step["id"] for step in cloudbuild()["steps"]}
+    for service in folders:
+        dockerfile = SERVICES_DIR / service / "Dockerfile"
+        assert dockerfile.is_file(), f"{service} has no Dockerfile"
+        source = f"services/{service}/main.py"
+        expected = ["functions-framework", "--source", source, "--target", "app", "--host", "0.0.0.0"]  # noqa: S104
+        assert dockerfile_cmd(dockerfile) == expected, f"{service} must start like the local runtime"
+        assert {f"build-{service}", f"push-{service}", f"deploy-{service}"} <= steps, f"{service} build steps"
+    model_server = SERVICES_DIR / "forecast" / "Dockerfile.model-server"
+    assert dockerfile_cmd(model_server) == ["python", "-m", MODEL_SERVER_MODULE]
+    assert {f"build-{MODEL_SERVER}", f"push-{MODEL_SERVER}", "deploy-model"} <= steps
+    assert {"test", "fivetran-deploy"} <= steps
+
+
+def test_image_builds_run_in_parallel_after_the_tests() -> None:
+    steps = {step["id"]: step for step in cloudbuild()["steps"]}
+    builds = [s for s in steps if s.startswith("build-")]
+    assert len(builds) == len(service_folders()) + 1
+    for build in builds:
+        assert steps[build]["waitFor"] == ["test"], f"{build} must wait for the tests only"
+
+
+def test_images_named_in_cloudbuild_match_terraform(planned: dict[str, Any], module: dict[str, Any]) -> None:
+    build = cloudbuild()
+    substitutions = {
+        "${_REGION}": TEST_VARS["region"],
+        "$PROJECT_ID": TEST_VARS["project_id"],
+        "${_REPOSITORY}": TEST_VARS["prefix"],  # Terraform: repository_id = var.prefix
+    }
+    named: dict[str, set[str]] = {}
+    for step in build["steps"]:
+        for arg in step.get("args", []) + step.get("env", []):
+            for ref in re.findall(r"\$\{_REGION\}-docker\.pkg\.dev/\S+?:\$SHORT_SHA", str(arg)):
+                image = ref.removesuffix(":$SHORT_SHA")
+                for placeholder, value in substitutions.items():
+                    image = image.replace(placeholder, value)
+                named.setdefault(image.rsplit("/", 1)[1], set()).add(image)
+    assert {name: {image} for name, image in planned["images"].items()} == named
+    defaults = build["substitutions"]
+    variables = blocks(module["variables.tf"], "variable")
+    assert defaults["_REPOSITORY"] == defaults["_PREFIX"] == unquote(variables["prefix"]["default"])
+    assert defaults["_REGION"] == unquote(variables["region"]["default"])
+    assert defaults["_ENDPOINT_ID"] == unquote(variables["vertex_endpoint_id"]["default"])
+
+
+def test_the_build_trigger_passes_every_substitution_cloudbuild_uses(resources: dict[str, Any]) -> None:
+    text = CLOUDBUILD.read_text()
+    used = set(re.findall(r"\$\{(_[A-Z_]+)\}", text))
+    passed = set(resources["google_cloudbuild_trigger.deploy"]["substitutions"])
+    # _VENDOR_API_URL is the vendor's address, not a Terraform-made name: set on the trigger by hand.
+    assert used - {"_VENDOR_API_URL"} == passed
+    assert used <= set(cloudbuild()["substitutions"])
+
+
+# --- settings each service reads in the cloud ---------------------------------------------------------
+
+
+def provided_env(module_locals: dict[str, Any], service: str) -> set[str]:
+    run = (MODULE_DIR / "run.tf").read_text()
+    common = set(module_locals["common_env"]) | set(re.findall(r"(GRIDSIGHT_[A-Z_]+)\s*=", run))
+    return common | set(module_locals["service_needs"][service]["secrets"])
+
+
+def settings_read(modules: dict[str, Path]) -> set[str]:
+    """Settings fields read as `<...>settings.<field>` anywhere in `modules`."""
+    fields = set(Settings.model_fields)
+    read = set()
+    for path in modules.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in fields:
+                owner = node.value
+                name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+                if name in {"settings", "_settings"}:
+                    read.add(node.attr)
+    return read
+
+
+@pytest.mark.parametrize("service", service_folders())
+def test_every_setting_a_service_reads_is_provided_by_its_cloud_run_env_or_secret(
+    service: str, module_locals: dict[str, Any]
+) -> None:
+    entry = f"services.{service}.main"
+    if module_file(entry) is None:
+        pytest.skip(f"services/{service}/main.py does not exist yet")
+    modules, _ = reachable(entry)
+    provided = provided_env(module_locals, service)
+    missing = sorted(
+        field
+        for field in settings_read(modules)
+        if f"GRIDSIGHT_{field.upper()}" not in provided and needs_cloud_value(field)
+    )
+    assert not missing, (
+        f"{service} reads settings its Cloud Run service does not set: {missing}. Add GRIDSIGHT_<NAME> to "
+        "common_env or service_needs.secrets in infra/terraform/modules/gridsight/locals.tf (or, if the "
+        "local default is right in the cloud too, to NOT_SET_IN_CLOUD here with the reason)."
+    )
+
+
+def test_the_model_server_image_listens_on_all_interfaces_for_vertex() -> None:
+    """Vertex reaches the container from outside it; the local default (127.0.0.1) would be unreachable."""
+    if module_file(MODEL_SERVER_MODULE) is None:
+        pytest.skip("the model server does not exist yet")
+    modules, _ = reachable(MODEL_SERVER_MODULE)
+    assert "model_server_host" in settings_read(modules)
+    dockerfile = (SERVICES_DIR / "forecast" / "Dockerfile.model-server").read_text()
+    assert re.search(r"GRIDSIGHT_MODEL_SERVER_HOST=0\.0\.0\.0\b", dockerfile)
+
+
+def test_secrets_are_referenced_not_inlined(resources: dict[str, Any]) -> None:
+    run = (MODULE_DIR / "run.tf").read_text()
+    assert "secret_key_ref" in run
+    assert 'version = "latest"' in run
+    assert "google_secret_manager_secret_version" not in "\n".join(resources), (
+        "a secret value would be in state"
+    )
+
+
+# --- what each image installs ---------------------------------------------------------------------------
+
+
+def image_entrypoints() -> list[tuple[str, str, Path]]:
+    found = [(s, f"services.{s}.main", SERVICES_DIR / s / "requirements.txt") for s in service_folders()]
+    model_server = SERVICES_DIR / "forecast" / "requirements-model-server.txt"
+    found.append((MODEL_SERVER, MODEL_SERVER_MODULE, model_server))
+    return found
+
+
+@pytest.mark.parametrize(("image", "entry", "requirements"), image_entrypoints(), ids=lambda v: str(v))
+def test_each_image_installs_what_its_code_imports_and_nothing_unused(
+    image: str, entry: str, requirements: Path
+) -> None:
+    if module_file(entry) is None:
+        pytest.skip(f"{entry} does not exist yet")
+    modules, external = reachable(entry)
+    service = "forecast" if image == MODEL_SERVER else image
+    foreign = [m for m in modules if m.startswith("services.") and m.split(".")[1] != service]
+    assert not foreign, f"{image} imports another service: {foreign}"
+    copied = [m for m in modules if m.split(".")[0] not in {"shared", "services"}]
+    assert not copied, f"{image} imports modules its Dockerfile does not copy: {copied}"
+
+    listed = read_requirements(requirements)
+    installed = installed_closure(listed)
+    needed, unprovided = external_distributions(external)
+    assert not unprovided, f"nothing installed here provides {unprovided} ({image})"
+    missing = sorted(needed - installed)
+    name = requirements.relative_to(REPO_ROOT)
+    assert not missing, f"{name} does not install {missing}, which {image} imports"
+    # Listed but never imported is fine only for the runtime and for what an imported package needs anyway.
+    pulled_in = installed_closure(needed)
+    unused = sorted(listed - needed - RUNTIME_ONLY - pulled_in)
+    assert not unused, f"{name} installs what {image} never imports: {unused}"
