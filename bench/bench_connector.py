@@ -1,0 +1,206 @@
+"""Connector throughput: our connector through `fivetran debug` vs the SDK's own ceiling.
+
+Default: 1,000 devices x 7 days at 15 minutes (672,000 readings) from the simulator (in this
+process, on loopback). The ceiling is a trivial connector that upserts the very rows our run
+landed, from memory, through the same runner in the same session. Rows/s uses the runner's own
+"SYNC SUCCEEDED — total elapsed" (schema, update and every flush; not interpreter start-up or the
+pipreqs pre-check), wall time is printed too. Peak memory is ru_maxrss of the runner process
+(wait4). Goal: ratio >= 0.8. A smaller sweep over the checkpoint interval follows (--sweep-devices 0
+skips it).
+
+    .venv/bin/python bench/bench_connector.py [--devices 1000] [--days 7] [--sweep-devices 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+_ELAPSED = re.compile(r"SYNC SUCCEEDED — total elapsed (\d+):(\d+):(\d+)\.(\d+)")
+
+CEILING_CONNECTOR = '''"""Trivial connector: upserts rows held in memory (the SDK's local ceiling)."""
+import json
+
+from fivetran_connector_sdk import Connector
+from fivetran_connector_sdk import Operations as op
+
+with open("rows.json", encoding="utf-8") as f:  # loaded before the runner's clock starts
+    ROWS = json.load(f)
+
+
+def schema(configuration):
+    return {schema}
+
+
+def update(configuration, state):
+    done = 0
+    for table, row in ROWS:
+        op.upsert(table, row)
+        done += 1
+        if done % {every} == 0:
+            op.checkpoint({{"done": done}})
+    op.checkpoint({{"done": done}})
+
+
+connector = Connector(update=update, schema=schema)
+'''
+
+
+def run_debug(project: Path, config_path: Path) -> dict[str, float]:
+    from infra.local.sync import debug_command, debug_env
+
+    started = time.perf_counter()
+    with (project / "run.log").open("w") as log:
+        process = subprocess.Popen(
+            debug_command(project, config_path),
+            cwd=project,
+            env=debug_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    text = (project / "run.log").read_text()
+    if process.returncode != 0:
+        raise SystemExit(f"fivetran debug failed in {project}:\n{text[-3000:]}")
+    h, m, s, ms = (int(x) for x in _ELAPSED.search(text).groups())  # type: ignore[union-attr]
+    return {"elapsed_s": h * 3600 + m * 60 + s + ms / 1000, "wall_s": wall, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def count_landed(project: Path) -> dict[str, int]:
+    import duckdb
+
+    with duckdb.connect(str(project / "files" / "warehouse.db"), read_only=True) as con:
+        return {
+            t: con.sql(f"select count(*) from tester.{t}").fetchone()[0]  # type: ignore[index]
+            for t in ("site", "device", "reading", "invalid_reading")
+        }
+
+
+def export_rows(project: Path) -> list[list[object]]:
+    """What our run landed, as the (table, row) pairs our connector emitted (times as ISO text)."""
+    import duckdb
+
+    out: list[list[object]] = []
+    with duckdb.connect(str(project / "files" / "warehouse.db"), read_only=True) as con:
+        for table in ("site", "device", "reading", "invalid_reading"):
+            rel = con.sql(f"select * exclude (_fivetran_synced, _fivetran_deleted) from tester.{table}")
+            columns = rel.columns
+            for values in rel.fetchall():
+                row = {
+                    c: (v.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(v, "strftime") else v)
+                    for c, v in zip(columns, values, strict=True)
+                }
+                out.append([table, row])
+    return out
+
+
+def real_run(
+    url: str, key: str, root: Path, name: str, checkpoint_rows: int
+) -> tuple[Path, dict[str, float]]:
+    from infra.local.sync import prepare_project
+
+    project = root / name
+    config = {
+        "base_url": url,
+        "api_key": key,
+        "page_size": "5000",
+        "start_date": "2026-01-01",
+        "lookback_hours": "3",
+        "checkpoint_rows": str(checkpoint_rows),
+    }
+    return project, run_debug(project, prepare_project(project, config))
+
+
+def ceiling_run(rows: list[list[object]], root: Path, checkpoint_rows: int) -> dict[str, float]:
+    sys.path.insert(0, str(REPO / "fivetran_connector"))
+    import connector as ours  # the same schema() declaration
+
+    project = root / "ceiling"
+    project.mkdir(parents=True)
+    (project / "rows.json").write_text(json.dumps(rows))
+    (project / "connector.py").write_text(
+        CEILING_CONNECTOR.format(schema=repr(ours.schema({})), every=checkpoint_rows)
+    )
+    config_path = project / "configuration.json"
+    config_path.write_text("{}")
+    return run_debug(project, config_path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--days", type=float, default=7)
+    parser.add_argument("--checkpoint-rows", type=int, default=5000)
+    parser.add_argument("--sweep-devices", type=int, default=150)
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulator.fleet import Fleet, FleetSpec
+    from simulator.server import SimulatorServer, VendorApi
+
+    console = Console()
+    key = "bench-key"
+    with tempfile.TemporaryDirectory(prefix="bench-connector-") as tmp:
+        root = Path(tmp)
+        spec = FleetSpec(devices=args.devices, days=args.days, seed=1, decommission_share=0.0)
+        with SimulatorServer(VendorApi(Fleet(spec), key)) as server:
+            console.print(
+                f"[bold]ours[/]: {args.devices} devices x {args.days} days through fivetran debug ..."
+            )
+            project, ours = real_run(server.url, key, root, "ours", args.checkpoint_rows)
+        landed = count_landed(project)
+        rows = export_rows(project)
+        console.print(f"[bold]ceiling[/]: the same {len(rows):,} rows upserted from memory ...")
+        ceiling = ceiling_run(rows, root, args.checkpoint_rows)
+
+        total = sum(landed.values())
+        table = Table(title=f"connector throughput ({total:,} rows: {landed})")
+        for column in ("run", "rows/s (runner elapsed)", "elapsed s", "wall s", "peak RSS MB"):
+            table.add_column(column, justify="right")
+        for name, r in (("ours (simulator over HTTP)", ours), ("ceiling (from memory)", ceiling)):
+            table.add_row(
+                name,
+                f"{total / r['elapsed_s']:,.0f}",
+                f"{r['elapsed_s']:.1f}",
+                f"{r['wall_s']:.1f}",
+                f"{r['peak_mb']:.0f}",
+            )
+        console.print(table)
+        console.print(
+            f"ratio ours/ceiling = [bold]{ceiling['elapsed_s'] / ours['elapsed_s']:.2f}[/] (goal >= 0.8)"
+        )
+
+        if args.sweep_devices:
+            sweep = Table(
+                title=f"checkpoint interval sweep ({args.sweep_devices} devices x {args.days} days)"
+            )
+            for column in ("checkpoint_rows", "rows/s", "peak RSS MB"):
+                sweep.add_column(column, justify="right")
+            small = FleetSpec(devices=args.sweep_devices, days=args.days, seed=2, decommission_share=0.0)
+            with SimulatorServer(VendorApi(Fleet(small), key)) as server:
+                for every in (1000, 5000, 20000):
+                    project, r = real_run(server.url, key, root, f"sweep-{every}", every)
+                    n = sum(count_landed(project).values())
+                    sweep.add_row(f"{every:,}", f"{n / r['elapsed_s']:,.0f}", f"{r['peak_mb']:.0f}")
+            console.print(sweep)
+
+
+if __name__ == "__main__":
+    main()
