@@ -76,10 +76,12 @@ def verify_push_token(
         def verify(token: str, audience: str) -> dict[str, Any]:
             return dict(id_token.verify_oauth2_token(token, google_requests.Request(), audience=audience))
 
+    from google.auth.exceptions import GoogleAuthError
+
     token = authorization.removeprefix("Bearer ").strip()
     try:
         claims = verify(token, audience=settings.push_audience)
-    except ValueError as exc:  # google-auth raises ValueError for bad signature, expiry, audience
+    except (ValueError, GoogleAuthError) as exc:  # bad signature, expiry, audience, issuer
         raise SignatureError(f"push token rejected: {exc}") from exc
     if claims.get("iss") not in _GOOGLE_ISSUERS:
         raise SignatureError(f"push token issuer {claims.get('iss')!r} is not Google")

@@ -22,6 +22,7 @@ COMMAND_MODULES: list[str] = [
     "infra.local.commands.warehouse",
     "infra.local.commands.simulator",
     "infra.local.commands.sync",
+    "infra.local.commands.runtime",
 ]
 
 

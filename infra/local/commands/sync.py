@@ -10,6 +10,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from infra.local.sync import SyncResult, run_sync
+from infra.local.webhook_client import WebhookDeliveryError, send_sync_end
 from shared.settings import Settings
 
 __all__ = ["register"]
@@ -21,7 +22,11 @@ def register(app: typer.Typer) -> None:
     app.command("sync")(sync)
 
 
-def sync() -> None:
+def sync(
+    webhook: bool = typer.Option(
+        True, "--webhook/--no-webhook", help="Then send the signed sync_end webhook, as Fivetran does."
+    ),
+) -> None:
     """Pull the vendor API into the raw tables (files/warehouse.db under the state home)."""
     console = Console()
     settings = Settings()
@@ -39,6 +44,18 @@ def sync() -> None:
     _print_result(console, result)
     if not result.ok:
         raise typer.Exit(1)
+    if webhook:
+        _notify(console, settings, result.sync_id)
+
+
+def _notify(console: Console, settings: Settings, sync_id: str) -> None:
+    """Fivetran's sync_end webhook: the local stack (gridsight up) takes it from here."""
+    try:
+        answer = send_sync_end(settings, sync_id=sync_id)
+    except WebhookDeliveryError as exc:
+        console.print(f"[yellow]webhook not delivered:[/] {exc}; raw tables landed, nothing refreshed")
+        raise typer.Exit(2) from exc
+    console.print(f"sync_end webhook: {answer['status']} (follow it with [bold]gridsight status[/])")
 
 
 def _print_result(console: Console, result: SyncResult) -> None:
