@@ -302,8 +302,14 @@
       return h("li", { class: "citation citation-sql" },
         h("details", {},
           h("summary", { text: "Source " + n + ": SQL query, " + (c.rows ? c.rows.length : 0) + " row" + (c.rows && c.rows.length === 1 ? "" : "s") }),
-          h("pre", {}, h("code", { text: c.sql || "" })),
-          rowsTable(c.rows)));
+          h("p", { class: "cite-label", text: "Rows" }),
+          rowsTable(c.rows),
+          h("p", { class: "cite-label", text: "Query" }),
+          h("pre", { tabindex: "0", "aria-label": "SQL of source " + n }, h("code", { text: c.sql || "" })),
+          c.params && Object.keys(c.params).length
+            ? h("p", { class: "cite-params" }, h("span", { class: "cite-label", text: "Parameters: " }),
+              Object.entries(c.params).map(([k, v]) => "@" + k + " = " + JSON.stringify(v)).join(", "))
+            : null));
     }
     return h("li", { class: "citation citation-doc" },
       h("span", { text: "Source " + n + ": document " }), h("strong", { text: c.title || c.id || "untitled" }),
