@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # --- chat ------------------------------------------------------------------------------------
     chat_api_keys: SecretStr = SecretStr("local-dev-chat-key")
     chat_rate_limit_per_minute: int = 120
+    chat_currency: str = "EUR"
+    chat_flat_tariff_per_kwh: float = Field(default=0.30, gt=0)
+    chat_tou_peak_per_kwh: float = Field(default=0.42, gt=0)
+    chat_tou_offpeak_per_kwh: float = Field(default=0.22, gt=0)
+    chat_tou_peak_hours: tuple[int, int] = Field(default=(16, 20), description="Local [start, end) hours.")
+    chat_silent_hours: int = Field(default=24, ge=1, description="No data this long = a silent device.")
 
     # --- simulator (the vendor API) --------------------------------------------------------------
     simulator_api_key: SecretStr = SecretStr("local-dev-vendor-key")

@@ -1,0 +1,475 @@
+"""Answer one question: understand, retrieve (SQL templates + vector index), generate, check.
+
+`answer_question` is the whole service minus HTTP; the Flask app and `gridsight chat` both call it.
+Dependencies come in as arguments (`ChatDeps`), so tests hand it a temp warehouse, a fake Gemini
+client or a fixed clock. One warehouse unit of work per question keeps the DuckDB lock short; a
+model call never happens while the lock is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.chat.api import ChatRequest, ChatResponse, Citation
+from services.chat.composer import Composed, Context, compose
+from services.chat.conversations import ConversationStore, Turn
+from services.chat.documents import (
+    catalog_documents,
+    example_documents,
+    incident_documents,
+    playbook_documents,
+)
+from services.chat.generation import GenerationInput, Generator, LocalGenerator
+from services.chat.grounding import check_grounding
+from services.chat.index import Document, VectorIndex
+from services.chat.periods import Period, utc_bounds
+from services.chat.queries import QueryResult, Scope, render_template, run_template
+from services.chat.sql_guard import UnsafeSQL, guard_sql
+from services.chat.understanding import DATA_INTENTS, Catalog, Entity, Understanding, understand
+from shared.logging import get_logger
+from shared.settings import Settings
+from shared.warehouse import Warehouse, open_warehouse
+
+__all__ = ["ChatDeps", "answer_question"]
+
+_log = get_logger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EXAMPLE_MATCH = 0.55  # cosine similarity above which a rephrased question takes a known question's intent
+MAX_INCIDENT_DOCS = 500
+
+# One query for everything a question needs before its template: devices with their sites, the data
+# clock and the anomalies' signature (which says when incident documents must be re-indexed).
+CONTEXT_SQL = """
+WITH sites AS (
+  SELECT site_id, name AS site_name, site_type, timezone FROM energy_analytics.dim_site
+),
+devices AS (
+  SELECT device_id, name, site_id, meter_type, interval_minutes FROM energy_analytics.dim_device
+)
+SELECT devices.device_id, devices.name, COALESCE(devices.site_id, sites.site_id) AS site_id,
+  devices.meter_type, devices.interval_minutes, sites.site_name, sites.site_type, sites.timezone,
+  (SELECT MAX(hour) FROM energy_analytics.hourly_consumption) AS last_hour,
+  (SELECT CONCAT(CAST(COUNT(*) AS STRING), '/', COALESCE(CAST(MAX(detected_at) AS STRING), ''))
+   FROM energy_analytics.anomalies) AS incidents_signature
+FROM devices FULL OUTER JOIN sites ON sites.site_id = devices.site_id
+ORDER BY site_id, devices.device_id
+"""
+INCIDENTS_SQL = """
+SELECT a.incident_id, a.device_id, d.name, a.start_hour, a.anomaly_type, a.severity, a.explanation
+FROM energy_analytics.anomalies AS a
+LEFT JOIN energy_analytics.dim_device AS d ON d.device_id = a.device_id
+ORDER BY a.start_hour DESC, a.incident_id
+LIMIT @limit
+"""
+SCHEMA_FOR_SQL = (
+    "energy_analytics.dim_site, energy_analytics.dim_device, energy_analytics.hourly_consumption, "
+    "energy_analytics.forecasts, energy_analytics.anomalies\n"
+    "dim_site(site_id, name, site_type, timezone, latitude, longitude)\n"
+    "dim_device(device_id, site_id, name, meter_type, nominal_voltage, interval_minutes, installed_at, "
+    "timezone)\n"
+    "hourly_consumption(device_id, site_id, hour TIMESTAMP UTC, avg_power_w, max_power_w, energy_kwh, "
+    "avg_temp_c, max_temp_c, occupancy_share, reading_count, coverage)\n"
+    "forecasts(device_id, target_hour TIMESTAMP UTC, p10, p50, p90 (kWh), model_version, made_at)\n"
+    "anomalies(incident_id, device_id, start_hour, end_hour, anomaly_type, severity, score, expected, "
+    "actual, explanation)"
+)
+HELP = (
+    "I answer questions about your meters' energy data: usage, rankings, comparisons, peak hours, load "
+    "profiles, base load, cost, forecasts, anomalies, device details and silent meters. For example: "
+    '"Which meter used the most last week?" or "Why was the HVAC plant flagged?"'
+)
+
+
+@dataclass
+class ChatDeps:
+    settings: Settings
+    store: ConversationStore
+    index: VectorIndex | None = None
+    generator: Generator = field(default_factory=LocalGenerator)
+    open_wh: Callable[..., Any] = open_warehouse
+    schema_checked: bool = False  # the warehouse schema is ensured on the first question only
+    indexed_signature: str | None = None  # the data the index was last synced with, in this process
+
+
+@dataclass
+class _Retrieved:
+    understanding: Understanding
+    context: Context
+    queries: list[QueryResult] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+    message: str | None = None  # a fixed reply (no data, clarification, refusal) instead of a composition
+    doc_source: list[Document] | None = None
+    signature: str | None = None
+    entity_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatResponse:
+    conversation_id = request.conversation_id or deps.store.new_id()
+    previous = deps.store.last_turn(conversation_id, caller) if request.conversation_id else None
+    with deps.open_wh(deps.settings, ensure_schema=not deps.schema_checked) as wh:
+        got = _retrieve(wh, request.question, previous.understanding if previous else None, deps)
+    deps.schema_checked = True
+    if deps.index is not None and got.doc_source is not None:
+        deps.index.sync(got.doc_source)
+        deps.indexed_signature = got.signature
+    if got.message is None and deps.index is not None:
+        got.documents = _documents_for(got, request.question, deps.index)
+    response = _respond(request.question, got, deps, conversation_id)
+    if got.understanding.intent not in ("unsafe",):
+        deps.store.append(
+            conversation_id, caller, Turn(question=request.question, understanding=got.understanding)
+        )
+    _log.info(
+        "chat answered",
+        extra={
+            "intent": response.intent,
+            "refused": response.refused,
+            "generator": response.generator,
+            "grounded": response.grounded,
+            "caller": caller,
+            "queries": len(got.queries),
+        },
+    )
+    return response
+
+
+# --- retrieval ----------------------------------------------------------------------------------------
+@dataclass
+class _FleetContext:
+    catalog: Catalog
+    devices: list[dict[str, Any]]
+    sites: list[dict[str, Any]]
+    clock: datetime | None
+    signature: str
+
+
+def _load_context(wh: Warehouse) -> _FleetContext:
+    frame = wh.query_df(CONTEXT_SQL)
+    records = frame.to_dict(orient="records")
+    devices = [r for r in records if isinstance(r["device_id"], str)]
+    sites = list({r["site_id"]: r for r in records if isinstance(r["site_id"], str)}.values())
+    sites = [
+        {
+            "site_id": r["site_id"],
+            "name": r["site_name"],
+            "site_type": r["site_type"],
+            "timezone": r["timezone"],
+        }
+        for r in sites
+    ]
+    tz_of = {s["site_id"]: s["timezone"] for s in sites}
+    catalog = Catalog(
+        devices=[
+            Entity(
+                kind="device",
+                id=d["device_id"],
+                name=d["name"] or None,
+                site_id=d["site_id"],
+                timezone=tz_of.get(d["site_id"]) or None,
+            )
+            for d in devices
+        ],
+        sites=[
+            Entity(kind="site", id=s["site_id"], name=s["name"] or None, timezone=s["timezone"] or None)
+            for s in sites
+        ],
+    )
+    last = frame["last_hour"].iloc[0] if len(frame) else None
+    clock = (
+        None
+        if last is None or str(last) == "NaT"
+        else last.to_pydatetime().astimezone(UTC) + timedelta(hours=1)
+    )
+    signature = f"{len(devices)}/{len(sites)}/{frame['incidents_signature'].iloc[0] if len(frame) else ''}"
+    return _FleetContext(catalog, devices, sites, clock, signature)
+
+
+def _today(clock: datetime | None, tz: str) -> date:
+    anchor = (clock - timedelta(hours=1)) if clock else datetime.now(UTC)
+    return anchor.astimezone(ZoneInfo(tz)).date()
+
+
+def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps: ChatDeps) -> _Retrieved:
+    fleet = _load_context(wh)
+    catalog, clock = fleet.catalog, fleet.clock
+    u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
+    if u.intent == "unknown" and deps.index is not None:
+        u = _intent_from_examples(question, u, deps.index)
+    tz = u.slots.tz
+    named = {e.id for e in [*u.slots.devices, *u.slots.sites]}
+    entity_rows = [
+        {
+            "device_id": d["device_id"],
+            "name": d["name"],
+            "site_id": d["site_id"],
+            "site_name": d["site_name"],
+            "timezone": d["timezone"],
+        }
+        for d in fleet.devices
+        if d["device_id"] in named or d["site_id"] in named
+    ]
+    ctx = Context(intent=u.intent, subject=_subject(u), tz=tz, currency=deps.settings.chat_currency)
+    got = _Retrieved(understanding=u, context=ctx, entity_rows=entity_rows)
+    if deps.index is not None and deps.indexed_signature != fleet.signature:
+        got.doc_source = _doc_source(wh, fleet.devices, fleet.sites)
+        got.signature = fleet.signature
+    if u.intent == "unsafe":
+        got.message = f"I can't do that: {u.reason}. I can answer questions about the data instead."
+    elif u.intent == "out_of_scope":
+        got.message = f"That is outside what I know. {HELP}"
+    elif u.slots.unknown_names and not (u.slots.devices or u.slots.sites):
+        names = ", ".join(f"'{n}'" for n in u.slots.unknown_names)
+        got.message = (
+            f"I could not find {names} among the known devices and sites, so I have no data for it. "
+            "Ask with a device id or name, e.g. 'tell me about <name>'."
+        )
+    elif u.intent in DATA_INTENTS:
+        if clock is None and u.intent != "device_facts":
+            got.message = "There is no consumption data in the warehouse yet, so I have no figures to give."
+        else:
+            _run_intent(wh, got, clock or EPOCH, catalog, deps.settings)
+    elif u.intent == "unknown":
+        _free_form(wh, question, got, deps)
+    return got
+
+
+def _subject(u: Understanding) -> str:
+    entities = [*u.slots.devices, *u.slots.sites]
+    if not entities:
+        return "the whole fleet"
+    return ", ".join(f"{e.name} ({e.id})" if e.name else e.id for e in entities)
+
+
+def _intent_from_examples(question: str, u: Understanding, index: VectorIndex) -> Understanding:
+    """A rephrased question takes the intent of the nearest known-good question, if it is near enough."""
+    hits = index.search(question, k=1, kinds=["example"])
+    if not hits or hits[0].score < EXAMPLE_MATCH:
+        return u
+    intent = hits[0].document.meta["intent"]
+    _log.info("intent from a known question", extra={"example": hits[0].document.id, "score": hits[0].score})
+    return u.model_copy(update={"intent": intent}) if intent in DATA_INTENTS | {"advice"} else u
+
+
+def _period(u: Understanding, today: date) -> Period:
+    if u.slots.period is not None:
+        return u.slots.period
+    if u.intent == "forecast":
+        return Period(
+            start=today,
+            end=today + timedelta(days=1),
+            label="over the next day",
+            unit="range",
+            rolling_hours=24,
+        )
+    days = 30 if u.intent in ("cost",) else 7
+    start = today - timedelta(days=days - 1)
+    return Period(start=start, end=today + timedelta(days=1), label=f"from {start} to {today}", unit="range")
+
+
+def _device_ids(u: Understanding, catalog: Catalog) -> list[str]:
+    if u.slots.devices:
+        return [d.id for d in u.slots.devices]
+    site_ids = {s.id for s in u.slots.sites}
+    return [d.id for d in catalog.devices if d.site_id in site_ids]
+
+
+def _run_intent(
+    wh: Warehouse, got: _Retrieved, clock: datetime, catalog: Catalog, settings: Settings
+) -> None:
+    u, ctx = got.understanding, got.context
+    intent, slots = u.intent, u.slots
+    ids = _device_ids(u, catalog)
+    whole_fleet = not (slots.devices or slots.sites)
+    if not whole_fleet and not ids:
+        got.message = f"{ctx.subject} has no devices, so there is no data for it."
+        return
+    if intent == "device_facts" and whole_fleet:
+        got.message = "Which device? Name it or give its id, e.g. 'tell me about dev-001'."
+        return
+    period = _period(u, _today(clock, ctx.tz))
+    start, end = utc_bounds(period, ctx.tz, clock)
+    hours = slots.hours
+    if intent == "anomalies" and slots.period is None and not whole_fleet:
+        start, ctx.period_label = EPOCH, "on record"
+    else:
+        ctx.period_label = period.label
+    ctx.hours_label = hours.label if hours else None
+    scope = Scope(
+        whole_fleet=whole_fleet,
+        device_ids=ids,
+        tz=ctx.tz,
+        start=start,
+        end=end,
+        hod_start=hours.start if hours else 0,
+        hod_end=hours.end if hours else 24,
+    )
+    params = scope.params()
+    group = "device" if slots.devices else "site" if slots.sites else "fleet"
+    kwargs: dict[str, Any] = {}
+    if intent in ("usage", "compare"):
+        kwargs = {"group": group}
+    elif intent == "top_k":
+        params["limit"] = slots.k or 5
+        ctx.metric, ctx.descending = slots.metric, slots.order == "desc"
+        kwargs = {
+            "group": "site" if slots.rank_group == "site" and whole_fleet else "device",
+            "order_by": "max_power_w" if slots.metric == "power" else "energy_kwh",
+            "descending": slots.order == "desc",
+        }
+    elif intent == "peak_hour":
+        kwargs = {"order_by": "max_power_w" if slots.metric == "power" else "energy_kwh"}
+    elif intent == "cost":
+        tariff = slots.tariff
+        tou = tariff is not None and tariff.kind == "time_of_use"
+        flat = (
+            tariff.flat_per_kwh if tariff and tariff.flat_per_kwh else None
+        ) or settings.chat_flat_tariff_per_kwh
+        peak_start, peak_end = settings.chat_tou_peak_hours
+        params |= {
+            "peak_start": peak_start,
+            "peak_end": peak_end,
+            "currency": settings.chat_currency,
+            "peak_price": settings.chat_tou_peak_per_kwh if tou else flat,
+            "offpeak_price": settings.chat_tou_offpeak_per_kwh if tou else flat,
+        }
+        ctx.tariff_kind = "time_of_use" if tou else "flat"
+    elif intent == "silent_devices":
+        silent = slots.silent_hours or settings.chat_silent_hours
+        params |= {"clock": clock, "cutoff": clock - timedelta(hours=silent), "silent_hours": silent}
+        ctx.period_label = f"no data in the {silent} hours before the newest data"
+    result = run_template(wh, "usage" if intent in ("top_k", "compare") else intent, params, **kwargs)
+    got.queries.append(result)
+    if not result.rows or _empty(result):
+        when = f" {ctx.period_label}" if ctx.period_label else ""
+        what = {"forecast": "no forecast", "anomalies": "no anomalies", "silent_devices": "no silent devices"}
+        if intent == "silent_devices":
+            got.message = f"No device is silent: every device has reported within {ctx.period_label}."
+        else:
+            got.message = f"There is {what.get(intent, 'no data')} for {ctx.subject}{when}."
+
+
+def _empty(result: QueryResult) -> bool:
+    first = result.rows[0]
+    measures = [k for k in ("energy_kwh", "p50_kwh", "base_load_w", "avg_energy_kwh") if k in first]
+    return bool(measures) and all(first[k] is None for k in measures)
+
+
+def _doc_source(wh: Warehouse, devices: list[dict[str, Any]], sites: list[dict[str, Any]]) -> list[Document]:
+    incidents = wh.query_df(INCIDENTS_SQL, {"limit": MAX_INCIDENT_DOCS}).to_dict(orient="records")
+    return [
+        *catalog_documents(devices, sites),
+        *incident_documents(incidents),
+        *playbook_documents(),
+        *example_documents(),
+    ]
+
+
+def _documents_for(got: _Retrieved, question: str, index: VectorIndex) -> list[Document]:
+    intent = got.understanding.intent
+    if intent == "advice":
+        return [h.document for h in index.search(question, k=2, kinds=["playbook"]) if h.score > 0.1]
+    if intent == "anomalies" and got.queries and got.queries[0].rows:
+        kinds = " ".join(str(r.get("anomaly_type")) for r in got.queries[0].rows[:3])
+        return [
+            h.document
+            for h in index.search(f"investigate a flagged anomaly {kinds}", k=1, kinds=["playbook"])
+        ]
+    if intent == "silent_devices":
+        return [h.document for h in index.search("silent meters stopped reporting", k=1, kinds=["playbook"])]
+    return []
+
+
+def _free_form(wh: Warehouse, question: str, got: _Retrieved, deps: ChatDeps) -> None:
+    """Only with a model: ask it for SQL, prove the SQL safe, run it; otherwise explain what works."""
+    examples = [
+        (
+            d.title,
+            render_template(d.meta["intent"] if d.meta["intent"] not in ("top_k", "compare") else "usage"),
+        )
+        for d in example_documents()[:4]
+        if d.meta["intent"] in DATA_INTENTS
+    ]
+    sql = deps.generator.write_sql(question, SCHEMA_FOR_SQL, examples)
+    if sql is None:
+        got.message = f"I'm not sure what you are asking. {HELP}"
+        return
+    try:
+        safe = guard_sql(sql)
+        if deps.settings.warehouse_backend == "bigquery":
+            _dry_run(safe, deps.settings)
+        frame = wh.query_df(safe)
+    except (UnsafeSQL, ValueError) as exc:
+        _log.warning("model SQL refused", extra={"reason": str(exc)})
+        got.message = f"I could not answer that safely ({exc}). {HELP}"
+        return
+    from services.chat.queries import _plain
+
+    rows = [{k: _plain(v) for k, v in r.items()} for r in frame.head(50).to_dict(orient="records")]
+    got.queries.append(QueryResult(template="model_sql", sql=safe, params={}, rows=rows))
+    got.context.intent = "model_sql"
+
+
+def _dry_run(sql: str, settings: Settings) -> None:
+    from google.cloud import bigquery
+
+    from services.chat.sql_guard import bigquery_dry_run
+    from shared.warehouse.dialect import TableMap, render
+
+    client = bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
+    mapped = render(
+        sql, "bigquery", TableMap({"energy_analytics": (settings.gcp_project, settings.analytics_dataset)})
+    )
+    bigquery_dry_run(client, mapped, [], maximum_bytes_billed=settings.bq_maximum_bytes_billed)
+
+
+# --- generation and the check -------------------------------------------------------------------------
+def _respond(question: str, got: _Retrieved, deps: ChatDeps, conversation_id: str) -> ChatResponse:
+    u, ctx = got.understanding, got.context
+    citations = [Citation(kind="sql", sql=q.sql, params=q.params, rows=q.rows) for q in got.queries]
+    if got.queries and got.entity_rows:
+        # who the question was about, as the context query returned them (names are quoted, not computed)
+        citations.append(Citation(kind="sql", sql=CONTEXT_SQL.strip(), params={}, rows=got.entity_rows))
+    citations += [Citation(kind="document", id=d.id, title=d.title) for d in got.documents]
+    base = {"intent": u.intent, "conversation_id": conversation_id, "citations": citations}
+    if got.message is not None:
+        return ChatResponse(answer=got.message, refused=u.intent == "unsafe", **base)
+    if ctx.intent == "model_sql":
+        draft = Composed(answer="", values=[])
+    elif u.intent == "advice":
+        draft = compose(ctx, [], got.documents) if got.documents else Composed(answer=HELP, values=[])
+    else:
+        draft = compose(ctx, got.queries, got.documents)
+    rows = [r for q in got.queries for r in q.rows] + got.entity_rows
+    params = [v for q in got.queries for v in q.params.values()]
+    texts = [d.text for d in got.documents] + [f"[{d.title}]" for d in got.documents] + ctx.labels()
+
+    def grounded(text: str) -> bool:
+        result = check_grounding(text, rows, params=params, documents=texts, question=question)
+        if not result.ok:
+            _log.warning("ungrounded answer rejected", extra={"numbers": result.ungrounded})
+        return result.ok
+
+    if deps.generator.name != "local":
+        data = GenerationInput(
+            question=question, context=ctx, queries=got.queries, documents=got.documents, draft=draft.answer
+        )
+        text = deps.generator.write_answer(data)
+        if text and grounded(text):
+            return ChatResponse(answer=text, values=draft.values, generator=deps.generator.name, **base)
+        if not draft.answer:
+            return ChatResponse(
+                answer="I found rows for that but could not state them reliably; see the cited query.",
+                grounded=False,
+                **base,
+            )
+    if not grounded(draft.answer):
+        return ChatResponse(
+            answer="I could not produce an answer I can back with data; see the cited query.",
+            grounded=False,
+            **base,
+        )
+    return ChatResponse(answer=draft.answer, values=draft.values, **base)

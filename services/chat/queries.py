@@ -1,0 +1,317 @@
+"""Parameterised GoogleSQL templates over the modelled tables: every number chat says comes from here.
+
+Values (ids, bounds, prices, k) are always bound as `@parameters`. The only text spliced into a
+template is a grouping fragment chosen from the closed `_GROUPS` table below, never anything a user
+typed. Final figures are rounded in SQL, so the answer can quote exactly what the cited row says and
+the grounding check can hold it to that.
+
+Local time: `EXTRACT(HOUR FROM hour AT TIME ZONE @tz)` and `DATE(hour, @tz)` mean the same on
+BigQuery and (through sqlglot) DuckDB, whose timestamps are TIMESTAMPTZ; UTC bounds are computed in
+Python from the site's calendar.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.warehouse import Warehouse
+
+__all__ = ["TEMPLATES", "QueryResult", "Scope", "run_template"]
+
+Group = Literal["device", "site", "fleet"]
+MAX_ROWS = 50
+
+
+class Scope(BaseModel):
+    """Who and when, resolved: the bound values every template shares."""
+
+    whole_fleet: bool
+    device_ids: list[str] = Field(default_factory=list)
+    group: Group = "fleet"
+    tz: str = "UTC"
+    start: datetime
+    end: datetime
+    hod_start: int = 0
+    hod_end: int = 24
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "whole_fleet": self.whole_fleet,
+            "device_ids": self.device_ids or [""],
+            "tz": self.tz,
+            "start": self.start,
+            "end": self.end,
+            "hod_start": self.hod_start,
+            "hod_end": self.hod_end,
+        }
+
+
+class QueryResult(BaseModel):
+    template: str
+    sql: str
+    params: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+# (entity id expression, name source joined on entity_id)
+_GROUPS: dict[str, tuple[str, str]] = {
+    "device": ("h.device_id", "SELECT device_id AS entity_id, name FROM energy_analytics.dim_device"),
+    "site": ("h.site_id", "SELECT site_id AS entity_id, name FROM energy_analytics.dim_site"),
+    "fleet": ("'fleet'", "SELECT 'fleet' AS entity_id, 'the whole fleet' AS name"),
+}
+
+_FILTER = """h.hour >= @start AND h.hour < @end
+    AND (@whole_fleet OR h.device_id IN UNNEST(@device_ids))
+    AND EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) >= @hod_start
+    AND EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) < @hod_end"""
+
+USAGE = """
+WITH usage AS (
+  SELECT
+    {entity} AS entity_id,
+    ROUND(SUM(h.energy_kwh), 3) AS energy_kwh,
+    ROUND(SUM(h.avg_power_w) / COUNT(DISTINCT h.hour), 1) AS avg_power_w,
+    ROUND(MAX(h.max_power_w), 1) AS max_power_w,
+    COUNT(DISTINCT h.hour) AS hours_with_data,
+    COUNT(DISTINCT h.device_id) AS devices
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE {filter}
+  GROUP BY entity_id
+),
+names AS ({names})
+SELECT usage.entity_id, names.name, usage.energy_kwh, usage.avg_power_w, usage.max_power_w,
+  usage.hours_with_data, usage.devices,
+  ROUND(MAX(usage.energy_kwh) OVER () - MIN(usage.energy_kwh) OVER (), 3) AS gap_kwh,
+  ROUND(SAFE_DIVIDE(MAX(usage.energy_kwh) OVER () - MIN(usage.energy_kwh) OVER (),
+    MIN(usage.energy_kwh) OVER ()) * 100, 1) AS gap_pct
+FROM usage LEFT JOIN names ON names.entity_id = usage.entity_id
+ORDER BY usage.{order_by} {direction}, usage.entity_id
+LIMIT @limit
+"""
+
+PEAK_HOUR = """
+WITH per_hour AS (
+  SELECT h.hour, SUM(h.energy_kwh) AS energy_kwh, SUM(h.max_power_w) AS max_power_w,
+    COUNT(DISTINCT h.device_id) AS devices
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE {filter}
+  GROUP BY h.hour
+)
+SELECT CAST(DATE(hour, @tz) AS STRING) AS local_date,
+  EXTRACT(HOUR FROM hour AT TIME ZONE @tz) AS local_hour,
+  ROUND(energy_kwh, 3) AS energy_kwh, ROUND(max_power_w, 1) AS max_power_w, devices
+FROM per_hour
+ORDER BY per_hour.{order_by} DESC, hour
+LIMIT 1
+"""
+
+LOAD_PROFILE = """
+WITH per_hour AS (
+  SELECT h.hour, SUM(h.energy_kwh) AS energy_kwh
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE {filter}
+  GROUP BY h.hour
+)
+SELECT EXTRACT(HOUR FROM hour AT TIME ZONE @tz) AS local_hour,
+  ROUND(AVG(energy_kwh), 3) AS avg_energy_kwh,
+  COUNT(*) AS days
+FROM per_hour
+GROUP BY local_hour
+ORDER BY local_hour
+LIMIT 24
+"""
+
+BASE_LOAD = """
+WITH per_hour AS (
+  SELECT h.hour, SUM(h.avg_power_w) AS power_w, SUM(h.energy_kwh) AS energy_kwh
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE {filter}
+  GROUP BY h.hour
+),
+per_day AS (
+  SELECT DATE(hour, @tz) AS local_date, MIN(power_w) AS min_power_w, SUM(energy_kwh) AS energy_kwh,
+    COUNT(*) AS hours
+  FROM per_hour
+  GROUP BY local_date
+)
+SELECT ROUND(AVG(min_power_w), 1) AS base_load_w,
+  ROUND(MIN(min_power_w), 1) AS lowest_hour_w,
+  ROUND(SUM(energy_kwh), 3) AS energy_kwh,
+  ROUND(AVG(min_power_w) * SUM(hours) / 1000, 3) AS base_load_kwh,
+  ROUND(SAFE_DIVIDE(AVG(min_power_w) * SUM(hours) / 1000, SUM(energy_kwh)) * 100, 1) AS base_load_share_pct,
+  COUNT(*) AS days
+FROM per_day
+HAVING COUNT(*) > 0
+"""
+
+COST = """
+WITH priced AS (
+  SELECT h.energy_kwh,
+    EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) >= @peak_start
+      AND EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) < @peak_end AS is_peak
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE {filter}
+)
+SELECT ROUND(SUM(energy_kwh), 3) AS energy_kwh,
+  ROUND(SUM(IF(is_peak, energy_kwh, 0)), 3) AS peak_kwh,
+  ROUND(SUM(IF(is_peak, 0, energy_kwh)), 3) AS offpeak_kwh,
+  ROUND(SUM(energy_kwh * IF(is_peak, @peak_price, @offpeak_price)), 2) AS cost,
+  @peak_price AS peak_price_per_kwh, @offpeak_price AS offpeak_price_per_kwh, @currency AS currency
+FROM priced
+HAVING COUNT(*) > 0
+"""
+
+FORECAST = """
+WITH per_hour AS (
+  SELECT f.target_hour, SUM(f.p10) AS p10, SUM(f.p50) AS p50, SUM(f.p90) AS p90,
+    COUNT(DISTINCT f.device_id) AS devices, MAX(f.model_version) AS model_version
+  FROM energy_analytics.forecasts AS f
+  WHERE f.target_hour >= @start AND f.target_hour < @end
+    AND (@whole_fleet OR f.device_id IN UNNEST(@device_ids))
+    AND EXTRACT(HOUR FROM f.target_hour AT TIME ZONE @tz) >= @hod_start
+    AND EXTRACT(HOUR FROM f.target_hour AT TIME ZONE @tz) < @hod_end
+  GROUP BY f.target_hour
+)
+SELECT CAST(DATE(target_hour, @tz) AS STRING) AS local_date,
+  EXTRACT(HOUR FROM target_hour AT TIME ZONE @tz) AS local_hour,
+  ROUND(p10, 3) AS p10_kwh, ROUND(p50, 3) AS p50_kwh, ROUND(p90, 3) AS p90_kwh, devices, model_version,
+  ROUND(SUM(p10) OVER (), 3) AS total_p10_kwh, ROUND(SUM(p50) OVER (), 3) AS total_p50_kwh,
+  ROUND(SUM(p90) OVER (), 3) AS total_p90_kwh, COUNT(*) OVER () AS hours
+FROM per_hour
+ORDER BY target_hour
+LIMIT @limit
+"""
+
+ANOMALIES = """
+SELECT a.incident_id, a.device_id, d.name, CAST(DATE(a.start_hour, @tz) AS STRING) AS local_date,
+  EXTRACT(HOUR FROM a.start_hour AT TIME ZONE @tz) AS local_hour,
+  a.anomaly_type, a.severity, ROUND(a.score, 2) AS score, ROUND(a.expected, 3) AS expected,
+  ROUND(a.actual, 3) AS actual, a.explanation, COUNT(*) OVER () AS incidents
+FROM energy_analytics.anomalies AS a
+LEFT JOIN energy_analytics.dim_device AS d ON d.device_id = a.device_id
+WHERE a.start_hour < @end AND a.end_hour > @start
+  AND (@whole_fleet OR a.device_id IN UNNEST(@device_ids))
+ORDER BY a.start_hour DESC, a.incident_id
+LIMIT @limit
+"""
+
+DEVICE_FACTS = """
+WITH last_seen AS (
+  SELECT h.device_id, MAX(h.hour) AS last_hour, COUNT(*) AS hours_with_data
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE h.device_id IN UNNEST(@device_ids)
+  GROUP BY h.device_id
+)
+SELECT d.device_id, d.name, d.meter_type, d.nominal_voltage, d.interval_minutes,
+  CAST(DATE(d.installed_at, @tz) AS STRING) AS installed_on, d.site_id, s.name AS site_name,
+  s.site_type, d.timezone, CAST(DATE(l.last_hour, @tz) AS STRING) AS last_data_date,
+  EXTRACT(HOUR FROM l.last_hour AT TIME ZONE @tz) AS last_data_hour, l.hours_with_data
+FROM energy_analytics.dim_device AS d
+LEFT JOIN energy_analytics.dim_site AS s ON s.site_id = d.site_id
+LEFT JOIN last_seen AS l ON l.device_id = d.device_id
+WHERE d.device_id IN UNNEST(@device_ids)
+ORDER BY d.device_id
+LIMIT @limit
+"""
+
+SILENT_DEVICES = """
+WITH last_seen AS (
+  SELECT h.device_id, MAX(h.hour) AS last_hour
+  FROM energy_analytics.hourly_consumption AS h
+  GROUP BY h.device_id
+),
+silent AS (
+  SELECT d.device_id, d.name, d.site_id, l.last_hour,
+    TIMESTAMP_DIFF(@clock, l.last_hour, HOUR) AS hours_silent
+  FROM energy_analytics.dim_device AS d
+  LEFT JOIN last_seen AS l ON l.device_id = d.device_id
+  WHERE (@whole_fleet OR d.device_id IN UNNEST(@device_ids))
+    AND (l.last_hour IS NULL OR l.last_hour < @cutoff)
+)
+SELECT device_id, name, site_id, CAST(DATE(last_hour, @tz) AS STRING) AS last_data_date,
+  EXTRACT(HOUR FROM last_hour AT TIME ZONE @tz) AS last_data_hour, hours_silent,
+  COUNT(*) OVER () AS silent_devices, @silent_hours AS silent_after_hours
+FROM silent
+ORDER BY last_hour IS NOT NULL, last_hour, device_id
+LIMIT @limit
+"""
+
+TEMPLATES: dict[str, str] = {
+    "usage": USAGE,
+    "peak_hour": PEAK_HOUR,
+    "load_profile": LOAD_PROFILE,
+    "base_load": BASE_LOAD,
+    "cost": COST,
+    "forecast": FORECAST,
+    "anomalies": ANOMALIES,
+    "device_facts": DEVICE_FACTS,
+    "silent_devices": SILENT_DEVICES,
+}
+_ORDERABLE = {"energy_kwh", "max_power_w", "avg_power_w"}
+
+
+def render_template(
+    name: str, *, group: Group = "fleet", order_by: str = "energy_kwh", descending: bool = True
+) -> str:
+    """Fill the closed set of structural choices; user values never reach this function."""
+    if order_by not in _ORDERABLE:
+        raise ValueError(f"cannot order by {order_by!r}")
+    entity, names = _GROUPS[group]
+    return (
+        TEMPLATES[name]
+        .format(
+            entity=entity,
+            names=names,
+            filter=_FILTER,
+            order_by=order_by,
+            direction="DESC" if descending else "ASC",
+        )
+        .strip()
+    )
+
+
+def run_template(
+    wh: Warehouse,
+    name: str,
+    params: dict[str, Any],
+    *,
+    group: Group = "fleet",
+    order_by: str = "energy_kwh",
+    descending: bool = True,
+) -> QueryResult:
+    sql = render_template(name, group=group, order_by=order_by, descending=descending)
+    params = {"limit": MAX_ROWS, **params}
+    frame = wh.query_df(sql, params)
+    rows = [{k: _plain(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")]
+    return QueryResult(template=name, sql=sql, params={k: _plain(v) for k, v in params.items()}, rows=rows)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly cell: NaN/NaT -> None, timestamps -> ISO text, numpy scalars -> Python."""
+    if value is None:
+        return None
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (datetime, date)):
+        value = value.tolist()
+        if isinstance(value, list):
+            return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        import pandas as pd
+
+        if value is pd.NaT or (not isinstance(value, (str, bool, int, float)) and pd.isna(value)):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value

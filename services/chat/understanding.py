@@ -1,0 +1,458 @@
+"""What a question asks: an intent plus slots (who, when, which hours, how many, which tariff).
+
+Deterministic rules and fuzzy matching (difflib) rather than a model: it needs no weights, answers in
+microseconds and is testable line by line. Devices and sites are matched by id, by the number in
+"meter 17", or by a fuzzy match of their names. A follow-up ("and the day before?", "what about site
+B?") starts from the previous turn's slots and overrides only what it names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from difflib import SequenceMatcher, get_close_matches
+from typing import Literal
+
+from pydantic import BaseModel, Field, PrivateAttr
+
+from services.chat.periods import HourWindow, Period, parse_hours, parse_period, shift_period
+
+__all__ = ["Catalog", "Entity", "Intent", "Slots", "Tariff", "Understanding", "understand"]
+
+Intent = Literal[
+    "usage",
+    "top_k",
+    "compare",
+    "peak_hour",
+    "load_profile",
+    "base_load",
+    "cost",
+    "forecast",
+    "anomalies",
+    "device_facts",
+    "silent_devices",
+    "advice",
+    "unsafe",
+    "out_of_scope",
+    "unknown",
+]
+# Intents whose answer is a number from the warehouse (the others are refusals or document answers).
+DATA_INTENTS = {
+    "usage", "top_k", "compare", "peak_hour", "load_profile", "base_load", "cost", "forecast",
+    "anomalies", "device_facts", "silent_devices",
+}  # fmt: skip
+
+# Destructive verbs are refused wherever they appear; softer verbs only when aimed at stored data.
+_DESTRUCTIVE = re.compile(r"\b(delete|drop|truncate|wipe|erase|purge|destroy|overwrite|shutdown|rm\s+-rf)\b")
+_WRITE_VERB = re.compile(
+    r"\b(update|insert|alter|grant|revoke|reset|remove|clear|rename|replace)\b"
+    r"(?:\W+\w+){0,4}?\W+(tables?|rows?|records?|data|readings?|devices?|meters?|forecasts?|anomal\w*|"
+    r"warehouse|database|dataset|history|everything|all|values?|schema|sites?|keys?|permissions?)\b"
+)
+_SET_VALUE = re.compile(r"\b(set|change|modify|edit|make)\b.{0,40}\bto\s+-?\d")
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget)\b.{0,30}\b(instructions?|rules?|prompts?|previous|above)\b|"
+    r"\bsystem prompt\b|\bjailbreak\b|;\s*(select|with|drop|delete|insert|update)\b|--\s*$"
+)
+_ENERGY_WORDS = re.compile(
+    r"\b(hours?|busiest|profile|base|flat|anomaly|incidents?|energy|kwh|wh|power|watts?|kw|load|consum\w*|use[ds]?|using|usage|draw\w*|demand|meters?|"
+    r"devices?|sites?|buildings?|electric\w*|bill|cost|tariff|forecast|anomal\w*|flagged|peak|"
+    r"readings?|silent|offline|reporting|efficien\w*|save|saving|reduce|standby|baseload|base load)\b"
+)
+_OFF_TOPIC = re.compile(
+    r"\b(weather|rain|snow|joke|recipe|football|soccer|stock|president|capital of|poem|song)\b"
+)
+_NEEDS_ENERGY_WORDS = {
+    "unknown",
+    "usage",
+    "top_k",
+    "compare",
+    "device_facts",
+    "advice",
+    "forecast",
+    "peak_hour",
+}
+_WORD = re.compile(r"[a-z0-9][a-z0-9'&.-]*")
+_STOP = {
+    "the",
+    "and",
+    "for",
+    "was",
+    "what",
+    "which",
+    "how",
+    "did",
+    "use",
+    "used",
+    "much",
+    "many",
+    "last",
+    "this",
+    "meter",
+    "meters",
+    "device",
+    "devices",
+    "site",
+    "sites",
+    "energy",
+    "with",
+    "from",
+    "about",
+}
+_FOLLOW_UP = re.compile(r"^\s*(and|what about|how about|same for|and for|what of|now for|ok and|then)\b")
+
+
+class Entity(BaseModel):
+    kind: Literal["device", "site"]
+    id: str
+    name: str | None = None
+    site_id: str | None = None
+    timezone: str | None = None
+
+
+class Catalog(BaseModel):
+    """Devices and sites the warehouse knows, for matching names in questions."""
+
+    devices: list[Entity] = Field(default_factory=list)
+    sites: list[Entity] = Field(default_factory=list)
+    _names: dict[str, list[int]] | None = PrivateAttr(default=None)
+
+    def name_index(self) -> dict[str, list[int]]:
+        """Name word -> positions in devices + sites, built once per catalog."""
+        if self._names is None:
+            index: dict[str, list[int]] = {}
+            for i, entity in enumerate([*self.devices, *self.sites]):
+                for word in set(_WORD.findall((entity.name or "").lower())):
+                    if len(word) >= 3 and word not in _STOP:
+                        index.setdefault(word, []).append(i)
+            self._names = index
+        return self._names
+
+    def fleet_timezone(self) -> str:
+        zones = Counter(s.timezone for s in self.sites if s.timezone)
+        return zones.most_common(1)[0][0] if zones else "UTC"
+
+    def site(self, site_id: str) -> Entity | None:
+        return next((s for s in self.sites if s.id == site_id), None)
+
+
+class Tariff(BaseModel):
+    kind: Literal["flat", "time_of_use"] = "flat"
+    flat_per_kwh: float | None = Field(default=None, description="Price the question named, if any.")
+
+
+class Slots(BaseModel):
+    devices: list[Entity] = Field(default_factory=list)
+    sites: list[Entity] = Field(default_factory=list)
+    subject: Literal["device", "site", "fleet"] = "fleet"
+    rank_group: Literal["device", "site"] = Field(default="device", description="What a top-k ranks.")
+    period: Period | None = None
+    hours: HourWindow | None = None
+    metric: Literal["energy", "power"] = "energy"
+    k: int | None = Field(default=None, ge=1, le=50)
+    order: Literal["desc", "asc"] = "desc"
+    tariff: Tariff | None = None
+    silent_hours: int | None = Field(default=None, ge=1)
+    tz: str = Field(default="UTC", description="The timezone dates are read in.")
+    unknown_names: list[str] = Field(default_factory=list, description="'meter 99' that matched nothing.")
+
+
+class Understanding(BaseModel):
+    intent: Intent
+    slots: Slots
+    follow_up: bool = False
+    reason: str | None = Field(default=None, description="Why a request is refused or unclear.")
+
+
+def understand(
+    question: str, catalog: Catalog, today_in: Callable[[str], date], previous: Understanding | None = None
+) -> Understanding:
+    """Intent and slots of one question; `previous` is the last turn of the same conversation.
+
+    `today_in(tz)` is the data clock's date in a timezone: relative dates are read in the timezone of
+    the site the question is about (the fleet's most common one when it names none).
+    """
+    text = " ".join(question.lower().split())
+    if refusal := _unsafe_reason(text):
+        return Understanding(intent="unsafe", slots=Slots(), reason=refusal)
+    devices, sites, unknown = _match_entities(text, catalog)
+    intent = _classify(text)
+    if intent == "device_facts" and not (devices or sites):
+        intent = _classify(
+            text, skip=frozenset({"device_facts"})
+        )  # "what is our total ..." is not about one device
+    tz = _timezone([*devices, *sites], catalog)
+    is_follow_up = (
+        previous is not None
+        and previous.intent in DATA_INTENTS
+        and (bool(_FOLLOW_UP.match(text)) or (intent == "unknown" and len(text.split()) <= 6))
+    )
+    if is_follow_up and previous is not None:
+        slots = previous.slots.model_copy(deep=True)
+        intent = previous.intent if intent in ("unknown", "usage") else intent
+        if devices or sites or unknown:
+            slots.devices, slots.sites, slots.unknown_names = devices, sites, unknown
+            slots.subject = "device" if devices else "site" if sites else slots.subject
+            slots.tz = tz
+        today = today_in(slots.tz)
+        shifted = shift_period(text, slots.period) if slots.period else None
+        slots.period = shifted or parse_period(text, today) or slots.period
+        slots.hours = parse_hours(text) or slots.hours
+        _fill_numbers(text, slots, intent, keep=True)
+        return Understanding(intent=intent, slots=slots, follow_up=True)
+    about_energy = bool(_ENERGY_WORDS.search(text)) and not _OFF_TOPIC.search(text)
+    if not (devices or sites or unknown) and not about_energy and intent in _NEEDS_ENERGY_WORDS:
+        return Understanding(intent="out_of_scope", slots=Slots(), reason="not a question about energy data")
+    if intent == "unknown" and (devices or sites):
+        intent = "usage"
+    slots = Slots(devices=devices, sites=sites, unknown_names=unknown, tz=tz)
+    today = today_in(tz)
+    slots.subject = "device" if devices else "site" if sites else _plural_subject(text)
+    ranks_sites = re.search(r"\b(sites?|buildings?|locations?|premises)\b", text) and not sites
+    slots.rank_group = "site" if ranks_sites else "device"
+    slots.period = parse_period(text, today)
+    slots.hours = parse_hours(text)
+    _fill_numbers(text, slots, intent, keep=False)
+    if intent == "compare" and len(devices) + len(sites) < 2:
+        intent = "usage"
+    return Understanding(intent=intent, slots=slots)
+
+
+def _timezone(entities: list[Entity], catalog: Catalog) -> str:
+    zones = {e.timezone for e in entities if e.timezone}
+    return zones.pop() if len(zones) == 1 else catalog.fleet_timezone()
+
+
+def _unsafe_reason(text: str) -> str | None:
+    if _DESTRUCTIVE.search(text) or _WRITE_VERB.search(text) or _SET_VALUE.search(text):
+        return "this assistant only reads energy data; it never changes or deletes anything"
+    if _INJECTION.search(text):
+        return "instructions to override the assistant's rules or smuggle SQL are not followed"
+    return None
+
+
+_INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
+    (
+        "advice",
+        re.compile(
+            r"\b(how (can|do|should|could) (i|we)|tips?|advice|recommend\w*|reduce|cut|"
+            r"lower (my|our|the)|sav(e|ing)|improve|efficien\w*)\b"
+        ),
+    ),
+    (
+        "silent_devices",
+        re.compile(
+            r"\b(silent|stopped reporting|not reporting|offline|gone quiet|no data from|"
+            r"haven'?t reported|stale|missing data|dead meters?)\b"
+        ),
+    ),
+    (
+        "anomalies",
+        re.compile(
+            r"\b(flag\w*|anomal\w*|incidents?|unusual|alerts?|abnormal|weird|spikes?|"
+            r"faults?|what went wrong)\b"
+        ),
+    ),
+    (
+        "forecast",
+        re.compile(
+            r"\b(forecast\w*|predict\w*|will\b|expected to|going to|tomorrow|next \d* ?"
+            r"(hours?|days?|week))\b"
+        ),
+    ),
+    (
+        "cost",
+        re.compile(
+            r"\b(cost\w*|bill\w*|spend|spent|price|pay|paid|tariff|time[- ]of[- ]use|tou|"
+            r"euros?|dollars?|pounds?)\b|[€$£]"
+        ),
+    ),
+    (
+        "base_load",
+        re.compile(r"\b(base ?load|standby|always[- ]on|baseline load|idle load|overnight minimum)\b"),
+    ),
+    (
+        "load_profile",
+        re.compile(
+            r"\b(load profile|profile|typical day|daily pattern|hour[- ]by[- ]hour|"
+            r"by hour|hourly pattern|shape)\b"
+        ),
+    ),
+    (
+        "peak_hour",
+        re.compile(r"\b(peak\w*|busiest|highest hour|max(imum)? demand|when .{0,30}\b(most|highest))\b"),
+    ),
+    (
+        "compare",
+        re.compile(r"\b(compare\w*|comparison|versus|vs\.?|difference between|more than .{0,20} or)\b"),
+    ),
+    (
+        "top_k",
+        re.compile(
+            r"\b(which|top|most|least|highest|lowest|rank\w*|biggest|smallest|largest|"
+            r"worst|best)\b"
+        ),
+    ),
+    (
+        "device_facts",
+        re.compile(
+            r"\b(tell me about|what is|what's|who is|info\w*|details?|describe|"
+            r"installed|meter type|voltage|interval|where is)\b"
+        ),
+    ),
+    ("usage", re.compile(r"\b(use[ds]?|using|usage|consum\w*|energy|kwh|draw\w*|how much|total)\b")),
+]
+
+
+def _classify(text: str, skip: frozenset[str] = frozenset()) -> Intent:
+    for intent, pattern in _INTENT_RULES:
+        if intent not in skip and pattern.search(text):
+            if (
+                intent == "forecast"
+                and re.search(r"\b(yesterday|last|ago|was|did)\b", text)
+                and not re.search(r"\b(forecast\w*|predict\w*)\b", text)
+            ):
+                continue
+            if intent == "advice" and re.search(r"\b(how much|which|what was)\b", text):
+                continue
+            return intent
+    return "unknown"
+
+
+def _plural_subject(text: str) -> Literal["device", "site", "fleet"]:
+    if re.search(r"\b(sites?|buildings?|locations?|premises)\b", text):
+        return "site"
+    if re.search(r"\b(meters?|devices?|circuits?)\b", text) and re.search(
+        r"\b(which|top|most|least|highest|lowest|rank\w*|biggest|smallest|largest|silent|each|every|all)\b",
+        text,
+    ):
+        return "device"
+    return "fleet"
+
+
+def _fill_numbers(text: str, slots: Slots, intent: Intent, *, keep: bool) -> None:
+    if m := re.search(
+        r"\b(?:top|bottom|first|lowest|highest|least|most)\s+(\d{1,2})\b|\b(\d{1,2})\s+"
+        r"(?:meters|devices|sites|buildings)\b",
+        text,
+    ):
+        slots.k = min(50, max(1, int(m[1] or m[2])))
+    elif intent == "top_k" and re.search(
+        r"\b(which|what|who)\b(?!.*\b(meters|devices|sites|buildings)\b)", text
+    ):
+        slots.k = 1  # "which meter used the most" asks for one
+    elif not keep:
+        slots.k = None
+    if re.search(r"\b(least|lowest|smallest|bottom|fewest|best)\b", text):
+        slots.order = "asc"
+    elif re.search(r"\b(most|highest|biggest|largest|top|worst)\b", text) or not keep:
+        slots.order = "desc"
+    if re.search(r"\b(power|watts?|kw\b|demand|draw\w*)\b", text) and not re.search(r"\bkwh\b", text):
+        slots.metric = "power"
+    elif re.search(r"\b(energy|kwh|consum\w*|use[ds]?|usage)\b", text) or not keep:
+        slots.metric = "energy"
+    if intent == "cost" or re.search(r"\b(tariff|per kwh)\b", text):
+        price = re.search(
+            r"(?:[€$£]\s*(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:[€$£]|eur|euros?|usd|gbp|p\b|cents?)?"
+            r"\s*(?:/|per)\s*kwh)",
+            text,
+        )
+        value = float(price[1] or price[2]) if price else None
+        if price and re.search(r"\d\s*(p|cents?)\s*(/|per)", text):
+            value = (value or 0) / 100
+        tou = bool(
+            re.search(r"\b(time[- ]of[- ]use|tou|peak and off[- ]peak|off[- ]peak|day[/ -]night)\b", text)
+        )
+        slots.tariff = Tariff(kind="time_of_use" if tou else "flat", flat_per_kwh=value)
+    m = re.search(
+        r"\b(?:for|in|over)\s+(?:more than\s+|over\s+|at least\s+)?(\d{1,4})\s*(hours?|days?)\b", text
+    )
+    if m and intent == "silent_devices":
+        slots.silent_hours = int(m[1]) * (24 if m[2].startswith("day") else 1)
+
+
+# --- entity matching ----------------------------------------------------------------------------------
+
+
+def _match_entities(text: str, catalog: Catalog) -> tuple[list[Entity], list[Entity], list[str]]:
+    devices: list[Entity] = []
+    sites: list[Entity] = []
+    unknown: list[str] = []
+    for entity in [*catalog.devices, *catalog.sites]:
+        if re.search(rf"(?<![\w-]){re.escape(entity.id.lower())}(?![\w-])", text):
+            (devices if entity.kind == "device" else sites).append(entity)
+    # "meter 17", "device #3", "site b": the number or letter at the end of an id
+    for kind, number in re.findall(
+        r"\b(meter|device|site|building)(?:\s+(?:no\.?|number)\s*|\s*#\s*|\s+)(\d{1,6}|[a-z])\b(?![\w-])",
+        text,
+    ):
+        pool = catalog.sites if kind in ("site", "building") else catalog.devices
+        hits = [
+            e for e in pool if _id_suffix(e.id) == number.lstrip("0") or e.id.lower().endswith(f"-{number}")
+        ]
+        if len(hits) == 1:
+            target = sites if hits[0].kind == "site" else devices
+            if hits[0] not in target:
+                target.append(hits[0])
+        elif (
+            not hits
+            and (number.isdigit() or kind in ("site", "building"))
+            and not _names_contain(pool, f"{kind} {number}")
+        ):
+            unknown.append(f"{kind} {number}")
+    known = {e.id.lower() for e in [*catalog.devices, *catalog.sites]}
+    for token in re.findall(r"\b(?:dev|device|meter|site)-[a-z0-9]+\b", text):
+        if token not in known:
+            unknown.append(token)
+    for entity in _fuzzy_names(text, catalog):
+        target = devices if entity.kind == "device" else sites
+        if entity not in target:
+            target.append(entity)
+    return devices, sites, unknown
+
+
+def _names_contain(pool: list[Entity], phrase: str) -> bool:
+    return any(e.name and phrase in e.name.lower() for e in pool)
+
+
+def _id_suffix(entity_id: str) -> str:
+    m = re.search(r"([0-9]+|[a-z])$", entity_id.lower())
+    return m[1].lstrip("0") if m and m[1].isdigit() else (m[1] if m else "")
+
+
+def _fuzzy_names(text: str, catalog: Catalog) -> list[Entity]:
+    """Names said in the question, exactly or nearly (a typo, a missing word).
+
+    Only entities sharing a word (or a near-spelling of one) with the question are compared in full,
+    so the cost grows with the matches, not with the fleet.
+    """
+    words = _WORD.findall(text)
+    vocab = catalog.name_index()
+    candidates: set[int] = set()
+    for word in set(words):
+        if len(word) < 3 or word in _STOP:
+            continue
+        for token in [word, *get_close_matches(word, vocab.keys(), n=3, cutoff=0.8)]:
+            candidates.update(vocab.get(token, ()))
+    found: list[Entity] = []
+    entities = [*catalog.devices, *catalog.sites]
+    for i in sorted(candidates):
+        entity = entities[i]
+        name = " ".join(_WORD.findall((entity.name or "").lower()))
+        if not name:
+            continue
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text):
+            found.append(entity)
+            continue
+        size = len(name.split())
+        if size < 2 and len(name) < 5:
+            continue  # one short word ("Lab") is too easy to match by accident
+        best = 0.0
+        for n in {size - 1, size, size + 1} - {0}:
+            for j in range(len(words) - n + 1):
+                best = max(best, SequenceMatcher(None, " ".join(words[j : j + n]), name).ratio())
+        if best >= 0.88:
+            found.append(entity)
+    return found
