@@ -15,6 +15,7 @@ from rich.table import Table
 from infra.local.demo import DemoReport, demo_settings, run_demo
 from infra.local.runtime_status import RuntimeStatus, collect_status
 from infra.local.supervisor import StackOptions, Supervisor, stack_specs
+from services.chat.dashboard.link import dashboard_url
 from shared.bus.local import QueueStore
 from shared.settings import Settings
 
@@ -58,6 +59,8 @@ def up(devices: Devices = 50, days: Days = 28, seed: Seed = 7) -> None:
             pid = str(child.proc.pid) if child.proc else "-"
             table.add_row(name, pid, address, str(stack.log_dir / f"{name}.log"))
         console.print(table)
+        if "chat" in stack.children:
+            console.print(f"dashboard: [bold]{dashboard_url(settings)}[/]")
         console.print("next: [bold]gridsight sync[/] in another terminal; Ctrl-C here stops everything")
         while not stop.wait(1.0):
             for name in stack.check():
@@ -203,3 +206,4 @@ def print_demo_report(console: Console, report: DemoReport, settings: Settings) 
         f"state kept in {settings.home}: try [bold]gridsight query[/], [bold]gridsight chat[/], "
         "[bold]gridsight status[/], or [bold]gridsight up[/] + [bold]gridsight sync[/] for an incremental run"
     )
+    console.print(f"dashboard (while [bold]gridsight up[/] runs): [bold]{dashboard_url(settings)}[/]")
