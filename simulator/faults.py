@@ -20,16 +20,18 @@ class FaultPolicy:
     retry_after_s: int = 1
     slow_s: float = 1.5
     seed: int = 0
+    kinds: tuple[FaultKind, ...] = ("rate_limited", "server_error", "slow")
+    path_contains: str = ""  # only requests whose path contains this (tests: one device's feed)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._lock = Lock()
 
-    def draw(self) -> FaultKind | None:
+    def draw(self, path: str = "") -> FaultKind | None:
         """Decide the fate of one request; thread-safe so concurrent clients see the configured share."""
-        if self.rate <= 0:
+        if self.rate <= 0 or self.path_contains not in path:
             return None
         with self._lock:
             if self._rng.random() >= self.rate:
                 return None
-            return self._rng.choice(("rate_limited", "server_error", "slow"))
+            return self._rng.choice(self.kinds)

@@ -118,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/_admin/stats":
             return self._send(200, {"requests": dict(api.stats), "now": iso(api.now)})
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        fault = api.faults.draw() if url.path.startswith("/v1/") else None
+        fault = api.faults.draw(url.path) if url.path.startswith("/v1/") else None
         if fault == "rate_limited":
             api.count("fault_429")
             return self._fail(429, "rate limit exceeded", {"Retry-After": str(api.faults.retry_after_s)})

@@ -8,9 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from connector_harness import Vendor, assert_same, config_for, expected, read_landed, sync
+from connector_harness import Vendor, assert_same, config_for, expected, read_landed, state_of, sync
 
 from infra.local.sync import debug_command, debug_env, prepare_project
+from simulator.faults import FaultPolicy
 from simulator.fleet import FleetSpec
 
 pytestmark = pytest.mark.slow
@@ -93,3 +94,27 @@ def test_wrong_api_key_fails_fast_with_a_readable_message(tmp_path: Path, vendor
     assert not (tmp_path / "home" / "connector" / "files" / "state.json").exists() or (
         "cursors" not in (tmp_path / "home" / "connector" / "files" / "state.json").read_text()
     )
+
+
+def test_a_sync_that_cannot_continue_fails_explicitly_without_advancing_past_its_rows(
+    tmp_path: Path, vendor
+) -> None:
+    v: Vendor = vendor(FleetSpec(devices=6, days=2, seed=12, decommission_share=0.0))
+    home = tmp_path / "home"
+    stuck = "dev-00004"
+    v.api.faults = FaultPolicy(rate=1.0, retry_after_s=0, kinds=("rate_limited",), path_contains=stuck)
+
+    failed = sync(home, v, page_size="100", checkpoint_rows="100")
+
+    assert not failed.ok
+    assert failed.error is not None
+    assert "still failing after 8 attempts" in failed.error
+    cursors = state_of(home)["cursors"]
+    assert stuck not in cursors
+    assert {"dev-00000", "dev-00001", "dev-00002"} <= cursors.keys()
+
+    v.api.faults = FaultPolicy()
+    recovered = sync(home, v, page_size="100", checkpoint_rows="100")
+
+    assert recovered.ok, recovered.error
+    assert_same(read_landed(recovered.raw_path), expected(v.fleet, v.api.now))
