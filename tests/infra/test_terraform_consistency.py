@@ -235,8 +235,7 @@ def test_the_build_trigger_passes_every_substitution_cloudbuild_uses(resources: 
     text = CLOUDBUILD.read_text()
     used = set(re.findall(r"\$\{(_[A-Z_]+)\}", text))
     passed = set(resources["google_cloudbuild_trigger.deploy"]["substitutions"])
-    # _VENDOR_API_URL is the vendor's address, not a Terraform-made name: set on the trigger by hand.
-    assert used - {"_VENDOR_API_URL"} == passed
+    assert used == passed
     assert used <= set(cloudbuild()["substitutions"])
 
 
@@ -337,3 +336,29 @@ def test_each_image_installs_what_its_code_imports_and_nothing_unused(
     pulled_in = installed_closure(needed)
     unused = sorted(listed - needed - RUNTIME_ONLY - pulled_in)
     assert not unused, f"{name} installs what {image} never imports: {unused}"
+
+
+def test_chat_documents_table_has_the_columns_the_chat_index_loads(resources: dict[str, Any]) -> None:
+    """BigQueryVectorIndex.sync loads dict rows into the table Terraform creates; the keys must match."""
+    index = SERVICES_DIR / "chat" / "index.py"
+    if not index.is_file():
+        pytest.skip("services/chat/index.py does not exist yet")
+    tree = ast.parse(index.read_text())
+    syncs = [
+        node
+        for cls in ast.walk(tree)
+        if isinstance(cls, ast.ClassDef) and cls.name == "BigQueryVectorIndex"
+        for node in cls.body
+        if isinstance(node, ast.FunctionDef) and node.name == "sync"
+    ]
+    assert syncs, "BigQueryVectorIndex.sync not found: update this test with the chat index"
+    loaded = {
+        key.value
+        for node in ast.walk(syncs[0])
+        if isinstance(node, ast.Dict)
+        for key in node.keys
+        if isinstance(key, ast.Constant) and isinstance(key.value, str)
+    }
+    schema = unquote(resources["google_bigquery_table.chat_documents"]["schema"])
+    columns = set(re.findall(r'name\s*=\s*\\?"([a-z_]+)\\?"', schema))
+    assert loaded == columns

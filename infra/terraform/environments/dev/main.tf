@@ -28,6 +28,7 @@ module "gridsight" {
   region                  = var.region
   scaling                 = var.scaling
   topology_file           = "${path.root}/../../../events.yaml"
+  vendor_api_url          = var.vendor_api_url
 }
 
 output "gridsight" {

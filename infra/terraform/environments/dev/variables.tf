@@ -80,3 +80,9 @@ variable "scaling" {
     forecast = { max_instances = 3, memory = "2Gi" }
   }
 }
+
+variable "vendor_api_url" {
+  description = "Base URL of the smart-meter vendor API the connector syncs from."
+  type        = string
+  default     = null
+}

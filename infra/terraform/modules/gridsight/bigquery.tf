@@ -53,3 +53,25 @@ resource "google_bigquery_table" "modelled" {
     }
   }
 }
+
+# The chat service's retrieval documents with their Vertex embeddings, searched with VECTOR_SEARCH
+# (services/chat/index.py rewrites it whole with a WRITE_TRUNCATE load when the documents change).
+# Created here so chat can be granted write on this one table instead of the whole dataset.
+resource "google_bigquery_table" "chat_documents" {
+  #checkov:skip=CKV_GCP_80:Google-managed encryption at rest; CMEK (key ring, rotation, per-agent grants) is an organisation-level choice, see infra/README.md
+  project             = var.project_id
+  dataset_id          = google_bigquery_dataset.analytics.dataset_id
+  table_id            = "chat_documents"
+  description         = "Chat retrieval documents and their text embeddings (services/chat/index.py)."
+  labels              = merge(var.labels, { app = "gridsight", service = "chat" })
+  deletion_protection = var.deletion_protection
+  schema = jsonencode([
+    { name = "doc_id", type = "STRING", mode = "NULLABLE" },
+    { name = "kind", type = "STRING", mode = "NULLABLE" },
+    { name = "title", type = "STRING", mode = "NULLABLE" },
+    { name = "text", type = "STRING", mode = "NULLABLE" },
+    { name = "meta", type = "STRING", mode = "NULLABLE" },
+    { name = "fingerprint", type = "STRING", mode = "NULLABLE" },
+    { name = "embedding", type = "FLOAT64", mode = "REPEATED" },
+  ])
+}

@@ -29,6 +29,7 @@ resource "google_cloudbuild_trigger" "deploy" {
     _REPOSITORY            = google_artifact_registry_repository.images.repository_id
     _SECRET_FIVETRAN_KEY   = google_secret_manager_secret.secret["fivetran-api-key"].secret_id
     _SECRET_VENDOR_API_KEY = google_secret_manager_secret.secret["vendor-api-key"].secret_id
+    _VENDOR_API_URL        = coalesce(var.vendor_api_url, "unset: set vendor_api_url in Terraform")
   }
 
   depends_on = [

@@ -45,6 +45,15 @@ resource "google_bigquery_dataset_iam_member" "analytics" {
   member     = google_service_account.run[each.key].member
 }
 
+# Chat reads the modelled tables but writes only its own retrieval documents.
+resource "google_bigquery_table_iam_member" "chat_documents_writer" {
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.analytics.dataset_id
+  table_id   = google_bigquery_table.chat_documents.table_id
+  role       = "roles/bigquery.dataEditor"
+  member     = google_service_account.run["chat"].member
+}
+
 # Only the refresh (ingest) reads what Fivetran lands; nobody of ours writes it.
 resource "google_bigquery_dataset_iam_member" "raw_reader" {
   for_each   = { for service, cfg in local.services : service => cfg if cfg.reads_raw }

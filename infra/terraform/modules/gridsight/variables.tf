@@ -165,6 +165,16 @@ variable "topology_file" {
   }
 }
 
+variable "vendor_api_url" {
+  description = "Base URL of the smart-meter vendor API, passed to the connector's configuration by cloudbuild.yaml (`fivetran deploy`); its key is the vendor-api-key secret."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.vendor_api_url == null || can(regex("^https://", var.vendor_api_url))
+    error_message = "vendor_api_url must be an https:// URL."
+  }
+}
+
 variable "vertex_endpoint_id" {
   description = "Numeric id of the Vertex AI endpoint serving the forecast model (ids are chosen by us, unique per project and region); GRIDSIGHT_VERTEX_ENDPOINT_ID."
   type        = string
