@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     chat_port: int = 8704
     model_server_port: int = 8705
 
+    # --- forecast (model server, endpoint client, trainer) ---------------------------------------
+    model_server_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside the Vertex container.")
+    forecast_batch_size: int = Field(default=250, ge=1, le=2000, description="Instances per endpoint call.")
+    forecast_endpoint_timeout_s: float = Field(default=30.0, gt=0)
+    forecast_endpoint_attempts: int = Field(default=3, ge=1)
+    forecast_training_days: int = Field(default=365, ge=14, description="History the trainer reads.")
+    vertex_training_image: str | None = Field(default=None, description="Trainer image for Vertex jobs.")
+
     @cached_property
     def duckdb_path(self) -> Path:
         """Modelled tables live in their own file, so the connector can own its raw file."""

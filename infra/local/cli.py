@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "infra.local.commands.simulator",
     "infra.local.commands.sync",
     "infra.local.commands.runtime",
+    "infra.local.commands.forecast",
 ]
 
 

@@ -1,0 +1,158 @@
+"""`gridsight train`, `gridsight forecast backtest|plot|serve`: the forecaster from the command line,
+with the same code the trainer job, the model server and the forecast service run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["register"]
+
+forecast_app = typer.Typer(help="Backtest, plot and serve the forecaster.", no_args_is_help=True)
+console = Console(width=120)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _reporter(progress: Progress):
+    tasks: dict[str, int] = {}
+
+    def report(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = progress.add_task(step, total=total)
+        progress.update(tasks[step], completed=done, total=total)
+
+    return report
+
+
+def _scores_table(title: str, scores: list) -> Table:
+    table = Table(title=title)
+    for col in ("model", "MASE", "sMAPE %", "p10–p90 coverage", "forecasts"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for s in scores:
+        coverage = f"{s.coverage:.1%}" if s.coverage is not None else "—"
+        table.add_row(s.model, f"{s.mase:.3f}", f"{s.smape:.1f}", coverage, f"{s.forecasts:,}")
+    return table
+
+
+def train(
+    energy: Annotated[Path | None, typer.Option(help="Train from this CSV instead of the warehouse.")] = None,
+    weather: Annotated[Path | None, typer.Option(help="Weather CSV for --energy.")] = None,
+    vertex: Annotated[bool, typer.Option(help="Submit a Vertex AI custom training job instead.")] = False,
+) -> None:
+    """Train a new model version (warehouse by default) into the model directory / bucket."""
+    from services.forecast.training import submit_vertex_training, train_from_csv, train_from_warehouse
+    from shared.settings import Settings
+
+    settings = Settings()
+    try:
+        if vertex:
+            console.print(f"submitted {submit_vertex_training(settings)}")
+            return
+        with _progress() as progress:
+            report = _reporter(progress)
+            if energy is not None:
+                card = train_from_csv(settings, energy, weather, progress=report)
+            else:
+                card = train_from_warehouse(settings, progress=report)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"model [bold]{card.version}[/bold]: {card.devices} devices, {card.training_rows:,} rows")
+    for model, m in card.backtest.items():
+        console.print(
+            f"  holdout {model}: MASE {m['mase']:.3f}"
+            + (f", coverage {m['coverage']:.1%}" if m.get("coverage") else "")
+        )
+
+
+@forecast_app.command("backtest")
+def backtest(
+    energy: Annotated[Path, typer.Option(help="CSV meter_id,timestamp_utc,kwh (hourly).")],
+    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First origin day (00:00 UTC).")],
+    end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last origin day.")],
+    out: Annotated[Path, typer.Option(help="Where to write meter_id,origin_utc,timestamp_utc,p10,p50,p90.")],
+    weather: Annotated[Path | None, typer.Option(help="CSV timestamp_utc,air_temperature_c.")] = None,
+    mstl: Annotated[bool, typer.Option(help="Also score statsforecast MSTL (slow; cached).")] = True,
+) -> None:
+    """Forecast each day start..end at 00:00 UTC from earlier data only; compare with baselines."""
+    from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv, run_backtest
+    from shared.settings import Settings
+
+    try:
+        panel = build_panel(load_energy_csv(energy), load_weather_csv(weather) if weather else None)
+        with _progress() as progress:
+            result = run_backtest(
+                panel,
+                start.date(),
+                end.date(),
+                mstl=mstl,
+                cache_dir=Settings().home / "cache" / "backtest",
+                progress=_reporter(progress),
+            )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame = result.forecasts.copy()
+    for col in ("origin_utc", "timestamp_utc"):
+        frame[col] = frame[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+    frame.to_csv(out, index=False, float_format="%.4f")
+    title = f"{len(panel.device_ids)} meters, origins {start:%Y-%m-%d}..{end:%Y-%m-%d} 00:00 UTC, 24 h ahead"
+    console.print(_scores_table(title, result.scores))
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    console.print(f"{len(frame):,} forecasts -> {out}  ({timings})")
+
+
+@forecast_app.command("plot")
+def plot(
+    forecasts: Annotated[Path, typer.Option(help="Backtest output CSV.")],
+    energy: Annotated[Path, typer.Option(help="The actuals: CSV meter_id,timestamp_utc,kwh.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")],
+    meter: Annotated[list[str] | None, typer.Option(help="Meter(s) to draw (default: the first 4).")] = None,
+) -> None:
+    """Draw actual vs p50 with the p10–p90 band."""
+    import pandas as pd
+
+    from services.forecast.backtest import load_energy_csv
+    from services.forecast.plot import plot_forecasts
+
+    try:
+        fc = pd.read_csv(forecasts, dtype={"meter_id": str})
+        missing = {"meter_id", "timestamp_utc", "p10", "p50", "p90"} - set(fc.columns)
+        if missing:
+            raise ValueError(f"{forecasts}: missing column(s) {sorted(missing)}")
+        path = plot_forecasts(fc, load_energy_csv(energy), out, meters=meter or None)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"plot -> {path}")
+
+
+@forecast_app.command("serve")
+def serve() -> None:
+    """Run the model server (Vertex custom-container contract) on settings.model_server_port."""
+    from services.forecast.model_server import main
+
+    main()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.add_typer(forecast_app, name="forecast")

@@ -1,0 +1,91 @@
+"""The prediction contract between the forecast service and the model server (Vertex AI style).
+
+Request `{"instances": [Instance, ...]}`, response `{"predictions": [Prediction, ...]}` in the same
+order. An instance carries the raw history, not features: the server owns feature building, so a
+new model version with new features needs no change in the service.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS
+
+__all__ = ["MAX_INSTANCES", "Instance", "PredictRequest", "PredictResponse", "Prediction"]
+
+MAX_INSTANCES = 2000
+
+
+def _check_series(values: list[float | None], name: str) -> list[float | None]:
+    if len(values) != HISTORY_HOURS:
+        raise ValueError(f"{name} must hold {HISTORY_HOURS} hourly values (oldest first), got {len(values)}")
+    for i, v in enumerate(values):
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"{name}[{i}] is not a finite number")
+    return values
+
+
+class Instance(BaseModel):
+    """One device: the `HISTORY_HOURS` hours before `origin` (None = missing), oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(min_length=1, max_length=200)
+    origin: datetime = Field(description="First hour to forecast (UTC, on the hour).")
+    kwh: list[float | None]
+    temp_c: list[float | None] | None = None
+
+    @field_validator("origin")
+    @classmethod
+    def _on_the_hour(cls, value: datetime) -> datetime:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.minute or value.second or value.microsecond:
+            raise ValueError("origin must be on the hour")
+        return value
+
+    @field_validator("kwh")
+    @classmethod
+    def _kwh(cls, values: list[float | None]) -> list[float | None]:
+        _check_series(values, "kwh")
+        if any(v is not None and v < 0 for v in values):
+            raise ValueError("kwh values must not be negative")
+        if all(v is None for v in values):
+            raise ValueError("kwh has no values: nothing to forecast from")
+        return values
+
+    @field_validator("temp_c")
+    @classmethod
+    def _temp(cls, values: list[float | None] | None) -> list[float | None] | None:
+        return None if values is None else _check_series(values, "temp_c")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instances: list[Instance] = Field(min_length=1, max_length=MAX_INSTANCES)
+    parameters: dict[str, object] | None = None
+
+
+class Prediction(BaseModel):
+    device_id: str
+    origin: datetime
+    model_version: str
+    target_hours: list[datetime]
+    p10: list[float]
+    p50: list[float]
+    p90: list[float]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Prediction:
+        if not len(self.target_hours) == len(self.p10) == len(self.p50) == len(self.p90) == HORIZON_HOURS:
+            raise ValueError(f"a prediction holds {HORIZON_HOURS} hours")
+        return self
+
+    @staticmethod
+    def hours_from(origin: datetime) -> list[datetime]:
+        return [origin + timedelta(hours=h) for h in range(HORIZON_HOURS)]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]

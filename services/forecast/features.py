@@ -1,0 +1,250 @@
+"""Forecast features: one implementation used by the trainer, the backtest and the model server.
+
+A forecast is made at an *origin* (the first hour to forecast) from the `HISTORY_HOURS` hours before
+it, for the 24 hours `origin + h`, h = 0..23. Everything here is computed from a history window that
+ends just before the origin, so no feature can see the future: the backtest's causality test and
+the model server's instances rely on that.
+
+Buildings differ in size by orders of magnitude, so one global model learns shapes, not levels:
+every energy value is divided by the device's mean over the last week (`scale`), and predictions
+are multiplied back. Closures and holidays break the weekly cycle, hence the calendar flags for the
+target day, for the day the 24 h lag comes from and for the day the 168 h lag comes from, plus a
+"same as yesterday" regime signal (yesterday against the same weekday a week before).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FEATURE_NAMES",
+    "HISTORY_HOURS",
+    "HORIZON_HOURS",
+    "dense_series",
+    "holiday_flags",
+    "window_features",
+    "windows_at",
+]
+
+HISTORY_HOURS = 336  # two weeks: the longest lag is 336 h
+HORIZON_HOURS = 24
+_MIN_SCALE = 1e-3
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "h",
+    "target_hour",
+    "target_dow",
+    "target_holiday",
+    "target_closure",
+    "lag24_holiday",
+    "lag168_holiday",
+    "log_scale",
+    "lag24",
+    "lag48",
+    "lag168",
+    "lag336",
+    "same_hour_mean_7d",
+    "same_hour_min_7d",
+    "last_3h_mean",
+    "last_day_mean",
+    "last_day_max",
+    "last_day_min",
+    "prev_day_mean",
+    "week_ago_day_mean",
+    "regime_ratio",
+    "target_day_last_week_mean",
+    "missing_share",
+    "temp_last_24h_mean",
+    "temp_same_hour_yesterday",
+)
+
+
+def _easter(year: int) -> date:
+    """Gregorian Easter Sunday (anonymous Gregorian algorithm), for Good Friday and Easter Monday."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = b // 4, b % 4
+    f = (b + 8) // 25
+    g = (b - f + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = c // 4, c % 4
+    ell = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * ell) // 451
+    month = (h + ell - 7 * m + 114) // 31
+    day = (h + ell - 7 * m + 114) % 31 + 1
+    return date(year, month, day)
+
+
+def _first_weekday(year: int, month: int, weekday: int) -> date:
+    d = date(year, month, 1)
+    return d + timedelta(days=(weekday - d.weekday()) % 7)
+
+
+def _last_weekday(year: int, month: int, weekday: int) -> date:
+    d = date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)
+    return d - timedelta(days=(d.weekday() - weekday) % 7)
+
+
+def _substitute(d: date, taken: set[date]) -> date:
+    while d.weekday() >= 5 or d in taken:
+        d += timedelta(days=1)
+    return d
+
+
+@cache
+def _calendar(year: int) -> tuple[frozenset[date], frozenset[date]]:
+    """England & Wales bank holidays, and the university's Christmas closure (24 Dec – 1 Jan)."""
+    easter = _easter(year)
+    holidays: set[date] = {
+        _substitute(date(year, 1, 1), set()),
+        easter - timedelta(days=2),
+        easter + timedelta(days=1),
+        _first_weekday(year, 5, 0),
+        _last_weekday(year, 5, 0),
+        _last_weekday(year, 8, 0),
+    }
+    christmas = _substitute(date(year, 12, 25), set())
+    holidays |= {christmas, _substitute(date(year, 12, 26), {christmas})}
+    closure = {date(year, 12, 24) + timedelta(days=i) for i in range(8)} | {date(year, 1, 1)}
+    return frozenset(holidays), frozenset(closure)
+
+
+def holiday_flags(days: pd.DatetimeIndex | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bank holiday or closure, closure) flags for each timestamp's UTC day."""
+    idx = pd.DatetimeIndex(days)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    day_values = idx.normalize()
+    unique = day_values.unique()
+    hol, clo = np.zeros(len(unique), bool), np.zeros(len(unique), bool)
+    for i, ts in enumerate(unique):
+        d = ts.date()
+        holidays, closure = _calendar(d.year)
+        clo[i] = d in closure
+        hol[i] = clo[i] or d in holidays
+    pos = unique.get_indexer(day_values)
+    return hol[pos], clo[pos]
+
+
+def _nanmean(a: np.ndarray, axis: int = 1) -> np.ndarray:
+    count = np.sum(~np.isnan(a), axis=axis)
+    total = np.nansum(a, axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def window_features(
+    kwh: np.ndarray, temp_c: np.ndarray | None, origins: Sequence[pd.Timestamp] | pd.DatetimeIndex
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Feature rows for each window × h, and each window's scale.
+
+    `kwh` (and `temp_c`) are `(n, HISTORY_HOURS)` arrays of the hours before each origin (NaN where
+    missing); `origins` are the first forecast hours (UTC). Returns a frame of `n * 24` rows in
+    window-major order and the `(n,)` scales that turn scaled predictions back into kWh.
+    """
+    kwh = np.asarray(kwh, dtype=float)
+    n, length = kwh.shape
+    if length != HISTORY_HOURS:
+        raise ValueError(f"history windows must be {HISTORY_HOURS} hours long, got {length}")
+    origin_idx = pd.DatetimeIndex(origins)
+    if origin_idx.tz is not None:
+        origin_idx = origin_idx.tz_convert("UTC").tz_localize(None)
+    if len(origin_idx) != n:
+        raise ValueError("one origin per history window")
+
+    scale = _nanmean(kwh[:, -168:])
+    scale = np.where(np.isnan(scale), _nanmean(kwh), scale)
+    scale = np.where(np.isnan(scale) | (scale < _MIN_SCALE), np.nan, scale)
+    safe = np.where(np.isnan(scale), 1.0, scale)
+    y = kwh / safe[:, None]
+
+    h = np.arange(HORIZON_HOURS)
+    rows = np.repeat(np.arange(n), HORIZON_HOURS)
+    hh = np.tile(h, n)
+    col = lambda lag: y[rows, length - lag + hh]  # noqa: E731 - the value `lag` hours before target
+
+    same_hour = np.stack([col(24 * k) for k in range(1, 8)], axis=1)
+    last_day = y[:, -24:]
+    yesterday_mean = _nanmean(last_day)
+    week_ago_mean = _nanmean(y[:, -192:-168])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        regime = yesterday_mean / week_ago_mean
+
+    targets = (origin_idx.values[rows] + hh.astype("timedelta64[h]")).astype("datetime64[ns]")
+    target_index = pd.DatetimeIndex(targets)
+    t_hol, t_clo = holiday_flags(target_index)
+    l24_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=24))
+    l168_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=168))
+
+    feats: dict[str, np.ndarray] = {
+        "h": hh.astype(float),
+        "target_hour": target_index.hour.to_numpy(float),
+        "target_dow": target_index.dayofweek.to_numpy(float),
+        "target_holiday": t_hol.astype(float),
+        "target_closure": t_clo.astype(float),
+        "lag24_holiday": l24_hol.astype(float),
+        "lag168_holiday": l168_hol.astype(float),
+        "log_scale": np.log(safe)[rows],
+        "lag24": col(24),
+        "lag48": col(48),
+        "lag168": col(168),
+        "lag336": col(336),
+        "same_hour_mean_7d": _nanmean(same_hour),
+        "same_hour_min_7d": np.where(
+            np.all(np.isnan(same_hour), axis=1),
+            np.nan,
+            np.nanmin(np.nan_to_num(same_hour, nan=np.inf), axis=1),
+        ),
+        "last_3h_mean": _nanmean(y[:, -3:])[rows],
+        "last_day_mean": yesterday_mean[rows],
+        "last_day_max": np.nanmax(np.nan_to_num(last_day, nan=-np.inf), axis=1)[rows],
+        "last_day_min": np.nanmin(np.nan_to_num(last_day, nan=np.inf), axis=1)[rows],
+        "prev_day_mean": _nanmean(y[:, -48:-24])[rows],
+        "week_ago_day_mean": week_ago_mean[rows],
+        "regime_ratio": regime[rows],
+        "target_day_last_week_mean": _nanmean(y[:, -168:-144])[rows],
+        "missing_share": np.mean(np.isnan(kwh[:, -168:]), axis=1)[rows],
+    }
+    if temp_c is not None:
+        temp = np.asarray(temp_c, dtype=float)
+        feats["temp_last_24h_mean"] = _nanmean(temp[:, -24:])[rows]
+        feats["temp_same_hour_yesterday"] = temp[rows, length - 24 + hh]
+    else:
+        feats["temp_last_24h_mean"] = np.full(len(rows), np.nan)
+        feats["temp_same_hour_yesterday"] = np.full(len(rows), np.nan)
+    for key in ("last_day_max", "last_day_min", "same_hour_min_7d"):
+        feats[key] = np.where(np.isfinite(feats[key]), feats[key], np.nan)
+    frame = pd.DataFrame(feats, columns=list(FEATURE_NAMES))
+    return frame, scale
+
+
+def dense_series(frame: pd.DataFrame, value: str = "kwh") -> tuple[pd.DatetimeIndex, np.ndarray, list[str]]:
+    """Long `(meter_id, timestamp_utc, value)` rows → (hourly index, `(devices, hours)` array, ids).
+
+    Missing hours become NaN; the index spans first to last hour seen across all devices.
+    """
+    ts = pd.to_datetime(frame["timestamp_utc"], utc=True).dt.tz_localize(None).dt.floor("h")
+    ids = sorted(frame["meter_id"].astype(str).unique())
+    if not ids:
+        raise ValueError("no rows")
+    index = pd.date_range(ts.min(), ts.max(), freq="h")
+    dev_pos = pd.Index(ids).get_indexer(frame["meter_id"].astype(str))
+    hour_pos = ((ts - index[0]) // pd.Timedelta(hours=1)).to_numpy()
+    values = np.full((len(ids), len(index)), np.nan)
+    values[dev_pos, hour_pos] = pd.to_numeric(frame[value], errors="coerce").to_numpy(float)
+    return index, values, ids
+
+
+def windows_at(series: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """`(len(positions), HISTORY_HOURS)` windows of `series` ending just before each position.
+
+    Positions before the start of the series are padded with NaN (a device with little history
+    still gets a forecast, from what it has).
+    """
+    padded = np.concatenate([np.full(HISTORY_HOURS, np.nan), np.asarray(series, float)])
+    view = np.lib.stride_tricks.sliding_window_view(padded, HISTORY_HOURS)
+    return view[np.asarray(positions)]

@@ -1,0 +1,166 @@
+"""The model server: Vertex AI custom-container contract, the same process locally and in the cloud.
+
+Vertex sets `AIP_HTTP_PORT`, `AIP_HEALTH_ROUTE`, `AIP_PREDICT_ROUTE` and `AIP_STORAGE_URI`; locally
+they default to the gridsight ports and `settings.model_dir`. Health answers 503 until a model
+exists, so Vertex (or the local supervisor) routes no traffic to an empty server. Before each
+request the storage root is re-checked (at most every `refresh_seconds`) and a newer trained
+version replaces the loaded one, so `gridsight train` needs no restart. All instances of a request
+are scored in one vectorised batch.
+
+    python -m services.forecast.model_server
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from flask import Flask, Response, jsonify, request
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.forecast.artefact import ModelCard, latest_version, load_version
+from services.forecast.contract import Instance, Prediction, PredictRequest
+from services.forecast.model import QuantileForecaster
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings
+
+__all__ = ["ModelStore", "ServerConfig", "create_app", "main", "predict_instances"]
+
+log = get_logger(__name__)
+
+
+class ServerConfig(BaseSettings):
+    """The Vertex AI custom-container environment (no prefix: Vertex names these variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="AIP_", extra="ignore")
+    http_port: int | None = None
+    health_route: str = "/health"
+    predict_route: str = "/predict"
+    storage_uri: str | None = None
+    refresh_seconds: float = Field(default=0.0, ge=0, description="Min gap between storage re-checks.")
+
+
+class ModelStore:
+    """Holds the newest model under `root`; `current()` swaps in a newer version when one appears."""
+
+    def __init__(self, root: str | Path, refresh_seconds: float = 0.0) -> None:
+        self.root = str(root)
+        self.refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._loaded: tuple[QuantileForecaster, ModelCard] | None = None
+        self._checked_at = float("-inf")
+        self._cache = Path(tempfile.mkdtemp(prefix="gridsight-models-"))
+
+    def current(self) -> tuple[QuantileForecaster, ModelCard] | None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked_at >= self.refresh_seconds:
+                self._checked_at = now
+                newest = latest_version(self.root)
+                if newest and (self._loaded is None or self._loaded[1].version != newest):
+                    self._loaded = load_version(self.root, newest, self._cache)
+                    log.info("model loaded", extra={"model_version": newest, "root": self.root})
+            return self._loaded
+
+
+def predict_instances(
+    model: QuantileForecaster, card: ModelCard, instances: list[Instance]
+) -> list[Prediction]:
+    """Score every instance in one batch."""
+    kwh = np.array([[np.nan if v is None else v for v in inst.kwh] for inst in instances], dtype=float)
+    temps = [inst.temp_c for inst in instances]
+    temp = None
+    if any(t is not None for t in temps):
+        temp = np.array(
+            [
+                [np.nan] * kwh.shape[1] if t is None else [np.nan if v is None else v for v in t]
+                for t in temps
+            ],
+            dtype=float,
+        )
+    origins = pd.DatetimeIndex([inst.origin for inst in instances])
+    quant = model.predict_windows(kwh, temp, origins)
+    return [
+        Prediction(
+            device_id=inst.device_id,
+            origin=inst.origin,
+            model_version=card.version,
+            target_hours=Prediction.hours_from(inst.origin),
+            p10=[round(float(v), 6) for v in quant[i, :, 0]],
+            p50=[round(float(v), 6) for v in quant[i, :, 1]],
+            p90=[round(float(v), 6) for v in quant[i, :, 2]],
+        )
+        for i, inst in enumerate(instances)
+    ]
+
+
+def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": message, **extra}), status
+
+
+def create_app(store: ModelStore, config: ServerConfig) -> Flask:
+    app = Flask("gridsight-model-server")
+
+    @app.get(config.health_route)
+    def health() -> tuple[Response, int]:
+        loaded = store.current()
+        if loaded is None:
+            return _error(503, f"no trained model under {store.root} yet; run `gridsight train`")
+        return jsonify({"status": "ok", "model_version": loaded[1].version}), 200
+
+    @app.post(config.predict_route)
+    def predict() -> tuple[Response, int]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _error(400, 'body must be a JSON object {"instances": [...]}')
+        try:
+            parsed = PredictRequest.model_validate(body)
+        except ValidationError as exc:
+            details = [
+                {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ]
+            return _error(400, "invalid prediction request", details=details[:20])
+        loaded = store.current()
+        if loaded is None:
+            return _error(503, "no trained model yet")
+        model, card = loaded
+        predictions = predict_instances(model, card, parsed.instances)
+        return jsonify({"predictions": [p.model_dump(mode="json") for p in predictions]}), 200
+
+    return app
+
+
+def main() -> None:
+    """Serve with gunicorn (one worker, a few threads: the model is loaded once per process)."""
+    from gunicorn.app.base import BaseApplication
+
+    configure_logging()
+    settings = Settings()
+    config = ServerConfig()
+    port = config.http_port or settings.model_server_port
+    store = ModelStore(config.storage_uri or settings.model_dir, config.refresh_seconds)
+    app = create_app(store, config)
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{settings.model_server_host}:{port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("threads", 4)
+            self.cfg.set("timeout", 120)
+
+        def load(self) -> Flask:
+            return app
+
+    log.info("model server starting", extra={"port": port, "root": store.root})
+    _Server().run()
+
+
+if __name__ == "__main__":
+    main()

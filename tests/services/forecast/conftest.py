@@ -1,0 +1,61 @@
+"""Small slices of the real meters (a few buildings × a few weeks) and a tiny trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from services.forecast.artefact import save_version
+from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv
+from services.forecast.dataset import Panel
+from services.forecast.model import TrainParams
+from services.forecast.training import train_panel
+
+METERS = ["UCam_Building_b1", "UCam_Building_b12", "UCam_Building_b2"]
+FAST = TrainParams(num_boost_round=25, num_leaves=15, min_data_in_leaf=20, num_threads=1, workers=1)
+
+
+@pytest.fixture(scope="session")
+def energy_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three real meters, 1 Oct – 20 Nov 2019, as a CSV in the backtest's input format."""
+    frame = load_energy_csv(shared_data / "meters_2019_hourly.csv.gz")
+    frame = frame[frame["meter_id"].isin(METERS)]
+    frame = frame[(frame["timestamp_utc"] >= "2019-10-01") & (frame["timestamp_utc"] < "2019-11-21")]
+    path = tmp_path_factory.mktemp("slice") / "energy.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weather_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame = load_weather_csv(shared_data / "weather_2019_hourly.csv.gz")
+    frame = frame[(frame["timestamp_utc"] >= "2019-10-01") & (frame["timestamp_utc"] < "2019-11-21")]
+    path = tmp_path_factory.mktemp("slice") / "weather.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def panel_slice(energy_slice: Path, weather_slice: Path) -> Panel:
+    return build_panel(load_energy_csv(energy_slice), load_weather_csv(weather_slice))
+
+
+@pytest.fixture(scope="session")
+def trained(panel_slice: Panel):
+    return train_panel(panel_slice, source="test", params=FAST)
+
+
+@pytest.fixture
+def model_root(tmp_path: Path, trained) -> Path:
+    root = tmp_path / "models"
+    save_version(*trained, root)
+    return root
+
+
+def history_of(panel: Panel, meter: str, origin: pd.Timestamp) -> list[float | None]:
+    """The 336 hours of `meter` before `origin`, oldest first, None where missing."""
+    d = panel.device_ids.index(meter)
+    pos = panel.position(origin)
+    return [None if pd.isna(v) else float(v) for v in panel.kwh[d, pos - 336 : pos]]
