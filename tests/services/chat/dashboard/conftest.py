@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import flask
+import functions_framework
 import pandas as pd
 import pytest
 
 from services.chat.dashboard import handle_dashboard
-from shared.settings import Settings
+from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
 
 LAST_HOUR = datetime(2026, 11, 20, 13, tzinfo=UTC)
@@ -215,8 +216,13 @@ def dashboard_client(dashboard_app: flask.Flask) -> flask.testing.FlaskClient:
 
 
 @pytest.fixture
-def chat_app(dashboard_app: flask.Flask) -> flask.Flask:
-    return dashboard_app
+def chat_app(settings: Settings) -> flask.Flask:
+    """The real chat service, loaded the way `functions-framework --source ... --target app` loads it.
+
+    Each call loads main.py afresh, so its once-per-process dependencies see this test's settings."""
+    return functions_framework.create_app(
+        target="app", source=str(REPO_ROOT / "services" / "chat" / "main.py")
+    )
 
 
 @pytest.fixture

@@ -139,3 +139,13 @@ def test_a_busy_warehouse_is_503_with_a_message_not_a_trace(
     assert response.status_code == 503
     assert "warehouse lock" in response.get_json()["error"]
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_the_chat_service_serves_the_dashboard_behind_the_same_key(chat_app, auth_headers, demo_fleet):
+    client = chat_app.test_client()
+    assert client.get("/dashboard").status_code == 200
+    assert client.get("/api/dashboard/fleet").status_code == 401
+    fleet = client.get("/api/dashboard/fleet", headers=auth_headers)
+    assert fleet.status_code == 200
+    assert len(fleet.get_json()["devices"]) == 3
+    assert client.get("/api/dashboard/devices/nope", headers=auth_headers).status_code == 404

@@ -7,6 +7,7 @@ build). Screenshots land in artifacts/screenshots/ for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,30 @@ def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(open_page, demo_f
     page.get_by_role("button", name="Sign in").click()
     page.locator("#devices-table tbody tr[data-device]").first.wait_for()
     assert page.locator("#devices-table tbody tr[data-device]").count() == 3
+
+
+def test_a_chat_question_shows_the_answer_with_its_citation(open_page, demo_fleet, page_errors):
+    page = open_page()
+    page.locator("#devices-table tbody tr[data-device]").first.wait_for()
+    page.get_by_label("Your question").fill("Which meter used the most energy yesterday?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    answer = page.locator("#chat-log .turn .answer-text")
+    answer.wait_for()
+    text = answer.inner_text()
+    assert "Home meter" in text
+    number = re.search(r"(\d+(?:\.\d+)?) kWh", text)
+    assert number, text
+    citation = page.locator("#chat-log .citation-sql").first
+    citation.locator("summary").click()  # the SQL and rows are one click (or Enter) away
+    sql = citation.locator("pre code").inner_text()
+    rows = citation.locator("table.rows").inner_text()
+    assert "energy_analytics.hourly_consumption" in sql
+    assert "@start" in sql  # parameterised, values bound separately
+    assert "dev-003" in rows
+    assert number.group(1) in rows  # the number in the answer is in the cited rows
+    citation.locator("table.rows").scroll_into_view_if_needed()
+    _shot(page, "dashboard-chat-laptop.png")
+    assert page_errors == []
 
 
 _AUDIT_JS = (Path(__file__).with_name("a11y_audit.js")).read_text()
