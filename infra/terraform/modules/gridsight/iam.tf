@@ -155,20 +155,12 @@ resource "google_storage_bucket_iam_member" "model_server_reader" {
   member = google_service_account.model_server.member
 }
 
-# Forecast reads the model version/metadata it records next to each forecast.
-resource "google_storage_bucket_iam_member" "forecast_model_reader" {
-  bucket = google_storage_bucket.models.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.run["forecast"].member
-}
-
 # --- Cloud Build ----------------------------------------------------------------------------------
 
 locals {
   build_project_roles = [
     "roles/aiplatform.user",   # upload the model and deploy it to the endpoint
     "roles/logging.logWriter", # build logs (cloudbuild.yaml logs to Cloud Logging only)
-    "roles/run.developer",     # roll new images onto the existing services
   ]
   # Cloud Build deploys revisions that run as these identities, so it must be able to act as them.
   build_acts_as = merge(
@@ -181,6 +173,16 @@ resource "google_project_iam_member" "build" {
   for_each = toset(local.build_project_roles)
   project  = var.project_id
   role     = each.value
+  member   = google_service_account.build.member
+}
+
+# Roll new images onto the existing services, and nothing else in Cloud Run.
+resource "google_cloud_run_v2_service_iam_member" "build_deployer" {
+  for_each = local.services
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.service[each.key].name
+  role     = "roles/run.developer"
   member   = google_service_account.build.member
 }
 
@@ -199,9 +201,10 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
   member     = google_service_account.build.member
 }
 
+# deploy-model.sh only checks that artefacts exist; Vertex AI copies them with its own agent.
 resource "google_storage_bucket_iam_member" "build_models" {
   bucket = google_storage_bucket.models.name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
 }
 
