@@ -1,6 +1,6 @@
-"""The chain on the local runtime: signed webhook → ingest service → refresh → features-refreshed
-pushed to every subscriber, with the real ingest process, the dispatcher process and loopback
-endpoints standing in for forecast and anomaly."""
+"""The chain on the local runtime: simulator → `fivetran debug` sync → signed webhook → ingest
+service → refresh → features-refreshed pushed to every subscriber. Real simulator, connector,
+ingest and dispatcher processes; loopback endpoints stand in for forecast and anomaly."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from typing import Any
 
 import flask
 import pytest
-from conftest import LandRaw
 from werkzeug.serving import make_server
 
 from infra.local.supervisor import ProcessSpec, Supervisor
+from infra.local.sync import run_sync
 from infra.local.webhook_client import send_sync_end
 from shared.bus.local import QueueStore
 from shared.events import FeaturesRefreshed
@@ -70,15 +70,15 @@ def _settled(settings: Settings) -> bool:
         store.close()
 
 
-def test_webhook_to_features_refreshed_at_every_subscriber(
-    settings: Settings, land_raw: LandRaw, monkeypatch: pytest.MonkeyPatch
+def test_sync_to_features_refreshed_at_every_subscriber(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     forecast_got: list[dict[str, Any]] = []
     anomaly_got: list[dict[str, Any]] = []
-    land_raw(settings, devices=3, hours=24)
     with _recorder(forecast_got) as forecast_port, _recorder(anomaly_got) as anomaly_port:
         for name, value in {
             "GRIDSIGHT_INGEST_PORT": str(_free_port()),
+            "GRIDSIGHT_SIMULATOR_PORT": str(_free_port()),
             "GRIDSIGHT_FORECAST_PORT": str(forecast_port),
             "GRIDSIGHT_ANOMALY_PORT": str(anomaly_port),
             "GRIDSIGHT_DISPATCHER_POLL_S": "0.01",
@@ -87,7 +87,23 @@ def test_webhook_to_features_refreshed_at_every_subscriber(
         settings = Settings()
         fw = str(Path(sys.executable).with_name("functions-framework"))
         ingest = [fw, "--source", str(REPO_ROOT / "services/ingest/main.py"), "--target", "app"]
+        simulator = [
+            sys.executable,
+            "-m",
+            "infra.local.cli",
+            "simulator",
+            "serve",
+            "--devices",
+            "3",
+            "--days",
+            "1",
+        ]
         specs = [
+            ProcessSpec(
+                name="simulator",
+                argv=[*simulator, "--seed", "3", "--port", str(settings.simulator_port)],
+                port=settings.simulator_port,
+            ),
             ProcessSpec(
                 name="ingest",
                 argv=[*ingest, "--host", "127.0.0.1", "--port", str(settings.ingest_port)],
@@ -97,19 +113,26 @@ def test_webhook_to_features_refreshed_at_every_subscriber(
         ]
         with Supervisor(settings, specs) as stack:
             stack.wait_healthy()
-            answer = send_sync_end(settings, sync_id="sync-1")
-            assert answer["status"] == "published"
-            assert send_sync_end(settings, sync_id="sync-1")["status"] == "duplicate"
+            synced = run_sync(settings)
+            assert synced.ok, synced.error
+            assert send_sync_end(settings, sync_id=synced.sync_id)["status"] == "published"
+            assert send_sync_end(settings, sync_id=synced.sync_id)["status"] == "duplicate"
             _wait(lambda: _settled(settings))
     assert len(forecast_got) == len(anomaly_got) == 1
-    for body in (forecast_got[0], anomaly_got[0]):
-        event = FeaturesRefreshed.model_validate_json(base64.b64decode(body["message"]["data"]))
-        assert event.device_ids == ["dev-000", "dev-001", "dev-002"]
-        assert body["message"]["attributes"]["correlation_id"] == "sync-1"  # carried end to end
     with open_warehouse(settings) as wh:
         runs = {(r.handler, r.status) for r in recent_runs(wh)}
         hours = wh.query("SELECT COUNT(*) AS n FROM energy_analytics.hourly_consumption").to_pylist()[0]["n"]
+        device_hours = wh.query(
+            "SELECT COUNT(*) AS n FROM (SELECT DISTINCT device_id, hour FROM energy_analytics.fct_reading)"
+        ).to_pylist()[0]["n"]
+        devices = (
+            wh.query("SELECT DISTINCT device_id FROM raw.reading ORDER BY 1").column("device_id").to_pylist()
+        )
+    for body in (forecast_got[0], anomaly_got[0]):
+        event = FeaturesRefreshed.model_validate_json(base64.b64decode(body["message"]["data"]))
+        assert event.device_ids == devices
+        assert body["message"]["attributes"]["correlation_id"] == synced.sync_id  # carried end to end
     assert {("webhook", "succeeded"), ("ingest", "succeeded"), ("ingest.refresh", "succeeded")} <= runs
-    assert hours == 3 * 24
+    assert hours == device_hours > 0
     ingest_log = (settings.home / "logs" / "ingest.log").read_text()
-    assert '"correlation_id": "sync-1"' in ingest_log  # structured logs carry it too
+    assert f'"correlation_id": "{synced.sync_id}"' in ingest_log  # structured logs carry it too
