@@ -11,6 +11,7 @@ from collections.abc import Callable
 from services.anomaly.detectors.deviation import (
     detect_baseload_rise,
     detect_level_shift,
+    detect_peak_power,
     detect_spikes_and_dips,
 )
 from services.anomaly.detectors.expected import Baseline, DetectorConfig, compute_baseline
@@ -40,7 +41,9 @@ DETECTORS: tuple[Detector, ...] = (
     detect_flatline,
     detect_baseload_rise,
     detect_level_shift,
+    detect_peak_power,
     detect_spikes_and_dips,
+    detect_peak_power,
 )
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from services.anomaly.detectors.expected import DAY, WEEK, Baseline, DetectorConfig
+from services.anomaly.detectors.expected import DAY, WEEK, Baseline, DetectorConfig, seasonal_residuals
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.panel import Panel
 
-__all__ = ["detect_baseload_rise", "detect_level_shift", "detect_spikes_and_dips"]
+__all__ = ["detect_baseload_rise", "detect_level_shift", "detect_peak_power", "detect_spikes_and_dips"]
 
 
 def _clean(a: np.ndarray) -> np.ndarray:
@@ -93,5 +93,27 @@ def detect_baseload_rise(panel: Panel, base: Baseline, cfg: DetectorConfig) -> l
             "kWh",
             "Night-time or unoccupied baseload is up: {actual:.1f} {unit} against about "
             "{expected:.1f} {unit} usual ({pct:+.0f} %); something has been left running.",
+        )
+    ]
+
+
+def detect_peak_power(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
+    """A burst shorter than the hour hardly moves its energy but shows in its peak power reading,
+    judged like energy: against the same hour in past weeks, on its own robust scale."""
+    peak = panel.get("max_power_w")
+    if peak is None:
+        return []
+    expected, residual, scale = seasonal_residuals(peak, cfg)
+    with np.errstate(invalid="ignore"):
+        z = residual / scale
+    return [
+        Finding(
+            "spike",
+            np.where(z > 0, _clean(z / cfg.peak_z), 0.0),
+            expected,
+            peak,
+            "W",
+            "Peak power reached {actual:.0f} {unit} against about {expected:.0f} {unit} usual for "
+            "this hour ({pct:+.0f} %): a short burst inside the hour.",
         )
     ]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.anomaly.detectors.panel import Panel
 
-__all__ = ["Baseline", "DetectorConfig", "compute_baseline", "shift_rows"]
+__all__ = ["Baseline", "DetectorConfig", "compute_baseline", "seasonal_residuals", "shift_rows"]
 
 WEEK = 168
 DAY = 24
@@ -39,6 +39,7 @@ class DetectorConfig(BaseModel):
     scale_by_hour_days: int = 28
     min_fleet: int = 5
     spike_z: float = 7.0
+    peak_z: float = 7.0
     shift_window_h: int = 6
     shift_z: float = 2.5
     night_quantile: float = 0.25
@@ -112,11 +113,11 @@ def _trailing_mad(r: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     return 1.4826 * mad
 
 
-def compute_baseline(panel: Panel, cfg: DetectorConfig) -> Baseline:
-    x = panel.energy_kwh
+def seasonal_residuals(x: np.ndarray, cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(expected, log residual, robust scale) of any hours × devices series, e.g. energy or peak power."""
     history = np.where(x > 0, x, np.nan)  # zeros are dropouts, not a usable "normal"
     seasonal = _seasonal(history, cfg.history_weeks)
-    if panel.energy_kwh.shape[1] >= cfg.min_fleet:
+    if x.shape[1] >= cfg.min_fleet:
         seasonal = seasonal * np.exp(_fleet_shift(history, seasonal, cfg.min_fleet))[:, None]
     r = _log_ratio(x, seasonal)
     scale = _trailing_mad(r, cfg.scale_window_h, cfg.scale_min_periods)
@@ -126,8 +127,12 @@ def compute_baseline(panel: Panel, cfg: DetectorConfig) -> Baseline:
             [np.abs(shift_rows(r, DAY * k)) for k in range(1, cfg.scale_by_hour_days + 1)]
         )
         scale = np.fmax(0.5 * scale, by_hour)
-    scale = np.maximum(scale, cfg.scale_floor)
+    return seasonal, r, np.maximum(scale, cfg.scale_floor)
 
+
+def compute_baseline(panel: Panel, cfg: DetectorConfig) -> Baseline:
+    x = panel.energy_kwh
+    seasonal, r, scale = seasonal_residuals(x, cfg)
     expected, residual, spread = seasonal, r, scale
     p50, p10, p90 = panel.get("forecast_p50"), panel.get("forecast_p10"), panel.get("forecast_p90")
     from_forecast = np.zeros_like(x, dtype=bool)

@@ -13,11 +13,15 @@ from services.anomaly.detectors.panel import Panel
 __all__ = ["detect_dropouts", "detect_flatline", "run_lengths"]
 
 
-def run_lengths(x: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """Per cell, how many consecutive hours up to and including this one carry the same value."""
+def run_lengths(x: np.ndarray, rel_tol: float = 1e-4, abs_tol: float = 1e-5) -> np.ndarray:
+    """Per cell, how many consecutive hours up to and including this one carry the same value.
+
+    "Same" allows the rounding noise of an hour summed from a register kept to 1 mWh (a frozen
+    power reading still yields hourly sums that differ in the sixth decimal), far below any real
+    meter's resolution step."""
     same = np.zeros_like(x, dtype=bool)
     with np.errstate(invalid="ignore"):
-        same[1:] = np.abs(x[1:] - x[:-1]) <= tol
+        same[1:] = np.abs(x[1:] - x[:-1]) <= np.maximum(abs_tol, rel_tol * np.abs(x[1:]))
     runs = np.zeros(x.shape, dtype=np.int64)
     count = np.ones(x.shape[1], dtype=np.int64)
     runs[0] = 1
@@ -66,7 +70,8 @@ def detect_dropouts(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
     rows_with_data = np.flatnonzero(panel.present.any(axis=1))
     last = rows_with_data[-1] if len(rows_with_data) else -1
     settled = (np.arange(len(x)) <= last - cfg.dropout_grace_h)[:, None]
-    ratio = np.where(~panel.present & settled, cfg.dropout_ratio * 2 / 3, ratio)
+    installed = np.maximum.accumulate(panel.present, axis=0)  # no dropouts before a device's first hour
+    ratio = np.where(~panel.present & settled & installed, cfg.dropout_ratio * 2 / 3, ratio)
     coverage = panel.get("coverage")
     if coverage is not None:
         partial = panel.present & np.isfinite(coverage) & (coverage < 1)

@@ -39,17 +39,18 @@ def detect_voltage(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Fi
 
 
 def detect_impossible_values(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
-    """Negative energy (a register running backwards), or average power above the hour's peak."""
+    """Negative energy (a register running backwards) or negative power: no meter measures that.
+
+    Hourly energy above the hour's sampled peak power is *not* impossible: after a gap the first
+    reading carries the whole gap's energy, and power is sampled while energy is integrated.
+    """
     x = panel.energy_kwh
     with np.errstate(invalid="ignore"):
         bad = panel.present & (x < 0)
-        peak = panel.get("max_power_w")
-        if peak is not None:
-            bad = bad | (panel.present & np.isfinite(peak) & (x * 1000 > peak * 1.05 + 1))
-            bad = bad | (panel.present & (peak < 0))
-        low = panel.get("min_power_w")
-        if low is not None:
-            bad = bad | (panel.present & (low < 0))
+        for column in ("max_power_w", "min_power_w"):
+            power = panel.get(column)
+            if power is not None:
+                bad = bad | (panel.present & (power < 0))
     # Outrank the dip or spike the same value also is: the cause matters more than the size.
     ratio = np.where(bad, cfg.impossible_ratio + np.nan_to_num(np.abs(base.z) / cfg.spike_z, nan=0.0), 0.0)
     return [
@@ -59,7 +60,7 @@ def detect_impossible_values(panel: Panel, base: Baseline, cfg: DetectorConfig) 
             base.expected,
             x,
             "kWh",
-            "Reported {actual:.1f} {unit}, which no meter can measure (negative or above the hour's "
-            "own peak power); expected about {expected:.1f} {unit}.",
+            "Reported {actual:.1f} {unit} or a negative power reading, which no meter can measure; "
+            "expected about {expected:.1f} {unit}.",
         )
     ]

@@ -160,3 +160,22 @@ def test_forecast_interval_is_the_expectation_where_one_exists(fleet: FleetFacto
         (DEVICE, at, "spike")
     ]
     assert flagged.iloc[0]["expected"] == 0.5 * actual
+
+
+def test_short_burst_shows_in_peak_power_not_energy(fleet: FleetFactory) -> None:
+    frame = fleet()
+    frame["max_power_w"] = frame["energy_kwh"] * 1000 * 1.2
+    at = fault_hour(50, 2)
+    frame.loc[_mask(frame, at, 1), "max_power_w"] *= 8  # 10 minutes at 8x barely moves the hour's kWh
+    flagged = _score(frame).query("is_anomaly")
+    assert list(flagged[["device_id", "hour", "anomaly_type"]].itertuples(index=False, name=None)) == [
+        (DEVICE, at, "spike")
+    ]
+    incident = _incidents(frame).iloc[0]
+    assert incident["explanation"].startswith("Peak power reached")
+
+
+def test_device_installed_later_has_no_dropouts_before_its_first_hour(fleet: FleetFactory) -> None:
+    frame = fleet()
+    frame = frame[~((frame["device_id"] == DEVICE) & (frame["hour"] < fault_hour(20, 0)))]
+    assert _incidents(frame).empty
