@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
@@ -22,12 +23,12 @@ from pydantic import BaseModel, Field
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
-from shared.warehouse.contracts import TableContract
-from shared.warehouse.dialect import inline_timestamps
+from shared.warehouse.contracts import TableContract, contract_for, load_contracts
+from shared.warehouse.dialect import transpile
 from shared.warehouse.models import compile_sql, model_inputs, ordered_models
-from shared.warehouse.statements import merge_sql
+from shared.warehouse.statements import create_table_sql, merge_sql
 
-__all__ = ["RAW_TABLES", "RefreshResult", "refresh_features", "run_refresh"]
+__all__ = ["RAW_TABLES", "RefreshResult", "refresh_features", "run_refresh", "warm_up"]
 
 RAW_TABLES = ("site", "device", "reading")
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
@@ -35,6 +36,20 @@ HOUR = timedelta(hours=1)
 Progress = Callable[[str], None]
 
 log = get_logger(__name__)
+
+# What changed since the watermarks (GoogleSQL over the staging models).
+_CHANGED_READINGS = (
+    "SELECT device_id, MIN(TIMESTAMP_TRUNC(reading_at, HOUR)) AS first_hour,"
+    " MAX(TIMESTAMP_TRUNC(reading_at, HOUR)) AS last_hour"
+    " FROM staging.stg_reading WHERE synced_at > @mark GROUP BY device_id"
+)
+_CHANGED_DEVICES = "SELECT device_id FROM staging.stg_device WHERE synced_at > @mark"
+_DEVICE_SPAN = (
+    "SELECT MIN(TIMESTAMP_TRUNC(reading_at, HOUR)) AS first_hour,"
+    " MAX(TIMESTAMP_TRUNC(reading_at, HOUR)) AS last_hour"
+    " FROM staging.stg_reading WHERE device_id IN UNNEST(@devices)"
+)
+_WINDOW_QUERIES = (_CHANGED_READINGS, _CHANGED_DEVICES, _DEVICE_SPAN)
 
 
 class RefreshResult(BaseModel):
@@ -119,6 +134,29 @@ def run_refresh(wh: Warehouse, *, full: bool = False, progress: Progress | None 
     return result
 
 
+def warm_up(settings: Settings) -> float:
+    """Transpile every statement a refresh runs, once per process; returns the seconds it took.
+
+    Parsing and generating the models with sqlglot costs seconds on a busy machine, more than an
+    incremental refresh itself; a long-running service pays it once at start, not per refresh.
+    """
+    started = time.perf_counter()
+    if settings.warehouse_backend == "bigquery":
+        from shared.warehouse.bigquery import table_map
+
+        dialect, mapping = "bigquery", table_map(settings)
+    else:
+        from shared.warehouse.duckdb import TABLE_MAP
+
+        dialect, mapping = "duckdb", TABLE_MAP
+    statements = [_model_merge_sql(c.table) for c in ordered_models()]
+    statements += [_compiled(sql) for sql in _WINDOW_QUERIES]
+    statements += [create_table_sql(c, layout=False) for c in load_contracts().values()]
+    for sql in statements:
+        transpile(sql, dialect, mapping)
+    return time.perf_counter() - started
+
+
 # --- watermarks ------------------------------------------------------------------------------------
 def _stored_watermarks(wh: Warehouse) -> dict[str, datetime | None]:
     rows = wh.query("SELECT source_table, watermark FROM energy_analytics.refresh_watermarks").to_pylist()
@@ -156,32 +194,15 @@ def _changed_window(
     wh: Warehouse, previous: dict[str, datetime | None]
 ) -> tuple[tuple[datetime, datetime] | None, list[str]]:
     """Hours touched since the watermarks, and the devices they belong to."""
-    readings = _query_compiled(
-        wh,
-        "SELECT device_id, MIN(TIMESTAMP_TRUNC(reading_at, HOUR)) AS first_hour,"
-        " MAX(TIMESTAMP_TRUNC(reading_at, HOUR)) AS last_hour"
-        " FROM staging.stg_reading WHERE synced_at > @mark GROUP BY device_id",
-        {"mark": previous["reading"]},
-    )
+    readings = _query_compiled(wh, _CHANGED_READINGS, {"mark": previous["reading"]})
     changed_devices = [
-        r["device_id"]
-        for r in _query_compiled(
-            wh,
-            "SELECT device_id FROM staging.stg_device WHERE synced_at > @mark",
-            {"mark": previous["device"]},
-        )
+        r["device_id"] for r in _query_compiled(wh, _CHANGED_DEVICES, {"mark": previous["device"]})
     ]
     spans = [(r["first_hour"], r["last_hour"]) for r in readings]
     if changed_devices:
         spans += [
             (r["first_hour"], r["last_hour"])
-            for r in _query_compiled(
-                wh,
-                "SELECT MIN(TIMESTAMP_TRUNC(reading_at, HOUR)) AS first_hour,"
-                " MAX(TIMESTAMP_TRUNC(reading_at, HOUR)) AS last_hour"
-                " FROM staging.stg_reading WHERE device_id IN UNNEST(@devices)",
-                {"devices": changed_devices},
-            )
+            for r in _query_compiled(wh, _DEVICE_SPAN, {"devices": changed_devices})
             if r["first_hour"] is not None
         ]
     devices = sorted({r["device_id"] for r in readings} | set(changed_devices))
@@ -233,18 +254,30 @@ def _all_devices(wh: Warehouse) -> list[str]:
 # --- running models --------------------------------------------------------------------------------
 def _merge_model(wh: Warehouse, contract: TableContract, window: tuple[datetime, datetime] | None) -> int:
     """MERGE one model's output into its table; rows in scope it no longer produces are deleted."""
-    source = compile_sql(contract.model_sql()).sql(dialect="bigquery")
     if window is None:
-        return wh.execute(merge_sql(contract, source, delete_scope="TRUE"))
+        return wh.execute(_model_merge_sql(contract.table))
+    return wh.execute(_model_merge_sql(contract.table), {"window_start": window[0], "window_end": window[1]})
+
+
+@cache
+def _model_merge_sql(table: str) -> str:
+    """The MERGE a model runs under (GoogleSQL text, the same every refresh so adapters cache it)."""
+    contract = contract_for(table)
+    source = compile_sql(contract.model_sql()).sql(dialect="bigquery")
+    if contract.materialization == "full":
+        return merge_sql(contract, source, delete_scope="TRUE")
     column = contract.time_column or ""
     if contract.columns[column] == "DATE":
         scope = f"t.{column} >= DATE(@window_start) AND t.{column} < DATE(@window_end)"
     else:
         scope = f"t.{column} >= @window_start AND t.{column} < @window_end"
-    statement = merge_sql(contract, source, delete_scope=scope)
-    bound = inline_timestamps(statement, {"window_start": window[0], "window_end": window[1]})
-    return wh.execute(bound.sql(dialect="bigquery"))
+    return merge_sql(contract, source, delete_scope=scope)
+
+
+@cache
+def _compiled(sql: str) -> str:
+    return compile_sql(sql).sql(dialect="bigquery")
 
 
 def _query_compiled(wh: Warehouse, sql: str, params: dict[str, object]) -> list[dict[str, object]]:
-    return wh.query(compile_sql(sql).sql(dialect="bigquery"), params).to_pylist()
+    return wh.query(_compiled(sql), params).to_pylist()

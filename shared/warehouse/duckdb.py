@@ -17,7 +17,7 @@ from shared.errors import NotFound, TransientError
 from shared.warehouse import _rows
 from shared.warehouse.base import Params
 from shared.warehouse.contracts import contract_for, load_contracts
-from shared.warehouse.dialect import TableMap, parse_one_statement, referenced_tables, render, used_parameters
+from shared.warehouse.dialect import TableMap, transpile
 from shared.warehouse.statements import create_table_sql, merge_sql
 
 __all__ = ["RAW_SCHEMA", "DuckDBWarehouse"]
@@ -25,7 +25,7 @@ __all__ = ["RAW_SCHEMA", "DuckDBWarehouse"]
 RAW_SCHEMA = "tester"  # where `fivetran debug` writes the connector's tables
 _RAW_CATALOG = "raw_src"
 _MERGE_SOURCE = "_gridsight_merge_source"
-TABLE_MAP = TableMap(
+TABLE_MAP = TableMap.of(
     {
         "raw": (_RAW_CATALOG, RAW_SCHEMA),
         "energy_analytics": (None, "energy_analytics"),
@@ -112,16 +112,15 @@ class DuckDBWarehouse:
 
     # --- internals ------------------------------------------------------------------------------
     def _run(self, sql: str, params: Params | None) -> duckdb.DuckDBPyConnection:
-        statement = parse_one_statement(sql)
-        if any(t.startswith("raw.") for t in referenced_tables(statement)):
+        statement = transpile(sql, "duckdb", TABLE_MAP)
+        if any(t.startswith("raw.") for t in statement.tables):
             self._attach_raw(required=True)
-        wanted = used_parameters(statement)
         given = dict(params or {})
-        missing = sorted(wanted - given.keys())
+        missing = sorted(statement.parameters - given.keys())
         if missing:
             raise ValueError(f"query parameters not given: {missing}")
-        bound = {name: given[name] for name in wanted}
-        return self._conn.execute(render(statement, "duckdb", TABLE_MAP), bound or None)
+        bound = {name: given[name] for name in statement.parameters}
+        return self._conn.execute(statement.text, bound or None)
 
     def _attach_raw(self, *, required: bool) -> bool:
         if self._raw_attached:

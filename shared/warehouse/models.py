@@ -41,13 +41,19 @@ def compile_sql(sql: str) -> exp.Expression:
     return parse_one_statement(sql).transform(inline)
 
 
-def model_inputs(contract: TableContract) -> set[str]:
+def model_inputs(contract: TableContract) -> frozenset[str]:
     """The energy_analytics tables a model reads (its upstream models), found by sqlglot."""
-    tables = referenced_tables(parse_one_statement(contract.model_sql()))
-    return {t.split(".", 1)[1] for t in tables if t.startswith("energy_analytics.")}
+    return _inputs(contract.table)
 
 
-def ordered_models() -> list[TableContract]:
+@cache
+def _inputs(table: str) -> frozenset[str]:
+    tables = referenced_tables(parse_one_statement(load_contracts()[table].model_sql()))
+    return frozenset(t.split(".", 1)[1] for t in tables if t.startswith("energy_analytics."))
+
+
+@cache
+def ordered_models() -> tuple[TableContract, ...]:
     """Every model, each after the models it reads."""
     contracts = load_contracts()
     models = {name: c for name, c in contracts.items() if c.is_model}
@@ -58,4 +64,4 @@ def ordered_models() -> list[TableContract]:
         if unknown:
             raise ValueError(f"model {name} reads {sorted(unknown)}, which no model builds")
         graph[name] = inputs
-    return [models[name] for name in TopologicalSorter(graph).static_order()]
+    return tuple(models[name] for name in TopologicalSorter(graph).static_order())

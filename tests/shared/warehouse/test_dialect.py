@@ -1,0 +1,50 @@
+"""GoogleSQL -> backend SQL: dataset mapping by sqlglot, and the DuckDB epoch rewrite keeping semantics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+
+from shared.warehouse.dialect import TableMap, parse_one_statement, referenced_tables, render
+
+DUCK = TableMap.of({"raw": ("raw_src", "tester"), "energy_analytics": (None, "energy_analytics")})
+BQ = TableMap.of({"raw": ("my-project", "gridsight_raw"), "energy_analytics": ("my-project", "analytics")})
+
+
+def test_datasets_are_mapped_on_table_nodes_only() -> None:
+    sql = (
+        "WITH raw AS (SELECT 'raw.reading' AS label FROM raw.reading)"
+        " SELECT * FROM raw JOIN energy_analytics.dim_device AS d ON TRUE"
+    )
+    duck = render(sql, "duckdb", DUCK)
+    assert '"raw_src".tester.reading' in duck
+    assert "'raw.reading'" in duck  # a string literal is never rewritten
+    assert "FROM raw JOIN" in duck  # nor is a CTE that happens to be called raw
+    assert "`my-project`.gridsight_raw.reading" in render(sql, "bigquery", BQ)
+    assert referenced_tables(parse_one_statement(sql)) == {"raw.reading", "energy_analytics.dim_device"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("TIMESTAMP_TRUNC(TIMESTAMP '2026-01-01 10:59:59.7+00', HOUR)", datetime(2026, 1, 1, 10, tzinfo=UTC)),
+        ("TIMESTAMP_TRUNC(TIMESTAMP '2026-01-01 10:59:59+00', DAY)", datetime(2026, 1, 1, tzinfo=UTC)),
+        (
+            "TIMESTAMP_DIFF(TIMESTAMP '2026-01-01 10:59:59.7+00',"
+            " TIMESTAMP '2026-01-01 10:00:00+00', SECOND)",
+            3599,
+        ),
+        (
+            "TIMESTAMP_DIFF(TIMESTAMP '2026-01-01 10:00:00+00', TIMESTAMP '2026-01-01 10:59:59+00', MINUTE)",
+            -59,
+        ),
+    ],
+)
+def test_epoch_rewrite_matches_googlesql_semantics(expression: str, expected: object) -> None:
+    sql = render(f"SELECT {expression} AS v", "duckdb", DUCK)
+    assert "EPOCH_US" in sql
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'America/New_York'")  # the rewrite must not depend on the session zone
+    assert con.execute(sql).fetchone() == (expected,)
