@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "infra.local.commands.sync",
     "infra.local.commands.runtime",
     "infra.local.commands.forecast",
+    "infra.local.commands.chat",
 ]
 
 

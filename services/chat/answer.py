@@ -34,7 +34,7 @@ from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
 
-__all__ = ["ChatDeps", "answer_question"]
+__all__ = ["ChatDeps", "answer_question", "build_deps"]
 
 _log = get_logger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,6 +105,19 @@ class _Retrieved:
     doc_source: list[Document] | None = None
     signature: str | None = None
     entity_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_deps(settings: Settings) -> ChatDeps:
+    """The configured backends: local index and composer by default, Vertex/BigQuery/Gemini by settings."""
+    from services.chat.generation import open_generator
+    from services.chat.index import open_index
+
+    return ChatDeps(
+        settings=settings,
+        store=ConversationStore(settings.home / "chat" / "conversations"),
+        index=open_index(settings),
+        generator=open_generator(settings),
+    )
 
 
 def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatResponse:

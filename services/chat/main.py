@@ -14,12 +14,9 @@ import flask
 import functions_framework
 from pydantic import ValidationError
 
-from services.chat.answer import ChatDeps, answer_question
+from services.chat.answer import ChatDeps, answer_question, build_deps
 from services.chat.api import ChatRequest
-from services.chat.conversations import ConversationStore
 from services.chat.dashboard import handle_dashboard
-from services.chat.generation import open_generator
-from services.chat.index import open_index
 from services.chat.ratelimit import RateLimited, RateLimiter
 from shared.api_keys import authenticate
 from shared.errors import GridsightError, status_for
@@ -33,13 +30,7 @@ _log = get_logger(__name__)
 def _runtime() -> tuple[ChatDeps, RateLimiter]:
     configure_logging()
     settings = Settings()
-    deps = ChatDeps(
-        settings=settings,
-        store=ConversationStore(settings.home / "chat" / "conversations"),
-        index=open_index(settings),
-        generator=open_generator(settings),
-    )
-    return deps, RateLimiter(settings.chat_rate_limit_per_minute)
+    return build_deps(settings), RateLimiter(settings.chat_rate_limit_per_minute)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> flask.Response:

@@ -11,6 +11,7 @@ import pytest
 
 from services.chat import main
 from services.chat.answer import ChatDeps
+from services.chat.conversations import ConversationStore
 from services.chat.ratelimit import RateLimiter
 from shared.settings import Settings
 
@@ -109,7 +110,7 @@ def test_the_dashboard_is_still_served_by_the_chat_app(call) -> None:
 def test_rate_limit_answers_429_with_retry_after(chat_settings: Settings, tmp_path: Path) -> None:
     now = [1000.0]
     limiter = RateLimiter(2, clock=lambda: now[0])
-    deps = ChatDeps(settings=chat_settings, store=main.ConversationStore(tmp_path))
+    deps = ChatDeps(settings=chat_settings, store=ConversationStore(tmp_path))
     web = flask.Flask("rate")
 
     def post() -> flask.Response:

@@ -1,0 +1,151 @@
+"""`gridsight chat ["question"]`: ask the chat service, or answer in-process with the same code.
+
+With `gridsight up` running, the question goes to the chat service on 127.0.0.1:<chat_port> (found by
+its health check), so the CLI sees exactly what API clients see. Otherwise the same
+`answer_question` runs in this process over the local warehouse. No question = an interactive
+prompt that keeps one conversation, so follow-ups ("and the day before?") work.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from shared.settings import Settings
+
+__all__ = ["ask", "register"]
+
+console = Console(width=120)
+HEALTH_TIMEOUT_S = 0.5
+ASK_TIMEOUT_S = 60.0
+
+
+def _service_url(settings: Settings) -> str | None:
+    import requests
+
+    url = f"http://127.0.0.1:{settings.chat_port}"
+    try:
+        ok = requests.get(f"{url}/healthz", timeout=HEALTH_TIMEOUT_S).ok
+    except requests.RequestException:
+        return None
+    return url if ok else None
+
+
+def ask(question: str, conversation_id: str | None, settings: Settings, url: str | None) -> dict[str, Any]:
+    """The API's JSON for one question, from the service at `url` or in-process when `url` is None."""
+    if url is not None:
+        import requests
+
+        key = settings.chat_api_keys.get_secret_value().split(",")[0].strip()
+        body: dict[str, Any] = {"question": question}
+        if conversation_id:
+            body["conversation_id"] = conversation_id
+        response = requests.post(
+            f"{url}/v1/chat", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=ASK_TIMEOUT_S
+        )
+        payload = response.json()
+        if response.status_code != 200:
+            raise RuntimeError(f"chat service answered {response.status_code}: {payload.get('error')}")
+        return dict(payload)
+    from services.chat.answer import answer_question
+    from services.chat.api import ChatRequest
+
+    request = ChatRequest(question=question, conversation_id=conversation_id)
+    return dict(json.loads(answer_question(request, "cli", _deps(settings)).model_dump_json()))
+
+
+_DEPS: dict[str, Any] = {}
+
+
+def _deps(settings: Settings) -> Any:
+    """One set of deps per process, so the interactive prompt keeps its index and schema check."""
+    from services.chat.answer import build_deps
+
+    if "deps" not in _DEPS:
+        _DEPS["deps"] = build_deps(settings)
+    return _DEPS["deps"]
+
+
+def _print(payload: dict[str, Any]) -> None:
+    style = "yellow" if payload.get("refused") else "bold"
+    console.print(f"[{style}]{escape(payload['answer'])}[/{style}]")
+    for i, citation in enumerate(payload.get("citations", []), start=1):
+        if citation["kind"] == "document":
+            console.print(
+                f"[dim][{i}] document {citation['id']}: {escape(citation.get('title') or '')}[/dim]"
+            )
+            continue
+        rows = citation.get("rows") or []
+        console.print(
+            f"[dim][{i}] SQL ({len(rows)} row{'s' if len(rows) != 1 else ''}), params "
+            f"{escape(json.dumps(citation.get('params') or {}, default=str))}[/dim]"
+        )
+        console.print(f"[dim]{escape(citation['sql'])}[/dim]")
+        if rows:
+            table = Table(*rows[0].keys(), show_edge=False, header_style="dim")
+            for row in rows[:10]:
+                table.add_row(*(escape(str(v)) for v in row.values()))
+            console.print(table)
+
+
+def chat(
+    question: Annotated[
+        str | None, typer.Argument(help="The question; omit for an interactive prompt.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON response.")] = False,
+    conversation: Annotated[str | None, typer.Option(help="Continue this conversation id.")] = None,
+    local: Annotated[
+        bool, typer.Option(help="Answer in-process even if the chat service is running.")
+    ] = False,
+) -> None:
+    """Ask about your energy data; every number comes with the query that produced it."""
+    settings = Settings()
+    url = None if local else _service_url(settings)
+    if question is not None:
+        try:
+            payload = ask(question, conversation, settings, url)
+        except (RuntimeError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(code=2) from exc
+        if as_json:
+            typer.echo(json.dumps(payload, indent=2, default=str))
+        else:
+            _print(payload)
+        return
+    _interactive(settings, url, conversation, as_json)
+
+
+def _interactive(settings: Settings, url: str | None, conversation: str | None, as_json: bool) -> None:
+    import readline  # noqa: F401  (arrow-key history for input())
+
+    console.print(
+        f"[dim]gridsight chat ({'service ' + url if url else 'in-process'}); empty line or Ctrl-D "
+        "to leave[/dim]"
+    )
+    while True:
+        try:
+            question = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not question:
+            return
+        try:
+            payload = ask(question, conversation, settings, url)
+        except (RuntimeError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            continue
+        conversation = payload.get("conversation_id", conversation)
+        if as_json:
+            typer.echo(json.dumps(payload, indent=2, default=str))
+        else:
+            _print(payload)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)
