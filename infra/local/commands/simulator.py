@@ -136,3 +136,20 @@ def advance(
     )
     with urlopen(request, timeout=10) as response:  # noqa: S310 (scheme checked above)
         Console().print(f"simulated now: {json.loads(response.read())['now']}")
+
+
+@sim_app.command("plot")
+def plot(
+    out: Annotated[Path, typer.Option("--out", help="PNG file.")],
+    device: Annotated[int, typer.Option("--device", help="Device index (dev-00007 is 7).")] = 0,
+    devices: Devices = 20,
+    days: Days = 7,
+    interval_minutes: Interval = 15,
+    seed: Seed = 42,
+) -> None:
+    """Draw one simulated device's load, temperature and voltage with its anomalies shaded."""
+    from simulator.plot import plot_device  # matplotlib is slow to import; only this verb needs it
+
+    fleet = Fleet(FleetSpec(devices=devices, days=days, interval_minutes=interval_minutes, seed=seed))
+    plot_device(fleet, fleet.device(device), out)
+    Console().print(f"wrote {out}")
