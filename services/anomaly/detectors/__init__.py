@@ -41,7 +41,6 @@ DETECTORS: tuple[Detector, ...] = (
     detect_flatline,
     detect_baseload_rise,
     detect_level_shift,
-    detect_peak_power,
     detect_spikes_and_dips,
     detect_peak_power,
 )
