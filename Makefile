@@ -39,7 +39,7 @@ clean:
 
 # Extra environments the test suite needs; each area adds its own prerequisite here.
 .PHONY: test-deps
-test-deps: browser checkov bqemu
+test-deps: browser checkov tf-schema bqemu
 
 # Debian's Chromium for the Playwright browser tests; `playwright install` is never used (it downloads a
 # browser build of its own). CI runs as root on a fresh Debian machine.
@@ -72,3 +72,14 @@ $(BQEMU_STAMP): tests/requirements-bqemu.txt tests/constraints-bqemu.txt
 .PHONY: bqemu
 bqemu: $(BQEMU_STAMP)
 	.venv-bqemu/bin/python tests/bqemu_spatial.py
+
+# The google provider's schema as generated CDKTF bindings (npm, pinned to the provider version in
+# infra/terraform): tests/infra checks every Terraform argument against it, since providers cannot be
+# downloaded here for `terraform validate`.
+TF_SCHEMA := .venv-checkov/provider-google/package/lib/provider/index.d.ts
+$(TF_SCHEMA): $(CHECKOV_STAMP)
+	mkdir -p .venv-checkov/provider-google
+	cd .venv-checkov/provider-google && npm pack --silent @cdktf/provider-google@16.3.0 >/dev/null && tar -xzf cdktf-provider-google-16.3.0.tgz && rm cdktf-provider-google-16.3.0.tgz
+
+.PHONY: tf-schema
+tf-schema: $(TF_SCHEMA)

@@ -95,3 +95,15 @@ def test_modelled_tables_are_protected_and_the_large_ones_day_partitioned_and_cl
     for name in ("fct_reading", "hourly_consumption", "ml_features", "forecasts", "anomalies"):
         assert tables[name]["partition_by"], f"{name} is not partitioned"
         assert tables[name]["cluster_by"][:1] == ["device_id"], f"{name} is not clustered by device"
+
+
+def test_dev_environment_passes_every_required_module_input_and_no_unknown_one(
+    module: dict[str, Any],
+) -> None:
+    call = hcl2.load((DEV_DIR / "main.tf").open())["module"][0]
+    (name, arguments), *_ = call.items()
+    passed = {k for k in arguments if not k.startswith("__")} - {"source"}
+    variables = blocks(module["variables.tf"], "variable")
+    assert passed <= set(variables), f"{name}: unknown inputs {sorted(passed - set(variables))}"
+    required = {n for n, body in variables.items() if "default" not in body}
+    assert required <= passed, f"{name}: required inputs not passed {sorted(required - passed)}"
