@@ -77,9 +77,9 @@ bqemu: $(BQEMU_STAMP)
 # infra/terraform): tests/infra checks every Terraform argument against it, since providers cannot be
 # downloaded here for `terraform validate`.
 TF_SCHEMA := .venv-checkov/provider-google/package/lib/provider/index.d.ts
-$(TF_SCHEMA): $(CHECKOV_STAMP)
+$(TF_SCHEMA): | $(CHECKOV_STAMP)
 	mkdir -p .venv-checkov/provider-google
-	cd .venv-checkov/provider-google && npm pack --silent @cdktf/provider-google@16.3.0 >/dev/null && tar -xzf cdktf-provider-google-16.3.0.tgz && rm cdktf-provider-google-16.3.0.tgz
+	cd .venv-checkov/provider-google && npm pack --silent @cdktf/provider-google@16.3.0 >/dev/null && tar -xzmf cdktf-provider-google-16.3.0.tgz && rm cdktf-provider-google-16.3.0.tgz
 
 .PHONY: tf-schema
 tf-schema: $(TF_SCHEMA)
