@@ -23,7 +23,7 @@ from types import FrameType
 import requests
 from filelock import FileLock, Timeout
 
-from shared.bus.local import Lease, QueueStore, effective_subscription, queue_path
+from shared.bus.local import Lease, Outcome, QueueStore, effective_subscription, queue_path
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.settings import Settings
 from shared.topology import Subscription, Topology, load_topology
@@ -104,7 +104,7 @@ class Dispatcher:
         return lease, response.status_code, response.text[:500]
 
     # --- bookkeeping (dispatcher thread) ---------------------------------------------------------
-    def _settle(self, lease: Lease, status: int | None, text: str) -> None:
+    def _outcome(self, lease: Lease, status: int | None, text: str) -> Outcome:
         sub = self.subscriptions[lease.subscription]
         facts = {
             "subscription": lease.subscription,
@@ -114,21 +114,19 @@ class Dispatcher:
         }
         with bind_correlation_id(lease.attributes.get("correlation_id")):
             if status in ACK_CODES:
-                self.store.ack(lease, status)
                 self.delivered += 1
                 log.debug("delivered", extra=facts)
-                return
+                return Outcome(lease=lease, status=status, acked=True)
             error = text or "no response"
             if lease.attempt >= sub.max_delivery_attempts:
-                self.store.nack(lease, status, error, retry_at=None)
                 log.error(
                     "dead-lettered",
                     extra={**facts, "dead_letter_topic": self.topology.dead_letter_topic(lease.subscription)},
                 )
-                return
+                return Outcome(lease=lease, status=status, acked=False, error=error, retry_at=None)
             delay = backoff_seconds(sub, lease.attempt)
-            self.store.nack(lease, status, error, retry_at=time.time() + delay)
             log.warning("nacked; will redeliver", extra={**facts, "retry_in_s": delay, "reason": error[:200]})
+            return Outcome(lease=lease, status=status, acked=False, error=error, retry_at=time.time() + delay)
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until `stop` is set; in-flight deliveries finish (or time out) before returning."""
@@ -166,8 +164,7 @@ class Dispatcher:
                 done, in_flight = wait(
                     in_flight, timeout=self.settings.dispatcher_poll_s, return_when=FIRST_COMPLETED
                 )
-                for future in done:
-                    self._settle(*future.result())
+                self.store.settle([self._outcome(*future.result()) for future in done])
 
     def close(self) -> None:
         self.store.close()

@@ -35,6 +35,7 @@ __all__ = [
     "DeadLetter",
     "Lease",
     "LocalPublisher",
+    "Outcome",
     "QueueStore",
     "SubscriptionStats",
     "effective_subscription",
@@ -105,6 +106,16 @@ class Lease(BaseModel):
     attributes: dict[str, str]
     publish_time: str
     attempt: int
+
+
+class Outcome(BaseModel):
+    """How one delivery ended: acked, or nacked with a retry time (None = dead-letter it)."""
+
+    lease: Lease
+    status: int | None
+    acked: bool
+    error: str | None = None
+    retry_at: float | None = None
 
 
 class SubscriptionStats(BaseModel):
@@ -214,42 +225,51 @@ class QueueStore:
         return leases
 
     def ack(self, lease: Lease, status: int) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE deliveries SET state = 'acked', leased_until = NULL, last_status = ?,"
-                " last_error = NULL, updated_at = ? WHERE subscription = ? AND message_id = ?",
-                (status, time.time(), lease.subscription, lease.message_id),
-            )
+        self.settle([Outcome(lease=lease, status=status, acked=True)])
 
     def nack(self, lease: Lease, status: int | None, error: str, *, retry_at: float | None) -> None:
         """Schedule a redelivery at `retry_at`, or dead-letter the message when it is None."""
+        self.settle([Outcome(lease=lease, status=status, acked=False, error=error, retry_at=retry_at)])
+
+    def settle(self, outcomes: list[Outcome]) -> None:
+        """Record the result of several deliveries in one transaction (the dispatcher's hot path)."""
+        if not outcomes:
+            return
         now = time.time()
         with self._tx() as db:
-            if retry_at is not None:
-                db.execute(
-                    "UPDATE deliveries SET leased_until = NULL, next_attempt_at = ?, last_status = ?,"
-                    " last_error = ?, updated_at = ? WHERE subscription = ? AND message_id = ?",
-                    (retry_at, status, error[:2000], now, lease.subscription, lease.message_id),
-                )
-                return
-            db.execute(
-                "UPDATE deliveries SET state = 'dead', leased_until = NULL, last_status = ?,"
-                " last_error = ?, updated_at = ? WHERE subscription = ? AND message_id = ?",
-                (status, error[:2000], now, lease.subscription, lease.message_id),
-            )
-            db.execute(
-                "INSERT INTO dead_letters (topic, subscription, message_id, attempts, last_status,"
-                " last_error, dead_lettered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    self.topology.dead_letter_topic(lease.subscription),
-                    lease.subscription,
-                    lease.message_id,
-                    lease.attempt,
-                    status,
-                    error[:2000],
-                    now,
-                ),
-            )
+            for o in outcomes:
+                key = (o.lease.subscription, o.lease.message_id)
+                error = (o.error or "")[:2000] or None
+                if o.acked:
+                    db.execute(
+                        "UPDATE deliveries SET state = 'acked', leased_until = NULL, last_status = ?,"
+                        " last_error = NULL, updated_at = ? WHERE subscription = ? AND message_id = ?",
+                        (o.status, now, *key),
+                    )
+                elif o.retry_at is not None:
+                    db.execute(
+                        "UPDATE deliveries SET leased_until = NULL, next_attempt_at = ?, last_status = ?,"
+                        " last_error = ?, updated_at = ? WHERE subscription = ? AND message_id = ?",
+                        (o.retry_at, o.status, error, now, *key),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE deliveries SET state = 'dead', leased_until = NULL, last_status = ?,"
+                        " last_error = ?, updated_at = ? WHERE subscription = ? AND message_id = ?",
+                        (o.status, error, now, *key),
+                    )
+                    db.execute(
+                        "INSERT INTO dead_letters (topic, subscription, message_id, attempts, last_status,"
+                        " last_error, dead_lettered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            self.topology.dead_letter_topic(o.lease.subscription),
+                            *key,
+                            o.lease.attempt,
+                            o.status,
+                            error,
+                            now,
+                        ),
+                    )
 
     def release_leases(self) -> int:
         """Make every leased delivery due now: called by a dispatcher starting after a crash, since
