@@ -154,6 +154,13 @@ def test_push_subscriptions_carry_the_topology_settings_oidc_retry_and_dead_lett
         assert evaluated["service"] in planned["push_targets"]
 
 
+def test_cloud_run_request_timeout_covers_the_longest_ack_deadline(resources: dict[str, Any]) -> None:
+    """A push still running when Cloud Run cuts it off is nacked and redelivered: wasted work."""
+    timeout = unquote(resources["google_cloud_run_v2_service.service"]["template"][0]["timeout"])
+    longest = max(sub.ack_deadline_seconds for sub in load_topology().subscriptions.values())
+    assert int(timeout.removesuffix("s")) >= longest
+
+
 def test_each_service_publishes_only_to_the_topics_events_yaml_names_it_publisher_of(
     planned: dict[str, Any],
 ) -> None:
