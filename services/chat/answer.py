@@ -8,6 +8,7 @@ model call never happens while the lock is held.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -93,6 +94,7 @@ class ChatDeps:
     open_wh: Callable[..., Any] = open_warehouse
     schema_checked: bool = False  # the warehouse schema is ensured on the first question only
     indexed_signature: str | None = None  # the data the index was last synced with, in this process
+    context_cache: tuple[str, Any] | None = None  # (warehouse version, _FleetContext) of the last question
 
 
 @dataclass
@@ -201,13 +203,30 @@ def _load_context(wh: Warehouse) -> _FleetContext:
     return _FleetContext(catalog, devices, sites, clock, signature)
 
 
+def _warehouse_version(settings: Settings) -> str:
+    """Changes whenever the warehouse may have: the DuckDB file and its WAL (read under the warehouse
+    lock, so no writer is mid-way); on BigQuery, the current minute (refreshes are minutes apart)."""
+    if settings.warehouse_backend != "duckdb":
+        return f"minute-{int(time.time() // 60)}"
+    parts = []
+    for path in (settings.duckdb_path, settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")):
+        stat = path.stat() if path.exists() else None
+        parts.append(f"{stat.st_mtime_ns}:{stat.st_size}" if stat else "-")
+    return "/".join(parts)
+
+
 def _today(clock: datetime | None, tz: str) -> date:
     anchor = (clock - timedelta(hours=1)) if clock else datetime.now(UTC)
     return anchor.astimezone(ZoneInfo(tz)).date()
 
 
 def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps: ChatDeps) -> _Retrieved:
-    fleet = _load_context(wh)
+    version = _warehouse_version(deps.settings)
+    if deps.context_cache is not None and deps.context_cache[0] == version:
+        fleet = deps.context_cache[1]
+    else:
+        fleet = _load_context(wh)
+        deps.context_cache = (version, fleet)
     catalog, clock = fleet.catalog, fleet.clock
     u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
     if u.intent == "unknown" and deps.index is not None:
@@ -312,15 +331,15 @@ def _run_intent(
         ctx.period_label = period.label
     ctx.hours_label = hours.label if hours else None
     scope = Scope(
-        whole_fleet=whole_fleet,
+        kind="fleet" if whole_fleet else "devices" if slots.devices else "sites",
         device_ids=ids,
+        site_ids=[s.id for s in slots.sites],
         tz=ctx.tz,
         start=start,
         end=end,
-        hod_start=hours.start if hours else 0,
-        hod_end=hours.end if hours else 24,
+        hours=(hours.start, hours.end) if hours else None,
     )
-    params = scope.params()
+    params: dict[str, Any] = {}
     group = "device" if slots.devices else "site" if slots.sites else "fleet"
     kwargs: dict[str, Any] = {}
     if intent in ("usage", "compare"):
@@ -354,7 +373,8 @@ def _run_intent(
         silent = slots.silent_hours or settings.chat_silent_hours
         params |= {"clock": clock, "cutoff": clock - timedelta(hours=silent), "silent_hours": silent}
         ctx.period_label = f"no data in the {silent} hours before the newest data"
-    result = run_template(wh, "usage" if intent in ("top_k", "compare") else intent, params, **kwargs)
+    template = "usage" if intent in ("top_k", "compare") else intent
+    result = run_template(wh, template, scope, params, **kwargs)
     got.queries.append(result)
     if not result.rows or _empty(result):
         when = f" {ctx.period_label}" if ctx.period_label else ""

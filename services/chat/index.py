@@ -130,13 +130,23 @@ class LocalVectorIndex:
                 f"title VARCHAR, text VARCHAR, meta VARCHAR, embedding FLOAT[{self._embedder.dim}])"
             )
             if documents and vectors is not None:
-                conn.executemany(
-                    "INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (d.id, d.kind, d.title, d.text, json.dumps(d.meta), vectors[i].tolist())
-                        for i, d in enumerate(documents)
-                    ],
+                import pyarrow as pa
+
+                table = pa.table(
+                    {
+                        "doc_id": [d.id for d in documents],
+                        "kind": [d.kind for d in documents],
+                        "title": [d.title for d in documents],
+                        "text": [d.text for d in documents],
+                        "meta": [json.dumps(d.meta) for d in documents],
+                        "embedding": pa.FixedSizeListArray.from_arrays(
+                            pa.array(vectors.ravel(), type=pa.float32()), self._embedder.dim
+                        ),
+                    }
                 )
+                conn.register("incoming_docs", table)
+                conn.execute("INSERT INTO docs SELECT * FROM incoming_docs")
+                conn.unregister("incoming_docs")
             conn.execute("DELETE FROM meta")
             conn.execute("INSERT INTO meta VALUES (?)", [wanted])
         self._known = wanted

@@ -13,6 +13,7 @@ Python from the site's calendar.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal
@@ -24,31 +25,31 @@ from shared.warehouse import Warehouse
 __all__ = ["TEMPLATES", "QueryResult", "Scope", "run_template"]
 
 Group = Literal["device", "site", "fleet"]
+ScopeKind = Literal["fleet", "devices", "sites"]
 MAX_ROWS = 50
 
 
 class Scope(BaseModel):
-    """Who and when, resolved: the bound values every template shares."""
+    """Who and when, resolved: the bound values every template shares.
 
-    whole_fleet: bool
-    device_ids: list[str] = Field(default_factory=list)
-    group: Group = "fleet"
+    `kind` picks the filter's shape (none, by device, by site); a site filter on hourly rows uses
+    their site_id, which is far cheaper than listing every device of a large site.
+    """
+
+    kind: ScopeKind = "fleet"
+    device_ids: list[str] = Field(default_factory=list, description="Also filled for sites (their devices).")
+    site_ids: list[str] = Field(default_factory=list)
     tz: str = "UTC"
     start: datetime
     end: datetime
-    hod_start: int = 0
-    hod_end: int = 24
+    hours: tuple[int, int] | None = Field(default=None, description="Local [start, end) hours, if any.")
 
     def params(self) -> dict[str, Any]:
-        return {
-            "whole_fleet": self.whole_fleet,
-            "device_ids": self.device_ids or [""],
-            "tz": self.tz,
-            "start": self.start,
-            "end": self.end,
-            "hod_start": self.hod_start,
-            "hod_end": self.hod_end,
-        }
+        params: dict[str, Any] = {"tz": self.tz, "start": self.start, "end": self.end}
+        params |= {"device_ids": self.device_ids, "site_ids": self.site_ids}
+        if self.hours:
+            params |= {"hod_start": self.hours[0], "hod_end": self.hours[1]}
+        return params
 
 
 class QueryResult(BaseModel):
@@ -65,10 +66,11 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "fleet": ("'fleet'", "SELECT 'fleet' AS entity_id, 'the whole fleet' AS name"),
 }
 
-_FILTER = """h.hour >= @start AND h.hour < @end
-    AND (@whole_fleet OR h.device_id IN UNNEST(@device_ids))
-    AND EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) >= @hod_start
-    AND EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) < @hod_end"""
+_FILTER = "h.hour >= @start AND h.hour < @end AND {h_scope} AND {h_hours}"
+_HOURS = (
+    "EXTRACT(HOUR FROM {col} AT TIME ZONE @tz) >= @hod_start"
+    " AND EXTRACT(HOUR FROM {col} AT TIME ZONE @tz) < @hod_end"
+)
 
 USAGE = """
 WITH usage AS (
@@ -172,9 +174,7 @@ WITH per_hour AS (
     COUNT(DISTINCT f.device_id) AS devices, MAX(f.model_version) AS model_version
   FROM energy_analytics.forecasts AS f
   WHERE f.target_hour >= @start AND f.target_hour < @end
-    AND (@whole_fleet OR f.device_id IN UNNEST(@device_ids))
-    AND EXTRACT(HOUR FROM f.target_hour AT TIME ZONE @tz) >= @hod_start
-    AND EXTRACT(HOUR FROM f.target_hour AT TIME ZONE @tz) < @hod_end
+    AND {f_scope} AND {f_hours}
   GROUP BY f.target_hour
 )
 SELECT CAST(DATE(target_hour, @tz) AS STRING) AS local_date,
@@ -195,7 +195,7 @@ SELECT a.incident_id, a.device_id, d.name, CAST(DATE(a.start_hour, @tz) AS STRIN
 FROM energy_analytics.anomalies AS a
 LEFT JOIN energy_analytics.dim_device AS d ON d.device_id = a.device_id
 WHERE a.start_hour < @end AND a.end_hour > @start
-  AND (@whole_fleet OR a.device_id IN UNNEST(@device_ids))
+  AND {a_scope}
 ORDER BY a.start_hour DESC, a.incident_id
 LIMIT @limit
 """
@@ -230,7 +230,7 @@ silent AS (
     TIMESTAMP_DIFF(@clock, l.last_hour, HOUR) AS hours_silent
   FROM energy_analytics.dim_device AS d
   LEFT JOIN last_seen AS l ON l.device_id = d.device_id
-  WHERE (@whole_fleet OR d.device_id IN UNNEST(@device_ids))
+  WHERE {d_scope}
     AND (l.last_hour IS NULL OR l.last_hour < @cutoff)
 )
 SELECT device_id, name, site_id, CAST(DATE(last_hour, @tz) AS STRING) AS last_data_date,
@@ -256,20 +256,39 @@ _ORDERABLE = {"energy_kwh", "max_power_w", "avg_power_w"}
 
 
 def render_template(
-    name: str, *, group: Group = "fleet", order_by: str = "energy_kwh", descending: bool = True
+    name: str,
+    *,
+    group: Group = "fleet",
+    order_by: str = "energy_kwh",
+    descending: bool = True,
+    scope: ScopeKind = "fleet",
+    hours: bool = False,
 ) -> str:
     """Fill the closed set of structural choices; user values never reach this function."""
     if order_by not in _ORDERABLE:
         raise ValueError(f"cannot order by {order_by!r}")
     entity, names = _GROUPS[group]
+
+    def by_device(alias: str) -> str:
+        return "TRUE" if scope == "fleet" else f"{alias}.device_id IN UNNEST(@device_ids)"
+
+    fragments = {
+        "h_scope": "h.site_id IN UNNEST(@site_ids)" if scope == "sites" else by_device("h"),
+        "h_hours": _HOURS.format(col="h.hour") if hours else "TRUE",
+        "f_scope": by_device("f"),
+        "f_hours": _HOURS.format(col="f.target_hour") if hours else "TRUE",
+        "a_scope": by_device("a"),
+        "d_scope": by_device("d"),
+    }
     return (
         TEMPLATES[name]
         .format(
             entity=entity,
             names=names,
-            filter=_FILTER,
+            filter=_FILTER.format(**fragments),
             order_by=order_by,
             direction="DESC" if descending else "ASC",
+            **fragments,
         )
         .strip()
     )
@@ -278,14 +297,24 @@ def render_template(
 def run_template(
     wh: Warehouse,
     name: str,
-    params: dict[str, Any],
+    scope: Scope,
+    extra: dict[str, Any] | None = None,
     *,
     group: Group = "fleet",
     order_by: str = "energy_kwh",
     descending: bool = True,
 ) -> QueryResult:
-    sql = render_template(name, group=group, order_by=order_by, descending=descending)
-    params = {"limit": MAX_ROWS, **params}
+    sql = render_template(
+        name,
+        group=group,
+        order_by=order_by,
+        descending=descending,
+        scope=scope.kind,
+        hours=scope.hours is not None,
+    )
+    given = {"limit": MAX_ROWS, **scope.params(), **(extra or {})}
+    used = set(re.findall(r"@(\w+)", sql))
+    params = {k: v for k, v in given.items() if k in used}  # cite exactly what was bound
     frame = wh.query_df(sql, params)
     rows = [{k: _plain(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")]
     return QueryResult(template=name, sql=sql, params={k: _plain(v) for k, v in params.items()}, rows=rows)

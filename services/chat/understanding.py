@@ -75,6 +75,7 @@ _NEEDS_ENERGY_WORDS = {
     "peak_hour",
 }
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&.-]*")
+FUZZY_CUTOFF = 0.88
 _STOP = {
     "the",
     "and",
@@ -118,6 +119,14 @@ class Catalog(BaseModel):
     devices: list[Entity] = Field(default_factory=list)
     sites: list[Entity] = Field(default_factory=list)
     _names: dict[str, list[int]] | None = PrivateAttr(default=None)
+    _ids: dict[str, Entity] | None = PrivateAttr(default=None)
+
+    def by_id(self, tokens: set[str]) -> list[Entity]:
+        """Entities whose id (lower-case) is one of `tokens`, devices first."""
+        if self._ids is None:
+            self._ids = {e.id.lower(): e for e in [*self.sites, *self.devices]}
+        found = [self._ids[t] for t in sorted(tokens) if t in self._ids]
+        return sorted(found, key=lambda e: e.kind != "device")
 
     def name_index(self) -> dict[str, list[int]]:
         """Name word -> positions in devices + sites, built once per catalog."""
@@ -125,7 +134,7 @@ class Catalog(BaseModel):
             index: dict[str, list[int]] = {}
             for i, entity in enumerate([*self.devices, *self.sites]):
                 for word in set(_WORD.findall((entity.name or "").lower())):
-                    if len(word) >= 3 and word not in _STOP:
+                    if len(word) >= 3 and word not in _STOP and not word.isdigit():
                         index.setdefault(word, []).append(i)
             self._names = index
         return self._names
@@ -380,9 +389,9 @@ def _match_entities(text: str, catalog: Catalog) -> tuple[list[Entity], list[Ent
     devices: list[Entity] = []
     sites: list[Entity] = []
     unknown: list[str] = []
-    for entity in [*catalog.devices, *catalog.sites]:
-        if re.search(rf"(?<![\w-]){re.escape(entity.id.lower())}(?![\w-])", text):
-            (devices if entity.kind == "device" else sites).append(entity)
+    tokens = set(re.findall(r"[\w-]+", text))
+    for entity in catalog.by_id(tokens):
+        (devices if entity.kind == "device" else sites).append(entity)
     # "meter 17", "device #3", "site b": the number or letter at the end of an id
     for kind, number in re.findall(
         r"\b(meter|device|site|building)(?:\s+(?:no\.?|number)\s*|\s*#\s*|\s+)(\d{1,6}|[a-z])\b(?![\w-])",
@@ -428,31 +437,38 @@ def _fuzzy_names(text: str, catalog: Catalog) -> list[Entity]:
     Only entities sharing a word (or a near-spelling of one) with the question are compared in full,
     so the cost grows with the matches, not with the fleet.
     """
-    words = _WORD.findall(text)
+    words = [w.rstrip(".'-") for w in _WORD.findall(text)]
     vocab = catalog.name_index()
     candidates: set[int] = set()
     for word in set(words):
         if len(word) < 3 or word in _STOP:
             continue
-        for token in [word, *get_close_matches(word, vocab.keys(), n=3, cutoff=0.8)]:
-            candidates.update(vocab.get(token, ()))
-    found: list[Entity] = []
+        if word in vocab:
+            candidates.update(vocab[word])
+        elif not word.isdigit():
+            for token in get_close_matches(word, vocab.keys(), n=3, cutoff=0.8):
+                candidates.update(vocab[token])
     entities = [*catalog.devices, *catalog.sites]
-    for i in sorted(candidates):
-        entity = entities[i]
-        name = " ".join(_WORD.findall((entity.name or "").lower()))
-        if not name:
-            continue
-        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text):
-            found.append(entity)
-            continue
+    names = {i: " ".join(_WORD.findall((entities[i].name or "").lower())) for i in candidates}
+    padded = f" {' '.join(words)} "
+    exact = [i for i in sorted(candidates) if names[i] and f" {names[i]} " in padded]
+    # "HVAC plant 2" said exactly: its numbered siblings ("HVAC plant 25") are not typos of it
+    taken = {_base(names[i]) for i in exact}
+    scored: list[tuple[float, int]] = []
+    for i in sorted(candidates - set(exact)):
+        name = names[i]
         size = len(name.split())
-        if size < 2 and len(name) < 5:
+        if not name or _base(name) in taken or (size < 2 and len(name) < 5):
             continue  # one short word ("Lab") is too easy to match by accident
         best = 0.0
         for n in {size - 1, size, size + 1} - {0}:
             for j in range(len(words) - n + 1):
                 best = max(best, SequenceMatcher(None, " ".join(words[j : j + n]), name).ratio())
-        if best >= 0.88:
-            found.append(entity)
-    return found
+        if best >= FUZZY_CUTOFF:
+            scored.append((best, i))
+    top = max((score for score, _ in scored), default=1.0)
+    return [entities[i] for i in exact] + [entities[i] for score, i in scored if score >= top - 0.02]
+
+
+def _base(name: str) -> str:
+    return re.sub(r"\s*\d+$", "", name)
