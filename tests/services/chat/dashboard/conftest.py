@@ -8,6 +8,8 @@ history give "today" a "same day last week" to compare with.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +17,7 @@ import flask
 import functions_framework
 import pandas as pd
 import pytest
+from werkzeug.serving import make_server
 
 from services.chat.dashboard import handle_dashboard
 from shared.settings import REPO_ROOT, Settings
@@ -234,3 +237,25 @@ def auth_headers() -> dict[str, str]:
 @pytest.fixture
 def last_hour() -> datetime:
     return LAST_HOUR
+
+
+@pytest.fixture(scope="module")
+def demo_chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real chat app over the demo fleet on an ephemeral loopback port, in a thread, shared by a
+    module's read-only browser tests: the chat service builds its dependencies once per process, and
+    paying that once per module instead of once per test keeps the browser suite short."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("dashboard-browser")
+        patch.setenv("GRIDSIGHT_HOME", str(home))
+        load_demo_fleet(Settings(), build_demo_fleet())
+        app = functions_framework.create_app(
+            target="app", source=str(REPO_ROOT / "services" / "chat" / "main.py")
+        )
+        httpd = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_port}"
+        finally:
+            httpd.shutdown()
+            thread.join()

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from shared.settings import REPO_ROOT
 
@@ -53,25 +51,12 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def server(chat_app) -> Iterator[str]:
-    """The chat app on an ephemeral loopback port, in a thread, for the length of one test."""
-    httpd = make_server("127.0.0.1", 0, chat_app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join()
-
-
-@pytest.fixture
 def page_errors() -> list[str]:
     return []
 
 
 @pytest.fixture
-def open_page(browser, server, page_errors):
+def open_page(browser, demo_chat_server, page_errors):
     """A new page at `viewport`, signed in through the `#key=` link that `gridsight up` prints."""
     contexts = []
 
@@ -83,7 +68,7 @@ def open_page(browser, server, page_errors):
         page = context.new_page()
         page.on("console", lambda m: page_errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: page_errors.append(str(e)))
-        page.goto(f"{server}/dashboard" + (f"#key={key}" if key else ""))
+        page.goto(f"{demo_chat_server}/dashboard" + (f"#key={key}" if key else ""))
         if key and hash_path != "#/":
             page.wait_for_selector("body[data-view]")
             page.evaluate("h => { location.hash = h; }", hash_path)
@@ -101,7 +86,7 @@ def _shot(page, name: str) -> Path:
     return path
 
 
-def test_overview_lists_the_demo_devices(open_page, demo_fleet, page_errors):
+def test_overview_lists_the_demo_devices(open_page, page_errors):
     page = open_page()
     rows = page.locator("#devices-table tbody tr[data-device]")
     rows.first.wait_for()
@@ -117,7 +102,7 @@ def test_overview_lists_the_demo_devices(open_page, demo_fleet, page_errors):
     assert page_errors == []
 
 
-def test_device_page_draws_the_forecast_band_and_the_anomalies(open_page, demo_fleet, page_errors):
+def test_device_page_draws_the_forecast_band_and_the_anomalies(open_page, page_errors):
     page = open_page("#/devices/dev-001")
     page.wait_for_selector("body[data-view=device] #load-chart canvas")
     drawn = page.evaluate(
@@ -151,13 +136,13 @@ def test_device_page_draws_the_forecast_band_and_the_anomalies(open_page, demo_f
     assert page_errors == []
 
 
-def test_unknown_device_page_says_so(open_page, demo_fleet):
+def test_unknown_device_page_says_so(open_page):
     page = open_page("#/devices/no-such-meter")
     page.wait_for_selector("#alert:not([hidden])")
     assert "unknown device 'no-such-meter'" in page.locator("#alert").inner_text()
 
 
-def test_the_page_is_usable_on_a_phone(open_page, demo_fleet, page_errors):
+def test_the_page_is_usable_on_a_phone(open_page, page_errors):
     page = open_page(viewport=PHONE)
     page.locator("#devices-table tbody tr[data-device]").first.wait_for()
     # nothing wider than the screen: the devices table scrolls inside its own region
@@ -173,7 +158,7 @@ def test_the_page_is_usable_on_a_phone(open_page, demo_fleet, page_errors):
     assert page_errors == []
 
 
-def test_keyboard_alone_reaches_a_device_page(open_page, demo_fleet):
+def test_keyboard_alone_reaches_a_device_page(open_page):
     page = open_page()
     page.locator("#devices-table tbody tr[data-device]").first.wait_for()
     page.keyboard.press("Tab")
@@ -192,7 +177,7 @@ def test_keyboard_alone_reaches_a_device_page(open_page, demo_fleet):
     assert page.evaluate("document.activeElement.id") == "view-title"  # focus moves to the new view
 
 
-def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(open_page, demo_fleet):
+def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(open_page):
     page = open_page(key=None)
     page.wait_for_selector("#signin:not([hidden])")
     page.get_by_label("API key").fill("wrong-key")
@@ -205,7 +190,7 @@ def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(open_page, demo_f
     assert page.locator("#devices-table tbody tr[data-device]").count() == 3
 
 
-def test_a_chat_question_shows_the_answer_with_its_citation(open_page, demo_fleet, page_errors):
+def test_a_chat_question_shows_the_answer_with_its_citation(open_page, page_errors):
     page = open_page()
     page.locator("#devices-table tbody tr[data-device]").first.wait_for()
     page.get_by_label("Your question").fill("Which meter used the most energy yesterday?")
@@ -235,7 +220,7 @@ _AUDIT_JS = (Path(__file__).with_name("a11y_audit.js")).read_text()
 @pytest.mark.parametrize(
     ("hash_path", "ready"), [("#/", "#devices-table"), ("#/devices/dev-001", "#load-chart canvas")]
 )
-def test_text_has_enough_contrast_and_every_control_a_name(open_page, demo_fleet, hash_path, ready):
+def test_text_has_enough_contrast_and_every_control_a_name(open_page, hash_path, ready):
     page = open_page(hash_path)
     page.wait_for_selector(ready)
     audit = page.evaluate(_AUDIT_JS)
