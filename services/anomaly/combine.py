@@ -63,6 +63,8 @@ def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool =
             "is_anomaly": score[t_idx, d_idx] >= THRESHOLD,
             "anomaly_type": np.where(score[t_idx, d_idx] >= THRESHOLD, types[t_idx, d_idx], ""),
             "finding": best[t_idx, d_idx],
+            "row": t_idx,
+            "col": d_idx,
             "expected": expected[t_idx, d_idx],
             "actual": actual[t_idx, d_idx],
         }
@@ -100,6 +102,8 @@ def group_incidents(ranked: pd.DataFrame, findings: list[Finding], *, gap_h: int
         peak = of_kind.loc[of_kind["ratio"].idxmax()]
         run_h = int((g["hour"].iloc[-1] - g["hour"].iloc[0]) / pd.Timedelta(hours=1)) + 1
         finding = findings[int(peak["finding"])]
+        if finding.run is not None:  # the detector knows how long it has really lasted
+            run_h = int(finding.run[int(peak["row"]), int(peak["col"])])
         start = g["hour"].iloc[0]
         rows.append(
             {

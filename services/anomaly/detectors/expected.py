@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from services.anomaly.detectors.panel import Panel
+from services.anomaly.detectors.runs import flatline_ratio, stuck_history
 
 __all__ = ["Baseline", "DetectorConfig", "compute_baseline", "seasonal_residuals", "shift_rows"]
 
@@ -40,6 +41,7 @@ class DetectorConfig(BaseModel):
     min_fleet: int = 5
     spike_z: float = 7.0
     peak_z: float = 7.0
+    history_outlier_factor: float = 1.5  # history drops hours this far beyond the spike threshold
     shift_window_h: int = 6
     shift_z: float = 2.5
     night_quantile: float = 0.25
@@ -113,12 +115,24 @@ def _trailing_mad(r: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     return 1.4826 * mad
 
 
-def seasonal_residuals(x: np.ndarray, cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(expected, log residual, robust scale) of any hours × devices series, e.g. energy or peak power."""
-    history = np.where(x > 0, x, np.nan)  # zeros are dropouts, not a usable "normal"
+def seasonal_residuals(
+    x: np.ndarray,
+    cfg: DetectorConfig,
+    *,
+    past_bad: np.ndarray | None = None,
+    now_bad: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(expected, log residual, robust scale) of any hours × devices series, e.g. energy or peak power.
+
+    `past_bad` marks cells kept out of the history later weeks are judged against (known bad by
+    the time they are used); `now_bad` marks cells kept out of the fleet shift of their own hour
+    (so it may only use what is known at that hour)."""
+    usable = x > 0  # zeros are dropouts, not a usable "normal"
+    history = np.where(usable & ~(past_bad if past_bad is not None else False), x, np.nan)
     seasonal = _seasonal(history, cfg.history_weeks)
     if x.shape[1] >= cfg.min_fleet:
-        seasonal = seasonal * np.exp(_fleet_shift(history, seasonal, cfg.min_fleet))[:, None]
+        now = np.where(usable & ~(now_bad if now_bad is not None else False), x, np.nan)
+        seasonal = seasonal * np.exp(_fleet_shift(now, seasonal, cfg.min_fleet))[:, None]
     r = _log_ratio(x, seasonal)
     scale = _trailing_mad(r, cfg.scale_window_h, cfg.scale_min_periods)
     if cfg.scale_by_hour_days:
@@ -131,8 +145,18 @@ def seasonal_residuals(x: np.ndarray, cfg: DetectorConfig) -> tuple[np.ndarray, 
 
 
 def compute_baseline(panel: Panel, cfg: DetectorConfig) -> Baseline:
+    """Two passes: the first finds hours that are stuck or far off (|z| >= spike threshold), the
+    second recomputes expectations without them, so a fault never becomes next week's normal."""
     x = panel.energy_kwh
-    seasonal, r, scale = seasonal_residuals(x, cfg)
+    flat, runs = flatline_ratio(
+        x, window_h=cfg.flat_window_h, min_run=cfg.flat_min_run, surprise=cfg.flat_surprise
+    )
+    stuck_now = flat >= 1
+    past_bad = stuck_history(flat, runs)
+    _, r1, scale1 = seasonal_residuals(x, cfg, past_bad=past_bad, now_bad=stuck_now)
+    with np.errstate(invalid="ignore"):
+        outlier = np.abs(r1 / scale1) >= cfg.spike_z * cfg.history_outlier_factor
+    seasonal, r, scale = seasonal_residuals(x, cfg, past_bad=past_bad | outlier, now_bad=stuck_now | outlier)
     expected, residual, spread = seasonal, r, scale
     p50, p10, p90 = panel.get("forecast_p50"), panel.get("forecast_p10"), panel.get("forecast_p90")
     from_forecast = np.zeros_like(x, dtype=bool)

@@ -4,45 +4,21 @@ hours that never arrived or arrived empty (dropout)."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from services.anomaly.detectors.expected import Baseline, DetectorConfig
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.panel import Panel
+from services.anomaly.detectors.runs import flatline_ratio
 
-__all__ = ["detect_dropouts", "detect_flatline", "run_lengths"]
-
-
-def run_lengths(x: np.ndarray, rel_tol: float = 1e-4, abs_tol: float = 1e-5) -> np.ndarray:
-    """Per cell, how many consecutive hours up to and including this one carry the same value.
-
-    "Same" allows the rounding noise of an hour summed from a register kept to 1 mWh (a frozen
-    power reading still yields hourly sums that differ in the sixth decimal), far below any real
-    meter's resolution step."""
-    same = np.zeros_like(x, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        same[1:] = np.abs(x[1:] - x[:-1]) <= np.maximum(abs_tol, rel_tol * np.abs(x[1:]))
-    runs = np.zeros(x.shape, dtype=np.int64)
-    count = np.ones(x.shape[1], dtype=np.int64)
-    runs[0] = 1
-    for t in range(1, len(x)):
-        count = np.where(same[t], count + 1, 1)
-        runs[t] = count
-    return runs
+__all__ = ["detect_dropouts", "detect_flatline"]
 
 
 def detect_flatline(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
-    """How unlikely is a run this long for this meter? Meters with a coarse register repeat values
-    often, so a run is scored by its surprise: (run - 1) * -log(p), with p the meter's trailing
-    share of hours that repeated the previous value."""
+    """How unlikely is a run this long for this meter (see `runs.flatline_ratio`)?"""
     x = panel.energy_kwh
-    runs = run_lengths(x)
-    repeat = (runs > 1).astype(float)
-    repeat[~np.isfinite(x)] = np.nan
-    p = pd.DataFrame(repeat).rolling(cfg.flat_window_h, min_periods=48).mean().shift(1).to_numpy()
-    p = np.clip(np.nan_to_num(p, nan=0.05), 0.01, 0.9)
-    surprise = (runs - 1) * -np.log(p)
-    ratio = np.where((runs >= cfg.flat_min_run) & (x > 0), surprise / cfg.flat_surprise, 0.0)
+    ratio, runs = flatline_ratio(
+        x, window_h=cfg.flat_window_h, min_run=cfg.flat_min_run, surprise=cfg.flat_surprise
+    )
     return [
         Finding(
             "flatline",
@@ -52,6 +28,8 @@ def detect_flatline(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
             "kWh",
             "The meter has reported exactly {actual:.1f} {unit} for {run_h} h in a row while about "
             "{expected:.1f} {unit} was expected; it looks stuck.",
+            bare="The meter has reported exactly {actual:.1f} {unit} for {run_h} h in a row; it looks stuck.",
+            run=runs,
         )
     ]
 
@@ -85,5 +63,6 @@ def detect_dropouts(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
             "kWh",
             "Data dropout: {actual:.1f} {unit} reported where about {expected:.1f} {unit} was "
             "expected; the meter or its uplink sent nothing usable.",
+            bare="Data dropout: {actual:.1f} {unit} reported; the meter or its uplink sent nothing usable.",
         )
     ]

@@ -62,5 +62,6 @@ def detect_impossible_values(panel: Panel, base: Baseline, cfg: DetectorConfig) 
             "kWh",
             "Reported {actual:.1f} {unit} or a negative power reading, which no meter can measure; "
             "expected about {expected:.1f} {unit}.",
+            bare="Reported {actual:.1f} {unit} or a negative power reading, which no meter can measure.",
         )
     ]

@@ -75,7 +75,18 @@ def test_stuck_meter_is_a_flatline(fleet: FleetFactory) -> None:
     assert inc["device_id"] == DEVICE
     assert at < inc["start_hour"] <= at + pd.Timedelta(hours=8)
     assert inc["end_hour"] == at + pd.Timedelta(hours=30)
-    assert "stuck" in inc["explanation"]
+    assert "for 30 h in a row" in inc["explanation"]  # the whole run, not only its flagged part
+
+
+def test_fault_before_any_history_is_explained_without_an_expectation(fleet: FleetFactory) -> None:
+    frame = fleet()
+    at = fault_hour(2, 2)  # day 3: no same hour of an earlier week to expect anything from
+    mask = _mask(frame, at, 20)
+    frame.loc[mask, "energy_kwh"] = float(frame.loc[mask, "energy_kwh"].iloc[0])
+    (inc,) = _incidents(frame).itertuples()
+    assert inc.anomaly_type == "flatline"
+    assert inc.explanation.endswith("for 20 h in a row; it looks stuck.")
+    assert "nan" not in inc.explanation
 
 
 def test_zero_readings_and_missing_hours_are_dropouts(fleet: FleetFactory) -> None:
