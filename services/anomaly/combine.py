@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
-SEVERITIES = ("low", "medium", "high", "critical")
+SEVERITIES = ("low", "medium", "high")  # the anomalies table contract; the dashboard colours these
 
 
 def ratio_to_score(ratio: np.ndarray) -> np.ndarray:
@@ -37,7 +37,8 @@ def ratio_to_score(ratio: np.ndarray) -> np.ndarray:
 
 
 def severity_for(ratio: np.ndarray) -> np.ndarray:
-    return np.select([ratio >= 4, ratio >= 2.5, ratio >= 1.5], ["critical", "high", "medium"], "low")
+    """At threshold is low; 1.5x over it medium; 2.5x high (a zero reading, a stuck day, a 10x spike)."""
+    return np.select([ratio >= 2.5, ratio >= 1.5], ["high", "medium"], "low")
 
 
 def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool = False) -> pd.DataFrame:

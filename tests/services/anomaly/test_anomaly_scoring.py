@@ -43,7 +43,7 @@ def test_window_scoring_writes_one_incident_row(settings: Settings, fleet: Fleet
     assert (row["device_id"], row["anomaly_type"]) == ("dev-2", "level_shift")
     assert pd.to_datetime(row["start_hour"], utc=True) == SHIFT_START
     assert pd.to_datetime(row["end_hour"], utc=True) >= SHIFT_END - pd.Timedelta(hours=2)
-    assert row["severity"] in {"low", "medium", "high", "critical"}
+    assert row["severity"] in {"low", "medium", "high"}
     assert row["actual"] > row["expected"]
     assert row["explanation"].startswith("Consumption has stayed at a different level")
 
