@@ -74,6 +74,7 @@ class ScoreResult(BaseModel):
     devices_scored: int
     hours_scored: int
     incidents_written: int
+    rows_written: int  # what pipeline_runs records for this run (= incidents_written)
     new_incidents: list[str]
     published: int
 
@@ -281,6 +282,7 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
         devices_scored=incidents.devices_scored,
         hours_scored=incidents.hours_scored,
         incidents_written=written,
+        rows_written=written,
         new_incidents=incidents.new_ids,
         published=published,
     )

@@ -27,6 +27,7 @@ from infra.local.cli import build_app
 from shared.bus.local import queue_path
 from shared.events import AnomaliesDetected, encode_event
 from shared.settings import REPO_ROOT, Settings
+from shared.warehouse import open_warehouse
 
 
 @pytest.fixture
@@ -140,3 +141,18 @@ def test_plot_from_the_warehouse_shades_stored_incidents(
     missing = CliRunner().invoke(build_app(), ["anomaly", "plot", "--device", "nope", "--out", str(out)])
     assert missing.exit_code == 2
     assert "no hourly consumption for device 'nope'" in missing.output
+
+
+def test_run_is_recorded_with_the_incidents_it_wrote(
+    client: FlaskClient, settings: Settings, fleet: FleetFactory
+) -> None:
+    load_hourly(settings, fleet_with_shift(fleet))
+    assert _push(client, _envelope()).status_code == 204
+    with open_warehouse(settings) as wh:
+        runs = wh.query_df(
+            "SELECT handler, status, rows_written, detail FROM energy_analytics.pipeline_runs"
+            " WHERE handler = 'anomaly'"
+        )
+    assert list(runs["status"]) == ["succeeded"]
+    assert list(runs["rows_written"]) == [1]
+    assert '"new_incidents":["' in runs["detail"].iloc[0].replace(" ", "")
