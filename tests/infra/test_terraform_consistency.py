@@ -369,3 +369,44 @@ def test_chat_documents_table_has_the_columns_the_chat_index_loads(resources: di
     schema = unquote(resources["google_bigquery_table.chat_documents"]["schema"])
     columns = set(re.findall(r'name\s*=\s*\\?"([a-z_]+)\\?"', schema))
     assert loaded == columns
+
+
+# Files a module reads at run time, besides its own code.
+DATA_FILES = {
+    "shared.topology": "infra/events.yaml",
+    "shared.warehouse.contracts": "shared/sql/marts/hourly_consumption.yml",
+}
+
+
+def copied_paths(dockerfile: Path) -> list[str]:
+    """Repository paths the final image gets from the build context (COPY without --from)."""
+    sources: list[str] = []
+    for line in dockerfile.read_text().replace("\\\n", " ").splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def is_copied(path: str, sources: list[str]) -> bool:
+    return any(path == s or (s.endswith("/") and path.startswith(s)) for s in sources)
+
+
+def image_dockerfiles() -> list[tuple[str, str, Path]]:
+    found = [(s, f"services.{s}.main", SERVICES_DIR / s / "Dockerfile") for s in service_folders()]
+    found.append((MODEL_SERVER, MODEL_SERVER_MODULE, SERVICES_DIR / "forecast" / "Dockerfile.model-server"))
+    return found
+
+
+@pytest.mark.parametrize(("image", "entry", "dockerfile"), image_dockerfiles(), ids=lambda v: str(v))
+def test_each_image_copies_every_module_and_data_file_its_entrypoint_reaches(
+    image: str, entry: str, dockerfile: Path
+) -> None:
+    if module_file(entry) is None:
+        pytest.skip(f"{entry} does not exist yet")
+    modules, _ = reachable(entry)
+    sources = copied_paths(dockerfile)
+    needed = [str(path.relative_to(REPO_ROOT)) for path in modules.values()]
+    needed += [data for module, data in DATA_FILES.items() if module in modules]
+    missing = sorted(path for path in needed if not is_copied(path, sources))
+    assert not missing, f"{dockerfile.relative_to(REPO_ROOT)} does not COPY {missing}, which {image} needs"
