@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -197,6 +197,12 @@ def demo_fleet(settings: Settings) -> DemoFleet:
     fleet = build_demo_fleet()
     load_demo_fleet(settings, fleet)
     return fleet
+
+
+@pytest.fixture
+def load_fleet() -> Callable[[Settings, DemoFleet], None]:
+    """Load the demo fleet into another warehouse (e.g. the BigQuery emulator) the same way."""
+    return load_demo_fleet
 
 
 @pytest.fixture
