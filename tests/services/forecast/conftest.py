@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,11 @@ from services.forecast.backtest import build_panel, load_energy_csv, load_weathe
 from services.forecast.dataset import Panel
 from services.forecast.model import TrainParams
 from services.forecast.training import train_panel
+from shared.settings import Settings
+from shared.warehouse import open_warehouse
 
 METERS = ["UCam_Building_b1", "UCam_Building_b12", "UCam_Building_b2"]
+ORIGIN = datetime(2019, 11, 18, tzinfo=UTC)
 FAST = TrainParams(num_boost_round=25, num_leaves=15, min_data_in_leaf=20, num_threads=1, workers=1)
 
 
@@ -59,3 +63,35 @@ def history_of(panel: Panel, meter: str, origin: pd.Timestamp) -> list[float | N
     d = panel.device_ids.index(meter)
     pos = panel.position(origin)
     return [None if pd.isna(v) else float(v) for v in panel.kwh[d, pos - 336 : pos]]
+
+
+@pytest.fixture
+def fleet(settings: Settings, panel_slice: Panel) -> list[str]:
+    """hourly_consumption and dim_device of the slice's meters up to ORIGIN, plus one decommissioned
+    device (hours, but no dim_device row)."""
+    start = pd.Timestamp("2019-11-01")
+    frames = []
+    for d, meter in enumerate([*panel_slice.device_ids, "decommissioned"]):
+        src = panel_slice.kwh[min(d, len(panel_slice.device_ids) - 1)]
+        lo, hi = panel_slice.position(start), panel_slice.position(pd.Timestamp(ORIGIN.replace(tzinfo=None)))
+        hours = panel_slice.index[lo:hi].tz_localize(UTC)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "device_id": meter,
+                    "site_id": "s1",
+                    "hour": hours,
+                    "energy_kwh": src[lo:hi],
+                    "avg_temp_c": 8.0,
+                    "reading_count": 4,
+                    "coverage": 1.0,
+                }
+            ).dropna(subset=["energy_kwh"])
+        )
+    devices = pd.DataFrame(
+        {"device_id": panel_slice.device_ids, "site_id": "s1", "name": panel_slice.device_ids}
+    )
+    with open_warehouse(settings) as wh:
+        wh.merge("hourly_consumption", pd.concat(frames, ignore_index=True), key=["device_id", "hour"])
+        wh.merge("dim_device", devices, key=["device_id"])
+    return [*panel_slice.device_ids, "decommissioned"]

@@ -7,7 +7,7 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,46 +16,12 @@ import pandas as pd
 import pytest
 from werkzeug.serving import make_server
 
-from services.forecast.dataset import Panel
 from services.forecast.model_server import ModelStore, ServerConfig, create_app
 from shared.events import FeaturesRefreshed, encode_event
 from shared.runs import find_run
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
-
-ORIGIN = datetime(2019, 11, 18, tzinfo=UTC)
-
-
-@pytest.fixture
-def fleet(settings: Settings, panel_slice: Panel) -> list[str]:
-    """hourly_consumption and dim_device of the slice's meters up to ORIGIN, plus one decommissioned
-    device (hours, but no dim_device row)."""
-    start = pd.Timestamp("2019-11-01")
-    frames = []
-    for d, meter in enumerate([*panel_slice.device_ids, "decommissioned"]):
-        src = panel_slice.kwh[min(d, len(panel_slice.device_ids) - 1)]
-        lo, hi = panel_slice.position(start), panel_slice.position(pd.Timestamp(ORIGIN.replace(tzinfo=None)))
-        hours = panel_slice.index[lo:hi].tz_localize(UTC)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "device_id": meter,
-                    "site_id": "s1",
-                    "hour": hours,
-                    "energy_kwh": src[lo:hi],
-                    "avg_temp_c": 8.0,
-                    "reading_count": 4,
-                    "coverage": 1.0,
-                }
-            ).dropna(subset=["energy_kwh"])
-        )
-    devices = pd.DataFrame(
-        {"device_id": panel_slice.device_ids, "site_id": "s1", "name": panel_slice.device_ids}
-    )
-    with open_warehouse(settings) as wh:
-        wh.merge("hourly_consumption", pd.concat(frames, ignore_index=True), key=["device_id", "hour"])
-        wh.merge("dim_device", devices, key=["device_id"])
-    return [*panel_slice.device_ids, "decommissioned"]
+from tests.services.forecast.conftest import ORIGIN
 
 
 @pytest.fixture
