@@ -3,14 +3,19 @@ tests share (a uniquely named module: every test folder has its own `conftest`).
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from shared.events import Event, FeaturesRefreshed
+from shared.bus import Publisher
+from shared.bus.local import queue_path
+from shared.events import AnomaliesDetected, FeaturesRefreshed
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
 
@@ -46,24 +51,25 @@ NOW = datetime(2024, 3, 1, tzinfo=UTC)
 
 
 @dataclass
-class RecordingPublisher:
-    """Stands in for the bus: the scoring code only calls `publish`."""
-
-    sent: list[Event] = field(default_factory=list)
-
-    def publish(self, event: Event, *, correlation_id: str | None = None) -> str:
-        self.sent.append(event)
-        return f"m{len(self.sent)}"
-
-    def close(self) -> None:
-        return None
-
-
-@dataclass
 class Ctx:
+    """The part of shared.push.PushContext that scoring reads, around the real local bus."""
+
     settings: Settings
-    publisher: RecordingPublisher
+    publisher: Publisher
     correlation_id: str | None = "corr-1"
+
+
+def published(settings: Settings) -> list[AnomaliesDetected]:
+    """AnomaliesDetected messages on the local bus (read straight from its durable store)."""
+    path = queue_path(settings)
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            "SELECT data, attributes FROM messages WHERE topic = 'anomalies-detected'"
+        ).fetchall()
+    assert all(json.loads(a)["type"] == AnomaliesDetected.TYPE for _, a in rows)
+    return [AnomaliesDetected.model_validate_json(d) for d, _ in rows]
 
 
 def fleet_with_shift(fleet: FleetFactory) -> pd.DataFrame:

@@ -12,15 +12,16 @@ from anomaly_fleet import (
     START,
     Ctx,
     FleetFactory,
-    RecordingPublisher,
     fault_hour,
     fleet_with_shift,
     load_hourly,
+    published,
     read_anomalies,
     refresh_event,
 )
 
 from services.anomaly.scoring import detect_window, score_window, write_incidents
+from shared.bus import open_publisher
 from shared.events import AnomaliesDetected, FeaturesRefreshed
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
@@ -79,20 +80,20 @@ def test_ongoing_incident_updates_its_one_row(settings: Settings, fleet: FleetFa
 
 def test_score_window_publishes_once_per_new_incident(settings: Settings, fleet: FleetFactory) -> None:
     load_hourly(settings, fleet_with_shift(fleet))
-    ctx = Ctx(settings, RecordingPublisher())
+    ctx = Ctx(settings, open_publisher(settings))
     event = refresh_event("r1", fault_hour(42, 0), fault_hour(47, 0))
     result = score_window(event, ctx)
     assert result.published == 1
     assert result.devices_scored == 6
     assert result.hours_scored == 6 * 5 * 24
-    (sent,) = ctx.publisher.sent
+    (sent,) = published(settings)
     assert isinstance(sent, AnomaliesDetected)
     assert sent.incident_id == result.new_incidents[0]
     assert sent.device_id == "dev-2"
     again = score_window(event, ctx)
     assert again.published == 0
     assert again.incidents_written == 0
-    assert len(ctx.publisher.sent) == 1
+    assert len(published(settings)) == 1
 
 
 def test_window_without_data_scores_nothing(settings: Settings) -> None:

@@ -4,8 +4,6 @@ warehouse, AnomaliesDetected on the local bus, redelivery a no-op, bad pushes a 
 from __future__ import annotations
 
 import base64
-import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from anomaly_fleet import (
     fault_hour,
     fleet_with_shift,
     load_hourly,
+    published,
     read_anomalies,
     refresh_event,
 )
@@ -24,8 +23,7 @@ from flask.testing import FlaskClient
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
-from shared.bus.local import queue_path
-from shared.events import AnomaliesDetected, encode_event
+from shared.events import encode_event
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
 
@@ -55,18 +53,6 @@ def _envelope(message_id: str = "m1") -> dict[str, Any]:
     }
 
 
-def _published(settings: Settings) -> list[AnomaliesDetected]:
-    path = queue_path(settings)
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        rows = db.execute(
-            "SELECT data, attributes FROM messages WHERE topic = 'anomalies-detected'"
-        ).fetchall()
-    assert all(json.loads(a)["type"] == AnomaliesDetected.TYPE for _, a in rows)
-    return [AnomaliesDetected.model_validate_json(d) for d, _ in rows]
-
-
 def test_push_scores_window_and_publishes_new_incident(
     client: FlaskClient, settings: Settings, fleet: FleetFactory
 ) -> None:
@@ -74,7 +60,7 @@ def test_push_scores_window_and_publishes_new_incident(
     response = _push(client, _envelope())
     assert response.status_code == 204, response.get_data(as_text=True)
     rows = read_anomalies(settings)
-    (sent,) = _published(settings)
+    (sent,) = published(settings)
     assert list(rows["incident_id"]) == [sent.incident_id]
     assert sent.anomaly_type == "level_shift"
     assert sent.device_id == "dev-2"
@@ -88,7 +74,7 @@ def test_redelivered_push_changes_nothing(
     before = read_anomalies(settings)
     assert _push(client, _envelope("m2")).status_code == 204  # same refresh, new delivery
     pd.testing.assert_frame_equal(read_anomalies(settings), before)
-    assert len(_published(settings)) == 1
+    assert len(published(settings)) == 1
 
 
 @pytest.mark.parametrize(
@@ -107,7 +93,7 @@ def test_malformed_push_is_400_with_a_reason(
     response = _push(client, body)
     assert response.status_code == 400
     assert response.get_json()["error"]
-    assert _published(settings) == []
+    assert published(settings) == []
 
 
 def test_health_and_unknown_routes(client: FlaskClient) -> None:
