@@ -11,6 +11,7 @@ prints median and p95 per question kind and overall, plus peak memory. Then runs
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -81,6 +82,7 @@ def main() -> None:
         answer_question(ChatRequest(question="Which meter used the most last week?"), "bench", deps)
         console.print(f"first question (index build + schema check): {time.perf_counter() - started:.2f} s")
         timings: dict[str, list[float]] = {name: [] for name, _ in QUESTIONS}
+        cpu: list[float] = []
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -95,9 +97,10 @@ def main() -> None:
                     request = ChatRequest(
                         question=question, conversation_id=conversation if name == "follow_up" else None
                     )
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     response = answer_question(request, "bench", deps)
                     timings[name].append((time.perf_counter() - t0) * 1000)
+                    cpu.append((time.process_time() - c0) * 1000)
                     conversation = response.conversation_id
                     progress.advance(task)
         table = Table("question kind", "median ms", "p95 ms", "intent check")
@@ -110,6 +113,11 @@ def main() -> None:
             )
         console.print(table)
         everything = [t for values in timings.values() for t in values]
+        console.print(
+            f"CPU time per question (all threads of this process): median {statistics.median(cpu):.0f} ms, "
+            f"p95 {percentile(cpu, 0.95):.0f} ms; load average during the run: {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores"
+        )
         console.print(
             f"all {len(everything)} questions: median {statistics.median(everything):.0f} ms, "
             f"p95 {percentile(everything, 0.95):.0f} ms, max {max(everything):.0f} ms"

@@ -454,7 +454,7 @@ def _dry_run(sql: str, settings: Settings) -> None:
 
     client = bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
     mapped = render(
-        sql, "bigquery", TableMap({"energy_analytics": (settings.gcp_project, settings.analytics_dataset)})
+        sql, "bigquery", TableMap.of({"energy_analytics": (settings.gcp_project, settings.analytics_dataset)})
     )
     bigquery_dry_run(client, mapped, [], maximum_bytes_billed=settings.bq_maximum_bytes_billed)
 
@@ -467,7 +467,7 @@ def _respond(question: str, got: _Retrieved, deps: ChatDeps, conversation_id: st
         # who the question was about, as the context query returned them (names are quoted, not computed)
         citations.append(Citation(kind="sql", sql=CONTEXT_SQL.strip(), params={}, rows=got.entity_rows))
     citations += [Citation(kind="document", id=d.id, title=d.title) for d in got.documents]
-    base = {"intent": u.intent, "conversation_id": conversation_id, "citations": citations}
+    base: dict[str, Any] = {"intent": u.intent, "conversation_id": conversation_id, "citations": citations}
     if got.message is not None:
         return ChatResponse(answer=got.message, refused=u.intent == "unsafe", **base)
     if ctx.intent == "model_sql":

@@ -8,7 +8,9 @@ at import, so importing this module does no I/O.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
+from typing import cast
 
 import flask
 import functions_framework
@@ -42,7 +44,7 @@ def handle_chat(request: flask.Request, deps: ChatDeps, limiter: RateLimiter) ->
     if request.method != "POST":
         return _error(405, 'use POST with a JSON body {"question": ...}')
     try:
-        caller = authenticate(request.headers, deps.settings)
+        caller = authenticate(cast(Mapping[str, str], request.headers), deps.settings)
         limiter.check(caller)
         body = ChatRequest.model_validate_json(request.get_data() or b"{}")
         response = answer_question(body, caller, deps)
