@@ -42,7 +42,7 @@ HOUR = timedelta(hours=1)
 OPEN_INCIDENT_HOURS = 24
 MAX_DETAIL_HOURS = 24 * 31
 FORECAST_HORIZON_HOURS = 48
-SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1}
+SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1}  # as in shared.events
 
 
 class SiteSummary(BaseModel):

@@ -5,7 +5,7 @@
 
 (function () {
   const KEY_STORE = "gridsight.apiKey";
-  const SEVERITY_COLOURS = { high: "rgba(176, 0, 32, 0.18)", medium: "rgba(166, 100, 0, 0.18)", low: "rgba(53, 96, 125, 0.15)" };
+  const SEVERITY_COLOURS = { critical: "rgba(122, 0, 22, 0.28)", high: "rgba(176, 0, 32, 0.18)", medium: "rgba(166, 100, 0, 0.18)", low: "rgba(53, 96, 125, 0.15)" };
   const view = document.getElementById("view");
   const statusBox = document.getElementById("status");
   const alertBox = document.getElementById("alert");
@@ -230,7 +230,7 @@
       h("p", { class: "muted", text: [d.device_id, d.site_name || d.site_id, d.meter_type, d.site_type, d.timezone].filter(Boolean).join(" · ") }),
       h("section", { "aria-labelledby": "chart-title" },
         h("h2", { id: "chart-title", text: "Load, forecast and anomalies" }),
-        h("p", { class: "help", text: "Solid line: measured kWh per hour. Dashed line: forecast median (p50); blue band: p10–p90. Shaded spans: anomalies (red high, amber medium, blue low). Times are UTC." }),
+        h("p", { class: "help", text: "Solid line: measured kWh per hour. Dashed line: forecast median (p50); blue band: p10–p90. Shaded spans: anomalies (dark red critical, red high, amber medium, blue low). Times are UTC." }),
         chartBox,
         h("p", { class: "visually-hidden", text: chartSummary(data) })),
       h("section", { "aria-labelledby": "anomalies-title" },

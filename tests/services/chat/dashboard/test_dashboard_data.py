@@ -97,3 +97,19 @@ def test_device_without_readings_still_has_a_page(settings, demo_fleet):
     assert detail.device.name == "Fresh install"
     assert detail.load == []
     assert detail.anomalies == []
+
+
+def test_open_incidents_list_the_most_severe_first(settings, demo_fleet, last_hour):
+    critical = pd.DataFrame(
+        [
+            {"incident_id": "inc-critical", "device_id": "dev-002",
+             "start_hour": last_hour - timedelta(hours=10), "end_hour": last_hour - timedelta(hours=8),
+             "anomaly_type": "baseload_rise", "severity": "critical", "explanation": "Baseload tripled."},
+        ]
+    )  # fmt: skip
+    critical["start_hour"] = pd.to_datetime(critical.start_hour, utc=True)
+    critical["end_hour"] = pd.to_datetime(critical.end_hour, utc=True)
+    with open_warehouse(settings) as wh:
+        wh.merge("anomalies", critical, key=["incident_id"])
+        overview = fleet_overview(wh)
+    assert [i.incident_id for i in overview.open_incidents] == ["inc-critical", "inc-open-spike"]
