@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Endpoint, serving, settled, wait_until
+from loopback import Endpoint, serving, settled, wait_until
 
 from infra.local.supervisor import ProcessSpec, Supervisor
 from shared.bus import open_publisher

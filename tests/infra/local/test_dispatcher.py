@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Endpoint, dispatching, serving, settled, wait_until
+from loopback import Endpoint, dispatching, serving, settled, wait_until
 
 from infra.local.dispatcher import backoff_seconds
 from shared.bus import open_publisher

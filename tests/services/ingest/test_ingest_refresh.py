@@ -10,8 +10,8 @@ from typing import Any
 import flask
 import functions_framework
 import pytest
-from conftest import START, LandRaw
 from flask.testing import FlaskClient
+from raw_landing import START, LandRaw
 
 from services.ingest.refresh import refresh_on_sync
 from shared.bus import open_publisher
