@@ -105,9 +105,9 @@ def test_delivering_twice_or_three_times_leaves_the_warehouse_as_once(
 def test_next_sync_refreshes_only_the_new_day(
     client: FlaskClient, settings: Settings, land_raw: LandRaw
 ) -> None:
-    land_raw(settings, devices=2, hours=48)
+    land_raw(settings, devices=2, hours=24)
     assert client.post("/pubsub/sync-completed", json=_envelope("sync-1")).status_code == 204
-    next_day = START + dt.timedelta(hours=48)
+    next_day = START + dt.timedelta(hours=24)
     land_raw(
         settings,
         devices=2,
@@ -121,7 +121,7 @@ def test_next_sync_refreshes_only_the_new_day(
     assert first.refresh_id != second.refresh_id
     assert second.window_start >= next_day - dt.timedelta(hours=1)  # the new day (plus what it propagates)
     assert second.rows_changed["hourly_consumption"] >= 2 * 24
-    assert len(_snapshot(settings)["hourly_consumption"]) == 2 * 72
+    assert len(_snapshot(settings)["hourly_consumption"]) == 2 * 48
 
 
 def test_sync_without_new_rows_publishes_nothing(
