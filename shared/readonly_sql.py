@@ -14,7 +14,7 @@ from shared.warehouse.dialect import parse_one_statement
 __all__ = ["ALLOWED_DATASETS", "ReadOnlyViolation", "ensure_read_only"]
 
 ALLOWED_DATASETS = frozenset({"raw", "energy_analytics"})
-_FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = (
+_FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = (
     exp.Insert,
     exp.Update,
     exp.Delete,
@@ -46,7 +46,7 @@ class ReadOnlyViolation(ValueError):
     """The SQL is not a single read-only SELECT; the message says why, for the person who wrote it."""
 
 
-def ensure_read_only(sql: str) -> exp.Expression:
+def ensure_read_only(sql: str) -> exp.Expr:
     """Return the parsed statement if it is one read-only SELECT over warehouse tables, else raise."""
     try:
         statement = parse_one_statement(sql)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
@@ -103,6 +104,8 @@ def run_refresh(wh: Warehouse, *, full: bool = False, progress: Progress | None 
     full = full or any(previous.get(t) is None for t in RAW_TABLES)
     refresh_id = _refresh_id(previous, current, full=full)
 
+    window: tuple[datetime, datetime] | None
+    devices: list[str] | None
     if full:
         window, devices = ALL_TIME, None
     else:
@@ -196,16 +199,16 @@ def _changed_window(
     """Hours touched since the watermarks, and the devices they belong to."""
     readings = _query_compiled(wh, _CHANGED_READINGS, {"mark": previous["reading"]})
     changed_devices = [
-        r["device_id"] for r in _query_compiled(wh, _CHANGED_DEVICES, {"mark": previous["device"]})
+        str(r["device_id"]) for r in _query_compiled(wh, _CHANGED_DEVICES, {"mark": previous["device"]})
     ]
-    spans = [(r["first_hour"], r["last_hour"]) for r in readings]
+    spans: list[tuple[datetime, datetime]] = [(r["first_hour"], r["last_hour"]) for r in readings]
     if changed_devices:
         spans += [
             (r["first_hour"], r["last_hour"])
             for r in _query_compiled(wh, _DEVICE_SPAN, {"devices": changed_devices})
             if r["first_hour"] is not None
         ]
-    devices = sorted({r["device_id"] for r in readings} | set(changed_devices))
+    devices = sorted({str(r["device_id"]) for r in readings} | set(changed_devices))
     if not spans:
         return None, devices
     return (min(s[0] for s in spans), max(s[1] for s in spans) + HOUR), devices
@@ -279,5 +282,5 @@ def _compiled(sql: str) -> str:
     return compile_sql(sql).sql(dialect="bigquery")
 
 
-def _query_compiled(wh: Warehouse, sql: str, params: dict[str, object]) -> list[dict[str, object]]:
+def _query_compiled(wh: Warehouse, sql: str, params: dict[str, object]) -> list[dict[str, Any]]:
     return wh.query(_compiled(sql), params).to_pylist()

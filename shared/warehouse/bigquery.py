@@ -61,7 +61,7 @@ class BigQueryWarehouse:
         client = bigquery.Client(
             project=settings.gcp_project,
             location=settings.bq_location,
-            credentials=AnonymousCredentials() if endpoint else None,  # type: ignore[no-untyped-call]
+            credentials=AnonymousCredentials() if endpoint else None,
             client_options=ClientOptions(api_endpoint=endpoint) if endpoint else None,
         )
         return cls(

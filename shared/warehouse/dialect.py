@@ -56,7 +56,7 @@ class Transpiled:
     tables: frozenset[str]
 
 
-def parse_one_statement(sql: str) -> exp.Expression:
+def parse_one_statement(sql: str) -> exp.Expr:
     """Parse GoogleSQL; more than one statement is an error, so a caller can never smuggle a second."""
     try:
         statements = [s for s in sqlglot.parse(sql, read="bigquery") if s is not None]
@@ -67,7 +67,7 @@ def parse_one_statement(sql: str) -> exp.Expression:
     return statements[0]
 
 
-def referenced_tables(expression: exp.Expression) -> set[str]:
+def referenced_tables(expression: exp.Expr) -> set[str]:
     """Dataset-qualified tables a statement reads or writes (`raw.reading`), CTE names excluded."""
     cte_names = {cte.alias_or_name for cte in expression.find_all(exp.CTE)}
     names: set[str] = set()
@@ -79,10 +79,10 @@ def referenced_tables(expression: exp.Expression) -> set[str]:
     return names
 
 
-def _map_tables(expression: exp.Expression, table_map: TableMap) -> exp.Expression:
+def _map_tables(expression: exp.Expr, table_map: TableMap) -> exp.Expr:
     locations = table_map.locations
 
-    def rewrite(node: exp.Expression) -> exp.Expression:
+    def rewrite(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Table) and node.db in locations and not node.catalog:
             catalog, schema = locations[node.db]
             node = node.copy()
@@ -94,7 +94,7 @@ def _map_tables(expression: exp.Expression, table_map: TableMap) -> exp.Expressi
     return expression.transform(rewrite)
 
 
-def render(sql: str | exp.Expression, dialect: str, table_map: TableMap, *, pretty: bool = False) -> str:
+def render(sql: str | exp.Expr, dialect: str, table_map: TableMap, *, pretty: bool = False) -> str:
     """GoogleSQL text (or a parsed statement) -> SQL for `dialect` ('duckdb' or 'bigquery')."""
     expression = parse_one_statement(sql) if isinstance(sql, str) else sql
     expression = _map_tables(expression, table_map)
@@ -107,7 +107,7 @@ def render(sql: str | exp.Expression, dialect: str, table_map: TableMap, *, pret
 _MICROS = {"SECOND": 1_000_000, "MINUTE": 60_000_000, "HOUR": 3_600_000_000, "DAY": 86_400_000_000}
 
 
-def _epoch_arithmetic(node: exp.Expression) -> exp.Expression:
+def _epoch_arithmetic(node: exp.Expr) -> exp.Expr:
     """TIMESTAMP_TRUNC / TIMESTAMP_DIFF in fixed units as integer epoch arithmetic on DuckDB.
 
     sqlglot maps them to DATE_TRUNC / DATE_DIFF, which DuckDB evaluates through ICU calendars on
@@ -142,7 +142,7 @@ def _epoch_arithmetic(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _epoch_us(value: exp.Expression) -> exp.Expression:
+def _epoch_us(value: exp.Expr) -> exp.Expr:
     return exp.func("EPOCH_US", value.copy())
 
 
@@ -158,7 +158,7 @@ def transpile(sql: str, dialect: str, table_map: TableMap) -> Transpiled:
     )
 
 
-def used_parameters(expression: exp.Expression) -> set[str]:
+def used_parameters(expression: exp.Expr) -> set[str]:
     """Named `@params` in a statement, so adapters bind exactly those."""
     return {p.name for p in expression.find_all(exp.Parameter)}
 
@@ -167,7 +167,7 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def inline_timestamps(sql: str | exp.Expression, values: Mapping[str, datetime]) -> exp.Expression:
+def inline_timestamps(sql: str | exp.Expr, values: Mapping[str, datetime]) -> exp.Expr:
     """Replace `@name` parameters by TIMESTAMP literals of trusted, program-made values.
 
     For statements whose engine mishandles a parameter used in several clauses (bqemulator's MERGE);
@@ -175,7 +175,7 @@ def inline_timestamps(sql: str | exp.Expression, values: Mapping[str, datetime])
     """
     expression = parse_one_statement(sql) if isinstance(sql, str) else sql
 
-    def replace(node: exp.Expression) -> exp.Expression:
+    def replace(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Parameter) and node.name in values:
             value = values[node.name].astimezone(UTC)
             stamp = value.strftime("%Y-%m-%d %H:%M:%S" + (".%f" if value.microsecond else "") + "+00:00")

@@ -20,17 +20,17 @@ STAGING_DIR = SQL_DIR / "staging"
 
 
 @cache
-def _staging(name: str) -> exp.Expression:
+def _staging(name: str) -> exp.Expr:
     path = STAGING_DIR / f"{name}.sql"
     if not path.exists():
         raise ValueError(f"unknown staging model staging.{name} (no {path.name})")
     return parse_one_statement(path.read_text())
 
 
-def compile_sql(sql: str) -> exp.Expression:
+def compile_sql(sql: str) -> exp.Expr:
     """Parse GoogleSQL and inline every `staging.<model>` it reads as a subquery."""
 
-    def inline(node: exp.Expression) -> exp.Expression:
+    def inline(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Table) and node.db == "staging":
             return exp.Subquery(
                 this=_staging(node.name).copy(),
@@ -57,7 +57,7 @@ def ordered_models() -> tuple[TableContract, ...]:
     """Every model, each after the models it reads."""
     contracts = load_contracts()
     models = {name: c for name, c in contracts.items() if c.is_model}
-    graph: dict[str, set[str]] = {}
+    graph: dict[str, frozenset[str]] = {}
     for name, contract in models.items():
         inputs = model_inputs(contract)
         unknown = inputs - models.keys()

@@ -25,13 +25,15 @@ def land(settings: Settings, write: Callable[[RawStore], None]) -> None:
         write(raw)
 
 
-def land_fleet(settings: Settings, *, days: int = DAYS, synced_at: datetime = SYNC_1) -> None:
-    sites, devices = make_fleet(N_DEVICES)
-    readings = make_readings(devices["device_id"].to_pylist(), START, START + timedelta(days=days))
+def land_fleet(
+    settings: Settings, *, days: int = DAYS, devices: int = N_DEVICES, synced_at: datetime = SYNC_1
+) -> None:
+    sites, fleet = make_fleet(devices)
+    readings = make_readings(fleet["device_id"].to_pylist(), START, START + timedelta(days=days))
 
     def write(raw: RawStore) -> None:
         raw.upsert("site", sites, synced_at)
-        raw.upsert("device", devices, synced_at)
+        raw.upsert("device", fleet, synced_at)
         raw.upsert("reading", readings, synced_at)
 
     land(settings, write)

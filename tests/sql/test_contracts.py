@@ -24,21 +24,23 @@ def test_models_run_after_the_models_they_read() -> None:
     )
 
 
-@pytest.mark.parametrize("table", MODELS)
-def test_model_output_matches_its_contract(landed: Settings, table: str) -> None:
+def test_model_output_matches_its_contract(landed: Settings) -> None:
     refresh_features(landed)
-    contract = load_contracts()[table]
-    key = ", ".join(contract.unique_key)
     with open_warehouse(landed) as wh:
         assert isinstance(wh, DuckDBWarehouse)
-        assert wh.columns(table) == list(contract.columns)
-        total = wh.query(f"SELECT COUNT(*) AS n FROM energy_analytics.{table}").to_pylist()[0]["n"]
-        keys = wh.query(f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {key} FROM energy_analytics.{table})")
-        nulls = " OR ".join(f"{k} IS NULL" for k in contract.unique_key)
-        null_keys = wh.query(f"SELECT COUNT(*) AS n FROM energy_analytics.{table} WHERE {nulls}")
-    assert total > 0
-    assert keys.to_pylist()[0]["n"] == total
-    assert null_keys.to_pylist()[0]["n"] == 0
+        for table in MODELS:
+            contract = load_contracts()[table]
+            key = ", ".join(contract.unique_key)
+            assert wh.columns(table) == list(contract.columns), table
+            total = wh.query(f"SELECT COUNT(*) AS n FROM energy_analytics.{table}").to_pylist()[0]["n"]
+            keys = wh.query(
+                f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {key} FROM energy_analytics.{table})"
+            )
+            nulls = " OR ".join(f"{k} IS NULL" for k in contract.unique_key)
+            null_keys = wh.query(f"SELECT COUNT(*) AS n FROM energy_analytics.{table} WHERE {nulls}")
+            assert total > 0, table
+            assert keys.to_pylist()[0]["n"] == total, f"{table}: duplicate keys"
+            assert null_keys.to_pylist()[0]["n"] == 0, f"{table}: NULL keys"
 
 
 def test_ml_features_lags_are_the_hours_before(landed: Settings) -> None:

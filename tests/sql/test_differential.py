@@ -55,7 +55,7 @@ def _refresh_both(duck: Settings, bq: Settings) -> None:
 
 def test_models_give_identical_rows_on_duckdb_and_bigquery(backends: tuple[Settings, Settings]) -> None:
     duck, bq = backends
-    land_fleet(duck, days=2)
+    land_fleet(duck, days=2, devices=N)
     _refresh_both(duck, bq)
     first = snapshot(duck)
     assert all(len(frame) for frame in first.values())
@@ -64,10 +64,10 @@ def test_models_give_identical_rows_on_duckdb_and_bigquery(backends: tuple[Setti
     end = START + timedelta(days=2)
 
     def more(raw: RawStore) -> None:
-        ids = [f"dev-{i:05d}" for i in range(6)]
+        ids = [f"dev-{i:05d}" for i in range(N)]
         rows = make_readings(ids, end, end + timedelta(hours=6), start_registers=raw.last_registers(), seed=3)
         raw.upsert("reading", rows, SYNC_1 + timedelta(days=1))
-        raw.delete("device", [{"device_id": "dev-00004"}], SYNC_1 + timedelta(days=1))
+        raw.delete("device", [{"device_id": "dev-00002"}], SYNC_1 + timedelta(days=1))
         raw.delete(
             "reading",
             [{"device_id": "dev-00001", "timestamp": START + timedelta(hours=7)}],

@@ -26,7 +26,7 @@ API_KEY = "warehouse-test-key"
 
 @pytest.fixture
 def vendor() -> Iterator[tuple[VendorApi, str]]:
-    spec = FleetSpec(devices=4, days=1, seed=3, late_share=0.5, decommission_share=0.5, malformed_rate=0.01)
+    spec = FleetSpec(devices=3, days=0.5, seed=3, late_share=0.5, decommission_share=0.5, malformed_rate=0.01)
     api = VendorApi(Fleet(spec), API_KEY, FaultPolicy())
     server = SimulatorServer(api).start()
     yield api, server.url
@@ -54,7 +54,7 @@ def test_models_over_real_syncs_refresh_incrementally_like_a_full_rebuild(
     assert first.full
     assert first.rows_changed["hourly_consumption"] > 0
 
-    api.advance(12)
+    api.advance(8)
     _sync(settings, url)
     second = refresh_features(settings)
     assert not second.full
