@@ -14,11 +14,11 @@ from pydantic import BaseModel
 
 from shared.bus import Publisher
 from shared.events import SyncCompleted
-from shared.logging import get_logger
+from shared.logging import bind_correlation_id, get_logger
 from shared.runs import PipelineRun, has_succeeded, record_run
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
-from shared.webhook import parse_webhook, verify_signature
+from shared.webhook import FivetranWebhook, parse_webhook, verify_signature
 
 __all__ = ["WEBHOOK_HANDLER", "WebhookOutcome", "handle_fivetran_webhook"]
 
@@ -39,6 +39,11 @@ def handle_fivetran_webhook(
     """Verify (SignatureError), parse (InvalidEvent), then publish at most once per sync."""
     verify_signature(body, signature, settings.webhook_secret.get_secret_value())
     hook = parse_webhook(body)
+    with bind_correlation_id(hook.sync_id):  # the sync id follows this sync through every service
+        return _handle(hook, settings, publisher)
+
+
+def _handle(hook: FivetranWebhook, settings: Settings, publisher: Publisher) -> WebhookOutcome:
     facts = {
         "event": hook.event,
         "connection": hook.connection,
