@@ -104,8 +104,6 @@ class _Retrieved:
     queries: list[QueryResult] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
     message: str | None = None  # a fixed reply (no data, clarification, refusal) instead of a composition
-    doc_source: list[Document] | None = None
-    signature: str | None = None
     entity_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -128,9 +126,6 @@ def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatRe
     with deps.open_wh(deps.settings, ensure_schema=not deps.schema_checked) as wh:
         got = _retrieve(wh, request.question, previous.understanding if previous else None, deps)
     deps.schema_checked = True
-    if deps.index is not None and got.doc_source is not None:
-        deps.index.sync(got.doc_source)
-        deps.indexed_signature = got.signature
     if got.message is None and deps.index is not None:
         got.documents = _documents_for(got, request.question, deps.index)
     response = _respond(request.question, got, deps, conversation_id)
@@ -228,6 +223,10 @@ def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps
         fleet = _load_context(wh)
         deps.context_cache = (version, fleet)
     catalog, clock = fleet.catalog, fleet.clock
+    if deps.index is not None and deps.indexed_signature != fleet.signature:
+        # only when devices, sites or incidents changed; the index has its own file and lock
+        deps.index.sync(_doc_source(wh, fleet.devices, fleet.sites))
+        deps.indexed_signature = fleet.signature
     u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
     if u.intent == "unknown" and deps.index is not None:
         u = _intent_from_examples(question, u, deps.index)
@@ -246,9 +245,6 @@ def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps
     ]
     ctx = Context(intent=u.intent, subject=_subject(u), tz=tz, currency=deps.settings.chat_currency)
     got = _Retrieved(understanding=u, context=ctx, entity_rows=entity_rows)
-    if deps.index is not None and deps.indexed_signature != fleet.signature:
-        got.doc_source = _doc_source(wh, fleet.devices, fleet.sites)
-        got.signature = fleet.signature
     if u.intent == "unsafe":
         got.message = f"I can't do that: {u.reason}. I can answer questions about the data instead."
     elif u.intent == "out_of_scope":

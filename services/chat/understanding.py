@@ -300,7 +300,7 @@ _INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
     (
         "top_k",
         re.compile(
-            r"\b(which|top|most|least|highest|lowest|rank\w*|biggest|smallest|largest|"
+            r"\b(top|most|least|highest|lowest|rank\w*|biggest|smallest|largest|"
             r"worst|best)\b"
         ),
     ),
