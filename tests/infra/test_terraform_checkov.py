@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.infra.conftest import INSECURE_FIXTURE, REPO_ROOT, TERRAFORM_DIR
+from tests.infra.tfcommon import INSECURE_FIXTURE, REPO_ROOT, TERRAFORM_DIR
 
 SKIP_COMMENT = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
 

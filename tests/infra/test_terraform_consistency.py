@@ -19,7 +19,6 @@ from pydantic import SecretStr
 
 from shared.settings import Settings
 from shared.topology import TOPOLOGY_FILE, load_topology
-from tests.infra.conftest import MODULE_DIR, REPO_ROOT, TEST_VARS, blocks, unquote
 from tests.infra.images import (
     external_distributions,
     installed_closure,
@@ -27,6 +26,7 @@ from tests.infra.images import (
     reachable,
     read_requirements,
 )
+from tests.infra.tfcommon import MODULE_DIR, REPO_ROOT, TEST_VARS, blocks, unquote
 
 CLOUDBUILD = REPO_ROOT / "cloudbuild.yaml"
 SERVICES_DIR = REPO_ROOT / "services"

@@ -12,8 +12,8 @@ from typing import Any
 import hcl2
 import pytest
 
-from tests.infra.conftest import INSECURE_FIXTURE, MODULE_DIR, blocks
 from tests.infra.provider_schema import SCHEMA_DIR, camel, provider_version, schema, unknown_arguments
+from tests.infra.tfcommon import INSECURE_FIXTURE, MODULE_DIR, blocks
 
 REFERENCE = re.compile(r"\b(google_[a-z0-9_]+)\.([a-z0-9_]+)(?:\[[^\]]+\])?\.([a-z_]+)\b")
 

@@ -13,7 +13,7 @@ import pytest
 
 from infra.terraform_tables import TABLES_FILE, render_tables
 from shared.warehouse.contracts import load_contracts
-from tests.infra.conftest import DEV_DIR, MODULE_DIR, TERRAFORM_DIR, blocks, unquote
+from tests.infra.tfcommon import DEV_DIR, MODULE_DIR, TERRAFORM_DIR, blocks, unquote
 
 
 def test_every_terraform_file_parses(tf_files: list[Path]) -> None:
