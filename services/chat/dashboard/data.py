@@ -16,7 +16,6 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from shared.errors import NotFound
@@ -154,26 +153,21 @@ left join energy_analytics.dim_site as s on s.site_id = d.site_id
 order by d.device_id
 """
 
-_LAST_HOUR_SQL = """
-with latest as (
-  select device_id, max(hour) as last_hour
+# one scan of hourly_consumption for every device's last hour and its energy today and a week ago
+_DEVICE_ENERGY_SQL = """
+with per_device as (
+  select
+    device_id,
+    max(hour) as last_hour,
+    sum(case when hour >= @today_start and hour < @as_of then energy_kwh else 0 end) as today_kwh,
+    sum(case when hour >= @week_start and hour < @week_end then energy_kwh else 0 end) as last_week_kwh
   from energy_analytics.hourly_consumption
   group by device_id
 )
-select l.device_id, l.last_hour, h.avg_power_w as last_avg_power_w
-from latest as l
+select p.device_id, p.last_hour, p.today_kwh, p.last_week_kwh, h.avg_power_w as last_avg_power_w
+from per_device as p
 join energy_analytics.hourly_consumption as h
-  on h.device_id = l.device_id and h.hour = l.last_hour
-"""
-
-_ENERGY_SQL = """
-select
-  device_id,
-  sum(case when hour >= @today_start and hour < @as_of then energy_kwh else 0 end) as today_kwh,
-  sum(case when hour >= @week_start and hour < @week_end then energy_kwh else 0 end) as last_week_kwh
-from energy_analytics.hourly_consumption
-where (hour >= @today_start and hour < @as_of) or (hour >= @week_start and hour < @week_end)
-group by device_id
+  on h.device_id = p.device_id and h.hour = p.last_hour
 """
 
 _INCIDENT_COLUMNS = (
@@ -230,11 +224,11 @@ order by start_hour, incident_id
 
 def fleet_overview(warehouse: Warehouse) -> FleetOverview:
     """Sites, devices and their energy today against the same hours a week earlier, plus open incidents."""
-    last_hour = _scalar_time(warehouse.query_df(_DATA_CLOCK_SQL), "last_hour")
-    sites = [SiteSummary(**_clean(r)) for r in _records(warehouse.query_df(_SITES_SQL))]
-    devices = _records(warehouse.query_df(_DEVICES_SQL))
+    last_hour = _scalar_time(_rows(warehouse, _DATA_CLOCK_SQL), "last_hour")
+    sites = [SiteSummary(**r) for r in _rows(warehouse, _SITES_SQL)]
+    devices = _rows(warehouse, _DEVICES_SQL)
     if last_hour is None:
-        summaries = [_device_summary(d, None, {}, 0) for d in devices]
+        summaries = [_device_summary(d, {}, 0) for d in devices]
         return FleetOverview(
             as_of=None,
             today_start=None,
@@ -249,38 +243,20 @@ def fleet_overview(warehouse: Warehouse) -> FleetOverview:
     if today_start == as_of:  # the data ends exactly at midnight: "today" is the day that just ended
         today_start -= timedelta(days=1)
     week = timedelta(days=7)
-    energy = {
-        r["device_id"]: r
-        for r in _records(
-            warehouse.query_df(
-                _ENERGY_SQL,
-                {
-                    "today_start": today_start,
-                    "as_of": as_of,
-                    "week_start": today_start - week,
-                    "week_end": as_of - week,
-                },
-            )
-        )
+    window = {
+        "today_start": today_start,
+        "as_of": as_of,
+        "week_start": today_start - week,
+        "week_end": as_of - week,
     }
-    latest = {r["device_id"]: r for r in _records(warehouse.query_df(_LAST_HOUR_SQL))}
-    incidents = [
-        Incident(**_clean(r))
-        for r in _records(
-            warehouse.query_df(_OPEN_INCIDENTS_SQL, {"open_since": as_of - OPEN_INCIDENT_HOURS * HOUR})
-        )
-    ]
+    energy = {r["device_id"]: r for r in _rows(warehouse, _DEVICE_ENERGY_SQL, window)}
+    open_since = {"open_since": as_of - OPEN_INCIDENT_HOURS * HOUR}
+    incidents = [Incident(**r) for r in _rows(warehouse, _OPEN_INCIDENTS_SQL, open_since)]
     per_device: dict[str, int] = {}
     for incident in incidents:
         per_device[incident.device_id] = per_device.get(incident.device_id, 0) + 1
     summaries = [
-        _device_summary(
-            d,
-            latest.get(d["device_id"]),
-            energy.get(d["device_id"], {}),
-            per_device.get(d["device_id"], 0),
-        )
-        for d in devices
+        _device_summary(d, energy.get(d["device_id"], {}), per_device.get(d["device_id"], 0)) for d in devices
     ]
     incidents.sort(key=lambda i: (-SEVERITY_RANK.get(i.severity or "", 0), -i.start_hour.timestamp()))
     return FleetOverview(
@@ -299,43 +275,41 @@ def device_detail(warehouse: Warehouse, device_id: str, *, hours: int = 7 * 24) 
     (never installed, or decommissioned)."""
     if not 1 <= hours <= MAX_DETAIL_HOURS:
         raise ValueError(f"hours must be between 1 and {MAX_DETAIL_HOURS}, got {hours}")
-    rows = _records(warehouse.query_df(_DEVICE_SQL, {"device_id": device_id}))
+    rows = _rows(warehouse, _DEVICE_SQL, {"device_id": device_id})
     if not rows:
         raise NotFound(f"unknown device {device_id!r}")
-    info = DeviceInfo(**_clean(rows[0]))
+    info = DeviceInfo(**rows[0])
 
-    last_hour = _scalar_time(warehouse.query_df(_DEVICE_CLOCK_SQL, {"device_id": device_id}), "last_hour")
+    last_hour = _scalar_time(_rows(warehouse, _DEVICE_CLOCK_SQL, {"device_id": device_id}), "last_hour")
     window_end = (last_hour + HOUR) if last_hour else _current_hour()
     window_start = window_end - hours * HOUR
     forecast_end = window_end + FORECAST_HORIZON_HOURS * HOUR
     params = {"device_id": device_id, "start": window_start}
-    load = warehouse.query_df(_LOAD_SQL, {**params, "end": window_end})
-    forecast = warehouse.query_df(_FORECAST_SQL, {**params, "end": forecast_end})
-    incidents = warehouse.query_df(_DEVICE_INCIDENTS_SQL, {**params, "end": forecast_end})
     return DeviceDetail(
         device=info,
         window_start=window_start,
         window_end=window_end,
         forecast_end=forecast_end,
-        load=[LoadPoint(**_clean(r)) for r in _records(load)],
-        forecast=[ForecastPoint(**_clean(r)) for r in _records(forecast)],
-        anomalies=[Incident(**_clean(r)) for r in _records(incidents)],
+        load=[LoadPoint(**r) for r in _rows(warehouse, _LOAD_SQL, {**params, "end": window_end})],
+        forecast=[
+            ForecastPoint(**r) for r in _rows(warehouse, _FORECAST_SQL, {**params, "end": forecast_end})
+        ],
+        anomalies=[
+            Incident(**r) for r in _rows(warehouse, _DEVICE_INCIDENTS_SQL, {**params, "end": forecast_end})
+        ],
     )
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _device_summary(
-    device: dict[str, Any], latest: dict[str, Any] | None, energy: dict[str, Any], open_incidents: int
-) -> DeviceSummary:
+def _device_summary(device: dict[str, Any], energy: dict[str, Any], open_incidents: int) -> DeviceSummary:
     today = float(energy.get("today_kwh") or 0.0)
     last_week = float(energy.get("last_week_kwh") or 0.0)
-    latest = latest or {}
     return DeviceSummary(
-        **_clean(device),
-        last_reading_hour=_as_utc(latest.get("last_hour")),
-        last_avg_power_w=_as_float(latest.get("last_avg_power_w")),
+        **device,
+        last_reading_hour=energy.get("last_hour"),
+        last_avg_power_w=_as_float(energy.get("last_avg_power_w")),
         energy_today_kwh=round(today, 3),
         energy_same_day_last_week_kwh=round(last_week, 3),
         change_pct=_change_pct(today, last_week),
@@ -360,49 +334,34 @@ def _change_pct(now: float, before: float) -> float | None:
     return round(100.0 * (now - before) / before, 1) if before > 0 else None
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return frame.to_dict(orient="records")
+def _rows(warehouse: Warehouse, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows as plain dicts straight from Arrow (no pandas boxing: the fleet page has a row per device),
+    with NULL/NaN as None and every timestamp an aware UTC datetime, as pydantic wants them."""
+    return [
+        {key: _clean(value) for key, value in row.items()} for row in warehouse.query(sql, params).to_pylist()
+    ]
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    """Warehouse NULLs arrive as NaN/NaT/pd.NA and timestamps as pandas types; pydantic wants None and
-    aware datetimes."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, pd.Timestamp | datetime):
-            out[key] = _as_utc(value)
-        elif value is None or value is pd.NA or value is pd.NaT or _is_nan(value):
-            out[key] = None
-        elif hasattr(value, "item"):  # numpy scalars
-            out[key] = value.item()
-        else:
-            out[key] = value
-    return out
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _as_utc(value: Any) -> datetime | None:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+def _clean(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _as_utc(value)
+    if isinstance(value, float) and math.isnan(value):
         return None
-    stamp = pd.Timestamp(value)
-    if pd.isna(stamp):
+    return value
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
         return None
-    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
-    return stamp.to_pydatetime()
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _as_float(value: Any) -> float | None:
-    if value is None or value is pd.NA:
-        return None
-    number = float(value)
-    return None if math.isnan(number) else number
+    return None if value is None else float(value)
 
 
-def _scalar_time(frame: pd.DataFrame, column: str) -> datetime | None:
-    return _as_utc(frame[column].iloc[0]) if len(frame) else None
+def _scalar_time(rows: list[dict[str, Any]], column: str) -> datetime | None:
+    return rows[0][column] if rows else None
 
 
 def _current_hour() -> datetime:
