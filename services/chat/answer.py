@@ -30,7 +30,14 @@ from services.chat.index import Document, VectorIndex
 from services.chat.periods import Period, utc_bounds
 from services.chat.queries import QueryResult, Scope, render_template, run_template
 from services.chat.sql_guard import UnsafeSQL, guard_sql
-from services.chat.understanding import DATA_INTENTS, Catalog, Entity, Understanding, understand
+from services.chat.understanding import (
+    DATA_INTENTS,
+    Catalog,
+    Entity,
+    Understanding,
+    understand,
+    unsafe_reason,
+)
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
@@ -122,6 +129,11 @@ def build_deps(settings: Settings) -> ChatDeps:
 
 def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatResponse:
     conversation_id = request.conversation_id or deps.store.new_id()
+    refusal = unsafe_reason(request.question)
+    if refusal is not None:  # refused before anything touches the warehouse
+        _log.info("chat refused", extra={"caller": caller, "reason": refusal})
+        answer = f"I can't do that: {refusal}. I can answer questions about the data instead."
+        return ChatResponse(answer=answer, intent="unsafe", refused=True, conversation_id=conversation_id)
     previous = deps.store.last_turn(conversation_id, caller) if request.conversation_id else None
     with deps.open_wh(deps.settings, ensure_schema=not deps.schema_checked) as wh:
         got = _retrieve(wh, request.question, previous.understanding if previous else None, deps)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from services.chat.periods import HourWindow, Period, parse_hours, parse_period, shift_period
 
-__all__ = ["Catalog", "Entity", "Intent", "Slots", "Tariff", "Understanding", "understand"]
+__all__ = ["Catalog", "Entity", "Intent", "Slots", "Tariff", "Understanding", "understand", "unsafe_reason"]
 
 Intent = Literal[
     "usage",
@@ -184,7 +184,7 @@ def understand(
     the site the question is about (the fleet's most common one when it names none).
     """
     text = " ".join(question.lower().split())
-    if refusal := _unsafe_reason(text):
+    if refusal := unsafe_reason(text):
         return Understanding(intent="unsafe", slots=Slots(), reason=refusal)
     devices, sites, unknown = _match_entities(text, catalog)
     intent = _classify(text)
@@ -234,7 +234,9 @@ def _timezone(entities: list[Entity], catalog: Catalog) -> str:
     return zones.pop() if len(zones) == 1 else catalog.fleet_timezone()
 
 
-def _unsafe_reason(text: str) -> str | None:
+def unsafe_reason(question: str) -> str | None:
+    """Why a request must be refused (it would change data, or tries to override the rules), else None."""
+    text = " ".join(question.lower().split())
     if _DESTRUCTIVE.search(text) or _WRITE_VERB.search(text) or _SET_VALUE.search(text):
         return "this assistant only reads energy data; it never changes or deletes anything"
     if _INJECTION.search(text):

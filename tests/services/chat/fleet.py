@@ -103,9 +103,9 @@ def make_fleet(n_devices: int = 8, days: int = 21, seed: int = 7, silent: int = 
     hourly["coverage"] = 1.0
     silent_ids = set(devices["device_id"].iloc[n_devices - silent :]) if silent else set()
     cutoff = LAST_HOUR - timedelta(hours=48)
-    hourly = hourly[~(hourly["device_id"].isin(silent_ids) & (hourly["hour"] > cutoff))].reset_index(
-        drop=True
-    )
+    hourly = hourly[~(hourly["device_id"].isin(silent_ids) & (hourly["hour"] > cutoff))]
+    # in hour order, as the pipeline appends it refresh by refresh (so the warehouse's zone maps work)
+    hourly = hourly.sort_values(["hour", "device_id"], kind="stable").reset_index(drop=True)
     future = pd.date_range(start=LAST_HOUR + timedelta(hours=1), periods=48, freq="h", tz="UTC")
     fshape = 0.6 + 0.5 * np.sin((future.hour.to_numpy() - 9) / 24 * 2 * np.pi)
     p50 = np.round(np.outer(scale, fshape), 4)
