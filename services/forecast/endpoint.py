@@ -15,7 +15,7 @@ import requests
 from pydantic import ValidationError
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from services.forecast.contract import Instance, Prediction, PredictResponse
+from services.forecast.contract import Instance, Prediction, PredictRequest, PredictResponse
 from shared.errors import InvalidEvent, TransientError
 from shared.settings import Settings
 
@@ -36,7 +36,10 @@ def _instances_json(instances: Sequence[Instance]) -> list[dict[str, Any]]:
 
 def _parse_predictions(body: Any, expected: int) -> list[Prediction]:
     try:
-        predictions = PredictResponse.model_validate(body).predictions
+        if isinstance(body, bytes | str):
+            predictions = PredictResponse.model_validate_json(body).predictions
+        else:
+            predictions = PredictResponse.model_validate(body).predictions
     except ValidationError as exc:
         raise TransientError(
             f"endpoint returned an unexpected response: {exc.error_count()} problems"
@@ -58,9 +61,11 @@ class HttpEndpoint:
         self.backoff_s = backoff_s
         self._session = requests.Session()
 
-    def _post_once(self, payload: dict[str, Any]) -> Any:
+    def _post_once(self, payload: str) -> bytes:
         try:
-            response = self._session.post(self.url, json=payload, timeout=self.timeout_s)
+            response = self._session.post(
+                self.url, data=payload, headers={"Content-Type": "application/json"}, timeout=self.timeout_s
+            )
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Retryable(f"model server {self.url} unreachable: {type(exc).__name__}") from exc
         if response.status_code >= 500:
@@ -71,10 +76,12 @@ class HttpEndpoint:
             raise InvalidEvent(
                 f"model server rejected the instances ({response.status_code}): {response.text[:500]}"
             )
-        return response.json()
+        return response.content
 
     def predict(self, instances: Sequence[Instance]) -> list[Prediction]:
-        payload = {"instances": _instances_json(instances)}
+        payload = PredictRequest.model_construct(instances=list(instances), parameters=None).model_dump_json(
+            exclude_none=True
+        )
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=self.backoff_s, max=10 * self.backoff_s),

@@ -85,12 +85,14 @@ def build_instances(history: pd.DataFrame, device_ids: list[str], origin: dateti
         if np.isnan(kwh[i]).all():
             continue
         has_temp = not np.isnan(temp[i]).all()
+        # Built without re-validation: the values come from the warehouse as floats, and the
+        # model server validates every instance it receives.
         instances.append(
-            Instance(
+            Instance.model_construct(
                 device_id=device_id,
                 origin=origin,
-                kwh=[None if np.isnan(v) else float(v) for v in kwh[i]],
-                temp_c=[None if np.isnan(v) else float(v) for v in temp[i]] if has_temp else None,
+                kwh=np.where(np.isnan(kwh[i]), None, kwh[i]).tolist(),
+                temp_c=np.where(np.isnan(temp[i]), None, temp[i]).tolist() if has_temp else None,
             )
         )
     return instances

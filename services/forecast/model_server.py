@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.forecast.artefact import ModelCard, latest_version, load_version
-from services.forecast.contract import Instance, Prediction, PredictRequest
+from services.forecast.contract import Instance, Prediction, PredictRequest, PredictResponse
 from services.forecast.model import QuantileForecaster
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
@@ -73,28 +73,22 @@ def predict_instances(
     model: QuantileForecaster, card: ModelCard, instances: list[Instance]
 ) -> list[Prediction]:
     """Score every instance in one batch."""
-    kwh = np.array([[np.nan if v is None else v for v in inst.kwh] for inst in instances], dtype=float)
-    temps = [inst.temp_c for inst in instances]
+    kwh = np.array([inst.kwh for inst in instances], dtype=float)  # None → NaN
     temp = None
-    if any(t is not None for t in temps):
-        temp = np.array(
-            [
-                [np.nan] * kwh.shape[1] if t is None else [np.nan if v is None else v for v in t]
-                for t in temps
-            ],
-            dtype=float,
-        )
+    if any(inst.temp_c is not None for inst in instances):
+        missing = [None] * kwh.shape[1]
+        temp = np.array([inst.temp_c or missing for inst in instances], dtype=float)
     origins = pd.DatetimeIndex([inst.origin for inst in instances])
-    quant = model.predict_windows(kwh, temp, origins)
+    quant = model.predict_windows(kwh, temp, origins).round(6)
     return [
-        Prediction(
+        Prediction.model_construct(
             device_id=inst.device_id,
             origin=inst.origin,
             model_version=card.version,
             target_hours=Prediction.hours_from(inst.origin),
-            p10=[round(float(v), 6) for v in quant[i, :, 0]],
-            p50=[round(float(v), 6) for v in quant[i, :, 1]],
-            p90=[round(float(v), 6) for v in quant[i, :, 2]],
+            p10=quant[i, :, 0].tolist(),
+            p50=quant[i, :, 1].tolist(),
+            p90=quant[i, :, 2].tolist(),
         )
         for i, inst in enumerate(instances)
     ]
@@ -115,24 +109,24 @@ def create_app(store: ModelStore, config: ServerConfig) -> Flask:
         return jsonify({"status": "ok", "model_version": loaded[1].version}), 200
 
     @app.post(config.predict_route)
-    def predict() -> tuple[Response, int]:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _error(400, 'body must be a JSON object {"instances": [...]}')
+    def predict() -> Response | tuple[Response, int]:
         try:
-            parsed = PredictRequest.model_validate(body)
+            parsed = PredictRequest.model_validate_json(request.get_data())
         except ValidationError as exc:
             details = [
                 {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
                 for e in exc.errors(include_url=False)
             ]
-            return _error(400, "invalid prediction request", details=details[:20])
+            return _error(
+                400, 'invalid prediction request: expected {"instances": [...]}', details=details[:20]
+            )
         loaded = store.current()
         if loaded is None:
             return _error(503, "no trained model yet")
         model, card = loaded
         predictions = predict_instances(model, card, parsed.instances)
-        return jsonify({"predictions": [p.model_dump(mode="json") for p in predictions]}), 200
+        body = PredictResponse.model_construct(predictions=predictions).model_dump_json()
+        return Response(body, status=200, mimetype="application/json")
 
     return app
 
