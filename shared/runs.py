@@ -62,10 +62,13 @@ _SCHEMA = pa.schema(
 )
 
 
-def record_run(wh: Warehouse, run: PipelineRun) -> None:
-    """Insert or update the row of `run` (keyed by run_id, so recording twice is harmless)."""
+def record_run(wh: Warehouse, run: PipelineRun, *, truncate: bool = True) -> None:
+    """Insert or update the row of `run` (keyed by run_id, so recording twice is harmless).
+
+    A detail is a summary for people and is cut at a few kB, unless `truncate=False`: a handler that
+    stores state it will parse again on redelivery (the ingest refresh result) needs all of it."""
     row = run.model_dump()
-    if row["detail"] and len(row["detail"]) > _DETAIL_LIMIT:
+    if truncate and row["detail"] and len(row["detail"]) > _DETAIL_LIMIT:
         row["detail"] = row["detail"][:_DETAIL_LIMIT] + "…"
     wh.merge("pipeline_runs", pa.Table.from_pylist([row], schema=_SCHEMA), key=["run_id"])
 

@@ -56,6 +56,7 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
                     detail=result.model_dump_json(),
                     rows_written=sum(result.rows_changed.values()),
                 ),
+                truncate=False,
             )
     rows = sum(result.rows_changed.values())
     outcome = RefreshOutcome(

@@ -24,7 +24,7 @@ from shared.bus.local import QueueStore
 from shared.errors import InvalidEvent, SignatureError, TransientError
 from shared.events import EVENT_TYPES, Event, FeaturesRefreshed, SyncCompleted, encode_event
 from shared.push import PushContext, handle_push, verify_push_token
-from shared.runs import recent_runs
+from shared.runs import PipelineRun, find_run, recent_runs, record_run
 from shared.settings import REPO_ROOT, Settings
 from shared.topology import load_topology
 from shared.warehouse import open_warehouse
@@ -323,3 +323,21 @@ def test_publishing_a_topic_missing_from_the_topology_is_refused(settings: Setti
             publisher.publish(_Stray(key="k"))
     finally:
         publisher.close()
+
+
+# --- pipeline_runs details ------------------------------------------------------------------------
+def test_run_detail_is_cut_for_people_but_kept_whole_for_state(settings: Settings) -> None:
+    """The ingest refresh stores its result (all device ids of a 1,000-meter fleet) and parses it
+    on redelivery, so that detail must come back whole; summaries are cut."""
+    long = json.dumps({"device_ids": [f"dev-{i:05d}" for i in range(1000)]})
+    with open_warehouse(settings) as wh:
+        record_run(wh, PipelineRun(handler="ingest.refresh", dedupe_key="k", status="succeeded", detail=long),
+                   truncate=False)  # fmt: skip
+        record_run(wh, PipelineRun(handler="forecast", dedupe_key="k", status="succeeded", detail=long))
+        whole = find_run(wh, "ingest.refresh", "k")
+        cut = find_run(wh, "forecast", "k")
+    assert whole is not None
+    assert whole.detail == long
+    assert cut is not None
+    assert cut.detail is not None
+    assert len(cut.detail) < len(long)
