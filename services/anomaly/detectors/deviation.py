@@ -74,7 +74,7 @@ def detect_baseload_rise(panel: Panel, base: Baseline, cfg: DetectorConfig) -> l
     past week (nights and weekends, time-zone free), or hours the occupancy sensors say are empty.
     The hour before must be raised too, so a lone spike at night stays a spike."""
     expected = pd.DataFrame(base.expected).rolling(WEEK, min_periods=DAY)
-    low, high = expected.quantile(0.05).shift(1).to_numpy(), expected.quantile(0.95).shift(1).to_numpy()
+    low, high = expected.min().shift(1).to_numpy(), expected.max().shift(1).to_numpy()
     with np.errstate(invalid="ignore"):
         night = base.expected <= low + cfg.night_quantile * (high - low)
     occupancy = panel.get("occupancy_share")

@@ -8,17 +8,15 @@ import numpy as np
 from services.anomaly.detectors.expected import Baseline, DetectorConfig
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.panel import Panel
-from services.anomaly.detectors.runs import flatline_ratio
 
 __all__ = ["detect_dropouts", "detect_flatline"]
 
 
 def detect_flatline(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[Finding]:
-    """How unlikely is a run this long for this meter (see `runs.flatline_ratio`)?"""
+    """How unlikely is a run this long for this meter (`runs.flatline_ratio`, computed once in the
+    baseline, which also keeps stuck runs out of later expectations)?"""
     x = panel.energy_kwh
-    ratio, runs = flatline_ratio(
-        x, window_h=cfg.flat_window_h, min_run=cfg.flat_min_run, surprise=cfg.flat_surprise
-    )
+    ratio, runs = base.flat_ratio, base.runs
     return [
         Finding(
             "flatline",

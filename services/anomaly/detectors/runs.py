@@ -50,12 +50,10 @@ def stuck_history(ratio: np.ndarray, runs: np.ndarray) -> np.ndarray:
     A week-old hour is only ever used as history a week or more later, so by then that flag is
     known: masking the run from its first hour stays causal, and the stuck value never becomes
     next week's "normal"."""
-    flagged = ratio >= 1
     rows, cols = ratio.shape
-    until = np.full(ratio.shape, np.iinfo(np.int64).max // 2, dtype=np.int64)
-    nxt = np.full(cols, np.iinfo(np.int64).max // 2, dtype=np.int64)
-    for t in range(rows - 1, -1, -1):
-        continues = np.zeros(cols, dtype=bool) if t == rows - 1 else runs[t + 1] == runs[t] + 1
-        nxt = np.where(flagged[t], 0, np.where(continues, nxt + 1, np.iinfo(np.int64).max // 2))
-        until[t] = nxt
-    return until < WEEK_ROWS
+    run_id = np.cumsum(runs == 1, axis=0) + np.arange(cols) * (rows + 1)  # unique per run, all columns
+    row = np.broadcast_to(np.arange(rows)[:, None], ratio.shape)
+    flagged = ratio >= 1
+    first_flag = np.full(cols * (rows + 1) + rows + 1, np.iinfo(np.int64).max // 2, dtype=np.int64)
+    np.minimum.at(first_flag, run_id[flagged], row[flagged])
+    return first_flag[run_id] - row < WEEK_ROWS
