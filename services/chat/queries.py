@@ -152,12 +152,17 @@ HAVING COUNT(*) > 0
 """
 
 COST = """
-WITH priced AS (
-  SELECT h.energy_kwh,
-    EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) >= @peak_start
-      AND EXTRACT(HOUR FROM h.hour AT TIME ZONE @tz) < @peak_end AS is_peak
+WITH per_hour AS (
+  SELECT h.hour, SUM(h.energy_kwh) AS energy_kwh
   FROM energy_analytics.hourly_consumption AS h
   WHERE {filter}
+  GROUP BY h.hour
+),
+priced AS (
+  SELECT energy_kwh,
+    EXTRACT(HOUR FROM hour AT TIME ZONE @tz) >= @peak_start
+      AND EXTRACT(HOUR FROM hour AT TIME ZONE @tz) < @peak_end AS is_peak
+  FROM per_hour
 )
 SELECT ROUND(SUM(energy_kwh), 3) AS energy_kwh,
   ROUND(SUM(IF(is_peak, energy_kwh, 0)), 3) AS peak_kwh,
