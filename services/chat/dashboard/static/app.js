@@ -212,7 +212,20 @@
       data.anomalies.length + " anomal" + (data.anomalies.length === 1 ? "y" : "ies") + " shaded.";
   }
 
-  function renderDevice(data) {
+  const WINDOWS = [["24", "Last 24 hours"], ["72", "Last 3 days"], ["168", "Last 7 days"], ["720", "Last 30 days"]];
+
+  function windowForm(deviceId, hours) {
+    const select = h("select", { id: "window-hours", name: "hours" },
+      WINDOWS.map(([value, label]) => h("option", { value, selected: value === hours }, label)));
+    return h("form", { class: "window-form", onsubmit: (e) => {
+      e.preventDefault();
+      location.hash = "#/devices/" + encodeURIComponent(deviceId) + "?hours=" + select.value;
+    } },
+      h("label", { for: "window-hours", text: "Time window" }), select,
+      h("button", { type: "submit", class: "secondary", text: "Show" }));
+  }
+
+  function renderDevice(data, hours) {
     const d = data.device;
     const chartBox = h("div", { id: "load-chart", class: "chart", role: "img", "aria-label": chartSummary(data) });
     const anomalies = data.anomalies.length
@@ -230,6 +243,7 @@
       h("p", { class: "muted", text: [d.device_id, d.site_name || d.site_id, d.meter_type, d.site_type, d.timezone].filter(Boolean).join(" · ") }),
       h("section", { "aria-labelledby": "chart-title" },
         h("h2", { id: "chart-title", text: "Load, forecast and anomalies" }),
+        windowForm(d.device_id, hours),
         h("p", { class: "help", text: "Solid line: measured kWh per hour. Dashed line: forecast median (p50); blue band: p10–p90. Shaded spans: anomalies (dark red critical, red high, amber medium, blue low). Times are UTC." }),
         chartBox,
         h("p", { class: "visually-hidden", text: chartSummary(data) })),
@@ -254,7 +268,7 @@
   async function route(moveFocus) {
     if (chart) { chart.dispose(); chart = null; }
     showAlert("");
-    const match = location.hash.match(/^#\/devices\/(.+)$/);
+    const match = location.hash.match(/^#\/devices\/([^?]+)(?:\?hours=(\d+))?$/);
     if (!apiKey()) { requireSignIn(""); return; }
     signin.hidden = true;
     document.getElementById("signout").hidden = false;
@@ -262,8 +276,9 @@
     try {
       if (match) {
         const id = decodeURIComponent(match[1]);
-        const data = await api("/api/dashboard/devices/" + encodeURIComponent(id));
-        renderDevice(data);
+        const hours = match[2] || "168";
+        const data = await api("/api/dashboard/devices/" + encodeURIComponent(id) + "?hours=" + hours);
+        renderDevice(data, hours);
         document.title = (data.device.name || id) + " · gridsight";
       } else {
         renderFleet(await api("/api/dashboard/fleet"));
@@ -385,7 +400,10 @@
       document.getElementById("chat-log").replaceChildren();
       document.getElementById("chat-question").focus();
     });
-    window.addEventListener("hashchange", () => { if (location.hash !== "#chat") route(true); });
+    // in-page anchors (skip link, "Ask") move focus without touching the address, so the view stays put
+    document.querySelector(".skip-link").addEventListener("click", (e) => { e.preventDefault(); document.getElementById("main").focus(); });
+    document.getElementById("nav-chat").addEventListener("click", (e) => { e.preventDefault(); document.getElementById("chat-question").focus(); });
+    window.addEventListener("hashchange", () => { if (location.hash === "" || location.hash.startsWith("#/")) route(true); });
     window.addEventListener("resize", () => { if (chart) chart.resize(); });
     route(false);
   }

@@ -136,6 +136,22 @@ def test_device_page_draws_the_forecast_band_and_the_anomalies(open_page, page_e
     assert page_errors == []
 
 
+def test_the_time_window_form_redraws_the_chart(open_page):
+    page = open_page("#/devices/dev-001")
+    page.wait_for_selector("body[data-view=device] #load-chart canvas")
+    page.get_by_label("Time window").select_option(label="Last 3 days")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_function("location.hash.endsWith('?hours=72')")
+    page.wait_for_function(
+        "() => { const c = echarts.getInstanceByDom(document.getElementById('load-chart'));"
+        " return c && c.getOption().series.find(s => s.name === 'Actual').data.length === 72; }"
+    )
+    assert page.get_by_label("Time window").input_value() == "72"
+    assert (
+        page.locator("#device-anomalies [data-incident]").count() == 1
+    )  # the older incident is out of range
+
+
 def test_unknown_device_page_says_so(open_page):
     page = open_page("#/devices/no-such-meter")
     page.wait_for_selector("#alert:not([hidden])")
@@ -165,6 +181,7 @@ def test_keyboard_alone_reaches_a_device_page(open_page):
     assert page.evaluate("document.activeElement.className") == "skip-link"
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
+    assert page.evaluate("location.hash") == "#/"  # skipping to the content does not navigate
     for _ in range(40):
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.getAttribute('href')") == "#/devices/dev-002":
@@ -193,6 +210,8 @@ def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(open_page):
 def test_a_chat_question_shows_the_answer_with_its_citation(open_page, page_errors):
     page = open_page()
     page.locator("#devices-table tbody tr[data-device]").first.wait_for()
+    page.get_by_role("link", name="Ask").click()
+    assert page.evaluate("document.activeElement.id") == "chat-question"
     page.get_by_label("Your question").fill("Which meter used the most energy yesterday?")
     page.get_by_role("button", name="Ask", exact=True).click()
     answer = page.locator("#chat-log .turn .answer-text")
