@@ -225,18 +225,28 @@ LIMIT @limit
 """
 
 SILENT_DEVICES = """
-WITH last_seen AS (
+WITH recent AS (
+  SELECT DISTINCT h.device_id
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE h.hour >= @cutoff
+),
+quiet AS (
+  SELECT d.device_id, d.name, d.site_id
+  FROM energy_analytics.dim_device AS d
+  LEFT JOIN recent AS r ON r.device_id = d.device_id
+  WHERE r.device_id IS NULL AND {d_scope}
+),
+last_seen AS (
   SELECT h.device_id, MAX(h.hour) AS last_hour
   FROM energy_analytics.hourly_consumption AS h
+  JOIN quiet AS q ON q.device_id = h.device_id
   GROUP BY h.device_id
 ),
 silent AS (
-  SELECT d.device_id, d.name, d.site_id, l.last_hour,
+  SELECT q.device_id, q.name, q.site_id, l.last_hour,
     TIMESTAMP_DIFF(@clock, l.last_hour, HOUR) AS hours_silent
-  FROM energy_analytics.dim_device AS d
-  LEFT JOIN last_seen AS l ON l.device_id = d.device_id
-  WHERE {d_scope}
-    AND (l.last_hour IS NULL OR l.last_hour < @cutoff)
+  FROM quiet AS q
+  LEFT JOIN last_seen AS l ON l.device_id = q.device_id
 )
 SELECT device_id, name, site_id, CAST(DATE(last_hour, @tz) AS STRING) AS last_data_date,
   EXTRACT(HOUR FROM last_hour AT TIME ZONE @tz) AS last_data_hour, hours_silent,
