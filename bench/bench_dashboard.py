@@ -147,6 +147,17 @@ def main() -> None:
                 f"{name:16s} median {statistics.median(times):7.1f} ms   p95 {p95:7.1f} ms   "
                 f"({len(times)} calls, {size / 1e3:.0f} kB JSON)"
             )
+        opens = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            with open_warehouse(settings):
+                pass
+            opens.append((time.perf_counter() - started) * 1000)
+        console.print(
+            f"of which open_warehouse alone (lock, connect, ensure schema): median "
+            f"{statistics.median(opens):.1f} ms"
+        )
+        console.print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         console.print(f"peak memory (max RSS) {peak_mb:.0f} MB")
 
