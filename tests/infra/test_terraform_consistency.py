@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -312,20 +313,38 @@ def test_secrets_are_referenced_not_inlined(resources: dict[str, Any]) -> None:
 # --- what each image installs ---------------------------------------------------------------------------
 
 
-def image_entrypoints() -> list[tuple[str, str, Path]]:
-    found = [(s, f"services.{s}.main", SERVICES_DIR / s / "requirements.txt") for s in service_folders()]
-    model_server = SERVICES_DIR / "forecast" / "requirements-model-server.txt"
-    found.append((MODEL_SERVER, MODEL_SERVER_MODULE, model_server))
-    return found
+@dataclass(frozen=True)
+class Image:
+    name: str
+    entry: str  # the module its CMD starts
+    requirements: Path
+    dockerfile: Path
+
+    def reachable(self) -> tuple[dict[str, Path], set[str]]:
+        if module_file(self.entry) is None:
+            pytest.skip(f"{self.entry} does not exist yet")
+        return reachable(self.entry)
 
 
-@pytest.mark.parametrize(("image", "entry", "requirements"), image_entrypoints(), ids=lambda v: str(v))
-def test_each_image_installs_what_its_code_imports_and_nothing_unused(
-    image: str, entry: str, requirements: Path
-) -> None:
-    if module_file(entry) is None:
-        pytest.skip(f"{entry} does not exist yet")
-    modules, external = reachable(entry)
+def images() -> list[Image]:
+    found = [
+        Image(s, f"services.{s}.main", SERVICES_DIR / s / "requirements.txt", SERVICES_DIR / s / "Dockerfile")
+        for s in service_folders()
+    ]
+    forecast = SERVICES_DIR / "forecast"
+    model_server = Image(
+        MODEL_SERVER,
+        MODEL_SERVER_MODULE,
+        forecast / "requirements-model-server.txt",
+        forecast / "Dockerfile.model-server",
+    )
+    return [*found, model_server]
+
+
+@pytest.mark.parametrize("built", images(), ids=lambda image: image.name)
+def test_each_image_installs_what_its_code_imports_and_nothing_unused(built: Image) -> None:
+    image, requirements = built.name, built.requirements
+    modules, external = built.reachable()
     service = "forecast" if image == MODEL_SERVER else image
     foreign = [m for m in modules if m.startswith("services.") and m.split(".")[1] != service]
     assert not foreign, f"{image} imports another service: {foreign}"
@@ -392,19 +411,10 @@ def is_copied(path: str, sources: list[str]) -> bool:
     return any(path == s or (s.endswith("/") and path.startswith(s)) for s in sources)
 
 
-def image_dockerfiles() -> list[tuple[str, str, Path]]:
-    found = [(s, f"services.{s}.main", SERVICES_DIR / s / "Dockerfile") for s in service_folders()]
-    found.append((MODEL_SERVER, MODEL_SERVER_MODULE, SERVICES_DIR / "forecast" / "Dockerfile.model-server"))
-    return found
-
-
-@pytest.mark.parametrize(("image", "entry", "dockerfile"), image_dockerfiles(), ids=lambda v: str(v))
-def test_each_image_copies_every_module_and_data_file_its_entrypoint_reaches(
-    image: str, entry: str, dockerfile: Path
-) -> None:
-    if module_file(entry) is None:
-        pytest.skip(f"{entry} does not exist yet")
-    modules, _ = reachable(entry)
+@pytest.mark.parametrize("built", images(), ids=lambda image: image.name)
+def test_each_image_copies_every_module_and_data_file_its_entrypoint_reaches(built: Image) -> None:
+    image, dockerfile = built.name, built.dockerfile
+    modules, _ = built.reachable()
     sources = copied_paths(dockerfile)
     needed = [str(path.relative_to(REPO_ROOT)) for path in modules.values()]
     needed += [data for module, data in DATA_FILES.items() if module in modules]
