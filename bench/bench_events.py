@@ -270,17 +270,19 @@ def _plot(latencies: list[dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = ["webhook_answered_s", "refresh_s", "end_to_end_s"]
-    labels = ["webhook answered", "refresh (in ingest)", "both subscribers handled"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    labels = ["webhook verified + sync-completed published", "refresh (models MERGEd)",
+              "queueing, run records, fan-out, both handlers"]  # fmt: skip
+    colours = ["#4c72b0", "#dd8452", "#55a868"]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
     for i, run in enumerate(latencies):
-        ax.barh(
-            [f"run {i + 1}"] * 3,
-            [run[s] for s in stages][::-1],
-            color=["#4c72b0", "#dd8452", "#55a868"][::-1],
-        )
+        parts = [run["webhook_answered_s"], run["refresh_s"]]
+        parts.append(max(run["end_to_end_s"] - sum(parts), 0.0))
+        left = 0.0
+        for j, width in enumerate(parts):
+            ax.barh(f"run {i + 1}", width, left=left, color=colours[j], label=labels[j] if i == 0 else None)
+            left += width
     ax.set_xlabel("seconds since the webhook was sent")
-    ax.legend(labels[::-1], loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=1, fontsize=8, frameon=False)
     ax.set_title("gridsight: sync_end webhook → features-refreshed handled (1 new day)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
