@@ -25,6 +25,7 @@ REPORT_TABLES = (
     "pipeline_runs",
 )
 RAW_TABLES = ("site", "device", "reading", "invalid_reading")
+STATUS_LOCK_TIMEOUT_S = 5.0  # a long refresh may hold the warehouse lock; status must still answer
 
 
 class RuntimeStatus(BaseModel):
@@ -46,8 +47,9 @@ def collect_status(settings: Settings, *, runs: int = 15, tables: bool = False) 
         status.dead_letters = store.dead_letters()
     finally:
         store.close()
+    quick = settings.model_copy(update={"warehouse_lock_timeout_s": STATUS_LOCK_TIMEOUT_S})
     try:
-        with open_warehouse(settings) as wh:
+        with open_warehouse(quick) as wh:
             status.runs = recent_runs(wh, runs)
             status.run_counts = {f"{h}/{s}": n for (h, s), n in sorted(run_counts(wh).items())}
             if tables:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import typer
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
@@ -81,3 +82,15 @@ def test_replay_of_an_unknown_subscription_is_refused(cli: typer.Typer, settings
     result = CliRunner().invoke(cli, ["dead-letters", "replay", "--subscription", "nope"])
     assert result.exit_code != 0
     assert "unknown subscription" in result.output
+
+
+def test_status_answers_while_a_refresh_holds_the_warehouse(
+    cli: typer.Typer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("infra.local.runtime_status.STATUS_LOCK_TIMEOUT_S", 0.2)
+    _dead_letter_one(settings)
+    with FileLock(str(settings.lock_path)):
+        result = CliRunner().invoke(cli, ["status"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "forecast-features-dead-letter" in result.output  # the queue part still reports
+    assert "pipeline runs unavailable" in result.output
