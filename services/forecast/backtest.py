@@ -124,8 +124,8 @@ def fit_forecaster(
         )
     fit_pos = origin_positions(panel, first, split, 24)
     cal_pos = origin_positions(panel, split + pd.Timedelta(days=1), last_train, 24)
-    x, y, _, _ = examples(panel, fit_pos)
-    model = QuantileForecaster.fit(x, y, params)
+    x, y, _, origins = examples(panel, fit_pos)
+    model = QuantileForecaster.fit(x, y, params, age_days=(fit_pos.max() - origins) / 24)
     xc, yc, _, _ = examples(panel, cal_pos)
     model.calibrate(xc, yc)
     return model

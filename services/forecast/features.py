@@ -59,6 +59,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "regime_ratio",
     "target_day_last_week_mean",
     "missing_share",
+    "same_daytype_mean_14d",
+    "same_daytype_median_14d",
+    "lag168_x_regime",
     "temp_last_24h_mean",
     "temp_same_hour_yesterday",
 )
@@ -137,6 +140,15 @@ def _nanmean(a: np.ndarray, axis: int = 1) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    """Row medians ignoring NaN, NaN for all-NaN rows (without numpy's all-NaN warning)."""
+    filled = np.sort(np.where(np.isnan(a), np.inf, a), axis=1)
+    count = np.sum(~np.isnan(a), axis=1)
+    lo = filled[np.arange(len(a)), np.maximum((count - 1) // 2, 0)]
+    hi = filled[np.arange(len(a)), np.maximum(count // 2, 0)]
+    return np.where(count > 0, (lo + hi) / 2, np.nan)
+
+
 def window_features(
     kwh: np.ndarray, temp_c: np.ndarray | None, origins: Sequence[pd.Timestamp] | pd.DatetimeIndex
 ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -177,6 +189,19 @@ def window_features(
     targets = (origin_idx.values[rows] + hh.astype("timedelta64[h]")).astype("datetime64[ns]")
     target_index = pd.DatetimeIndex(targets)
     t_hol, t_clo = holiday_flags(target_index)
+    # Same hour on the last 14 days of the same day type (working day vs weekend/holiday): the
+    # profile a building runs on such a day, unaffected by a bank holiday inside the last week.
+    t_off = t_hol | (target_index.dayofweek >= 5)
+    past = np.stack([col(24 * k) for k in range(1, 15)], axis=1)
+    past_off = np.stack(
+        [
+            holiday_flags(target_index - pd.Timedelta(hours=24 * k))[0]
+            | ((target_index - pd.Timedelta(hours=24 * k)).dayofweek >= 5)
+            for k in range(1, 15)
+        ],
+        axis=1,
+    )
+    same_type = np.where(past_off == t_off[:, None], past, np.nan)
     l24_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=24))
     l168_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=168))
 
@@ -208,6 +233,9 @@ def window_features(
         "regime_ratio": regime[rows],
         "target_day_last_week_mean": _nanmean(y[:, -168:-144])[rows],
         "missing_share": np.mean(np.isnan(kwh[:, -168:]), axis=1)[rows],
+        "same_daytype_mean_14d": _nanmean(same_type),
+        "same_daytype_median_14d": _nanmedian(same_type),
+        "lag168_x_regime": col(168) * np.clip(np.nan_to_num(regime, nan=1.0), 0.0, 5.0)[rows],
     }
     if temp_c is not None:
         temp = np.asarray(temp_c, dtype=float)

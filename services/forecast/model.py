@@ -40,6 +40,7 @@ class TrainParams:
     num_threads: int = 1  # per booster
     workers: int = 2  # boosters trained at once
     max_bin: int = 63
+    recency_half_life_days: float | None = 60.0  # recent origins weigh more: term, season, fleet drift
     seed: int = 7
 
     def lgb_params(self, alpha: float) -> dict[str, Any]:
@@ -68,17 +69,26 @@ class QuantileForecaster:
 
     @classmethod
     def fit(
-        cls, features: pd.DataFrame, target_scaled: np.ndarray, params: TrainParams | None = None
+        cls,
+        features: pd.DataFrame,
+        target_scaled: np.ndarray,
+        params: TrainParams | None = None,
+        age_days: np.ndarray | None = None,
     ) -> QuantileForecaster:
-        """Fit on rows whose scaled target is known; rows with a NaN target are dropped."""
+        """Fit on rows whose scaled target is known; rows with a NaN target are dropped.
+
+        `age_days` (per row, how long before the newest origin) weighs recent rows more."""
         params = params or TrainParams()
         keep = np.isfinite(target_scaled)
         if keep.sum() < 100:
             raise ValueError(f"too little training data: {int(keep.sum())} rows with a known target")
         x, y = features.loc[keep, list(FEATURE_NAMES)], target_scaled[keep]
+        weight = None
+        if age_days is not None and params.recency_half_life_days:
+            weight = np.power(0.5, np.asarray(age_days, float)[keep] / params.recency_half_life_days)
 
         def train_one(alpha: float) -> lgb.Booster:
-            data = lgb.Dataset(x, label=y, params={"max_bin": params.max_bin, "verbosity": -1})
+            data = lgb.Dataset(x, label=y, weight=weight, params={"max_bin": params.max_bin, "verbosity": -1})
             return lgb.train(params.lgb_params(alpha), data, num_boost_round=params.num_boost_round)
 
         # One single-threaded booster per quantile, side by side: LightGBM releases the GIL, and

@@ -107,8 +107,9 @@ def train_panel(
     )
     first = panel.index[0] + pd.Timedelta(days=2)
     last = panel.index[-1] - pd.Timedelta(hours=1)
-    x, y, _, _ = examples(panel, origin_positions(panel, first, last, stride_hours))
-    model = QuantileForecaster.fit(x, y, params)
+    positions = origin_positions(panel, first, last, stride_hours)
+    x, y, _, origins = examples(panel, positions)
+    model = QuantileForecaster.fit(x, y, params, age_days=(positions.max() - origins) / 24)
     model.interval_scale = held.interval_scale
     now = datetime.now(UTC)
     card = ModelCard(
