@@ -113,6 +113,23 @@
         : null);
   }
 
+  function deviceFilter() {
+    const count = h("span", { id: "device-filter-count", class: "muted", "aria-live": "polite" });
+    const input = h("input", { id: "device-filter", type: "search", autocomplete: "off", "aria-describedby": "device-filter-count" });
+    input.addEventListener("input", () => {
+      const needle = input.value.trim().toLowerCase();
+      let shown = 0;
+      const rows = document.querySelectorAll("#devices-table tbody tr[data-device]");
+      for (const row of rows) {
+        const match = !needle || row.textContent.toLowerCase().includes(needle);
+        row.hidden = !match;
+        if (match) shown += 1;
+      }
+      count.textContent = needle ? shown + " of " + rows.length + " devices" : "";
+    });
+    return h("div", { class: "filter" }, h("label", { for: "device-filter", text: "Filter devices by name, id, site or meter" }), input, count);
+  }
+
   function renderFleet(data) {
     const t = data.totals;
     const asOf = data.as_of ? "Data up to " + fmtHour(data.as_of) + "; “today” is the UTC day since " + fmtHour(data.today_start) + "." : "The warehouse has no readings yet: run a sync (gridsight demo).";
@@ -123,7 +140,7 @@
       h("td", { class: "opt", text: d.meter_type || "—" }),
       h("td", { text: fmtHour(d.last_reading_hour) }),
       h("td", { class: "num", text: fmtNum(d.energy_today_kwh, 2) }),
-      h("td", { class: "num", text: fmtNum(d.energy_same_day_last_week_kwh, 2) }),
+      h("td", { class: "num opt", text: fmtNum(d.energy_same_day_last_week_kwh, 2) }),
       h("td", { class: "num " + (d.change_pct > 0 ? "up" : d.change_pct < 0 ? "down" : ""), text: d.change_pct === null ? "—" : (d.change_pct > 0 ? "+" : "") + fmtNum(d.change_pct, 1) + " %" }),
       h("td", { class: "num" }, d.open_incidents ? h("span", { class: "badge sev-high", text: String(d.open_incidents) }) : "0")));
 
@@ -131,7 +148,7 @@
       h("table", { id: "devices-table" },
         h("caption", { class: "visually-hidden", text: "Devices with last reading, energy today and open incidents" }),
         h("thead", {}, h("tr", {},
-          [["Device"], ["Site", "opt"], ["Meter", "opt"], ["Last reading"], ["Today kWh", "num"], ["Week ago kWh", "num", "Same hours of the same weekday, seven days earlier"], ["Change", "num"], ["Incidents", "num", "Open incidents: in the last 24 hours of data"]]
+          [["Device"], ["Site", "opt"], ["Meter", "opt"], ["Last reading"], ["Today kWh", "num"], ["Week ago kWh", "num opt", "Same hours of the same weekday, seven days earlier"], ["Change", "num"], ["Incidents", "num", "Open incidents: in the last 24 hours of data"]]
             .map(([c, cls, title]) => h("th", { scope: "col", class: cls, title: title, text: c })))),
         h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "8", text: "No devices in the warehouse yet." })))));
 
@@ -150,7 +167,8 @@
         statCard("Devices", String(t.device_count)),
         statCard("Energy today", fmtNum(t.energy_today_kwh, 1) + " kWh", fmtChange(t.change_pct)),
         statCard("Open incidents", String(t.open_incidents), "in the last 24 h of data")),
-      h("section", { "aria-labelledby": "devices-title" }, h("h2", { id: "devices-title", text: "Devices" }), table),
+      h("section", { "aria-labelledby": "devices-title" }, h("h2", { id: "devices-title", text: "Devices" }),
+        rows.length ? deviceFilter() : null, table),
       h("div", { class: "two-col" },
         h("section", { "aria-labelledby": "incidents-title" }, h("h2", { id: "incidents-title", text: "Open incidents" }), incidents),
         h("section", { "aria-labelledby": "sites-title" }, h("h2", { id: "sites-title", text: "Sites" }), sites)));

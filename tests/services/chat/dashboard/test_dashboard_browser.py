@@ -96,6 +96,11 @@ def test_overview_lists_the_demo_devices(open_page, page_errors):
     assert "Harbour Office" in rows.nth(0).inner_text()
     assert page.locator("#open-incidents [data-incident]").count() == 1
     assert "6.2 sigma" in page.locator("#open-incidents").inner_text()
+    page.get_by_label("Filter devices by name, id, site or meter").fill("hvac")
+    assert page.locator("#devices-table tbody tr[data-device]:visible").count() == 1
+    assert page.locator("#device-filter-count").inner_text() == "1 of 3 devices"
+    page.get_by_label("Filter devices by name, id, site or meter").fill("")
+    assert page.locator("#devices-table tbody tr[data-device]:visible").count() == 3
     # the key came in the fragment and was taken out of the address bar
     assert page.evaluate("location.hash") == "#/"
     _shot(page, "dashboard-fleet-laptop.png")
