@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from filelock import FileLock, Timeout
 
@@ -22,6 +23,19 @@ from shared.warehouse.base import Params, Warehouse
 from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 
 __all__ = ["Params", "TableContract", "Warehouse", "contract_for", "load_contracts", "open_warehouse"]
+
+# Files this process has already brought up to the table contracts, by (path, device, inode):
+# checking the schema costs ~100 ms, which dominated every short read (chat, dashboard). A file
+# replaced by a new one has a new inode and is checked again.
+_SCHEMA_ENSURED: set[tuple[str, int, int]] = set()
+
+
+def _file_identity(path: Path) -> tuple[str, int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (str(path.resolve()), stat.st_dev, stat.st_ino)
 
 
 @contextmanager
@@ -56,7 +70,9 @@ def open_warehouse(
             f"warehouse lock {settings.lock_path} not free after {settings.warehouse_lock_timeout_s} s"
         ) from exc
     try:
-        if read_only and ensure_schema:
+        identity = _file_identity(settings.duckdb_path)
+        needs_schema = ensure_schema and (identity is None or identity not in _SCHEMA_ENSURED)
+        if read_only and needs_schema:
             writer = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path)
             try:
                 writer.ensure_schema()
@@ -64,8 +80,12 @@ def open_warehouse(
                 writer.close()
         duck = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path, read_only=read_only)
         try:
-            if ensure_schema and not read_only:
+            if needs_schema and not read_only:
                 duck.ensure_schema()
+            if needs_schema:
+                ensured = _file_identity(settings.duckdb_path)
+                if ensured is not None:
+                    _SCHEMA_ENSURED.add(ensured)
             yield duck
         finally:
             duck.close()
