@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from flask import Flask, Response, jsonify, request
@@ -55,6 +56,7 @@ class ModelStore:
         self._lock = threading.Lock()
         self._loaded: tuple[QuantileForecaster, ModelCard] | None = None
         self._checked_at = float("-inf")
+        self.broken: dict[str, str] = {}
         self._cache = Path(tempfile.mkdtemp(prefix="gridsight-models-"))
 
     def current(self) -> tuple[QuantileForecaster, ModelCard] | None:
@@ -63,9 +65,15 @@ class ModelStore:
             if now - self._checked_at >= self.refresh_seconds:
                 self._checked_at = now
                 newest = latest_version(self.root)
-                if newest and (self._loaded is None or self._loaded[1].version != newest):
-                    self._loaded = load_version(self.root, newest, self._cache)
-                    log.info("model loaded", extra={"model_version": newest, "root": self.root})
+                stale = self._loaded is None or self._loaded[1].version != newest
+                if newest and stale and newest not in self.broken:
+                    try:
+                        self._loaded = load_version(self.root, newest, self._cache)
+                        log.info("model loaded", extra={"model_version": newest, "root": self.root})
+                    except (ValueError, OSError, lgb.basic.LightGBMError) as exc:
+                        # Keep serving what is loaded; never retry a broken version on every request.
+                        self.broken[newest] = str(exc)
+                        log.error("model not loadable", extra={"model_version": newest, "reason": str(exc)})
             return self._loaded
 
 
@@ -105,6 +113,8 @@ def create_app(store: ModelStore, config: ServerConfig) -> Flask:
     def health() -> tuple[Response, int]:
         loaded = store.current()
         if loaded is None:
+            if store.broken:
+                return _error(503, f"no loadable model under {store.root}", broken=store.broken)
             return _error(503, f"no trained model under {store.root} yet; run `gridsight train`")
         return jsonify({"status": "ok", "model_version": loaded[1].version}), 200
 

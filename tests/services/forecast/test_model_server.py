@@ -103,3 +103,32 @@ def test_a_newer_model_is_served_without_restart(model_root: Path, trained) -> N
     newer = trained[1].model_copy(update={"version": "99990101T000000Z-newer"})
     save_version(trained[0], newer, model_root)
     assert client.get("/health").get_json()["model_version"] == "99990101T000000Z-newer"
+
+
+def test_a_broken_newer_version_is_reported_and_the_loaded_model_keeps_serving(
+    model_root: Path, trained
+) -> None:
+    client = _client(model_root)
+    assert client.get("/health").status_code == 200
+    broken = model_root / "99990101T000000Z-broken"
+    broken.mkdir()
+    (broken / "forecaster.json").write_text('{"interval_scale": 1.0, "features": ["something_else"]}')
+    (broken / "model_card.json").write_text(
+        trained[1].model_copy(update={"version": broken.name}).model_dump_json()
+    )
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json()["model_version"] == trained[1].version
+
+
+def test_health_is_503_with_the_reason_when_the_only_model_is_unloadable(tmp_path: Path, trained) -> None:
+    root = tmp_path / "models"
+    broken = root / "20200101T000000Z-old"
+    broken.mkdir(parents=True)
+    (broken / "forecaster.json").write_text('{"interval_scale": 1.0, "features": ["something_else"]}')
+    (broken / "model_card.json").write_text(
+        trained[1].model_copy(update={"version": broken.name}).model_dump_json()
+    )
+    response = _client(root).get("/health")
+    assert response.status_code == 503
+    assert "retrain" in response.get_json()["broken"][broken.name]
