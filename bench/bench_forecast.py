@@ -36,9 +36,11 @@ from rich.table import Table
 from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv, run_backtest
 
 console = Console(width=120)
+# (start, end, score MSTL too): the MSTL target is for term time; over Christmas the bar is
+# seasonal-naive-24h, and a cold MSTL refit of 490 series costs minutes, so it runs only where needed.
 PERIODS = {
-    "term 17–30 Nov": (date(2019, 11, 17), date(2019, 11, 30)),
-    "Christmas 18–31 Dec": (date(2019, 12, 18), date(2019, 12, 31)),
+    "term 17–30 Nov": (date(2019, 11, 17), date(2019, 11, 30), True),
+    "Christmas 18–31 Dec": (date(2019, 12, 18), date(2019, 12, 31), False),
 }
 
 
@@ -47,7 +49,7 @@ def bench_backtest(data: Path, repeats: int, mstl: bool, cache: Path) -> None:
         load_energy_csv(data / "meters_2019_hourly.csv.gz"),
         load_weather_csv(data / "weather_2019_hourly.csv.gz"),
     )
-    for name, (start, end) in PERIODS.items():
+    for name, (start, end, with_mstl) in PERIODS.items():
         walls = []
         result = None
         for _ in range(repeats):
@@ -57,7 +59,7 @@ def bench_backtest(data: Path, repeats: int, mstl: bool, cache: Path) -> None:
         assert result is not None
         scores = list(result.scores)
         mstl_note = "not run"
-        if mstl:
+        if mstl and with_mstl:
             cold = not any(cache.glob("mstl-*.npy")) if cache.exists() else True
             t0 = time.perf_counter()
             with_mstl = run_backtest(panel, start, end, mstl=True, cache_dir=cache)
@@ -114,9 +116,7 @@ def bench_service(data: Path, devices: int, repeats: int) -> None:
     from werkzeug.serving import make_server
 
     from services.forecast.artefact import save_version
-    import services.forecast.forecast as _ff
-
-    forecast_window = _ff.forecast_window
+    from services.forecast.forecast import forecast_window
     from services.forecast.model_server import ModelStore, ServerConfig, create_app
     from services.forecast.training import train_panel
     from shared.bus import open_publisher
