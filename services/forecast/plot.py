@@ -23,6 +23,7 @@ def plot_forecasts(
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     if forecasts.empty:
@@ -49,6 +50,9 @@ def plot_forecasts(
         ax.set_title(f"{meter}  (p10–p90 covers {cover:.0%} of actual hours)", fontsize=9, loc="left")
         ax.set_ylabel("kWh / h")
         ax.grid(alpha=0.3)
+    locator = mdates.AutoDateLocator(maxticks=12)
+    axes[-1, 0].xaxis.set_major_locator(locator)
+    axes[-1, 0].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axes[0, 0].legend(loc="upper right", fontsize=8, ncol=3)
     fig.suptitle("24 h-ahead forecasts from 00:00 UTC origins: actual vs p50 with p10–p90 band")
     fig.tight_layout()

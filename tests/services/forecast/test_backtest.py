@@ -107,3 +107,20 @@ def test_backtest_command_names_a_missing_column(tmp_path: Path, settings) -> No
     )
     assert result.exit_code == 2
     assert "missing column(s) ['meter_id']" in result.output
+
+
+def test_plot_writes_a_png_and_names_an_unknown_meter(
+    panel_slice, energy_slice: Path, tmp_path: Path
+) -> None:
+    import pytest
+
+    from services.forecast.plot import plot_forecasts
+
+    forecasts = run_backtest(
+        panel_slice, date(2019, 11, 15), date(2019, 11, 16), mstl=False, params=FAST
+    ).forecasts
+    actuals = load_energy_csv(energy_slice)
+    out = plot_forecasts(forecasts, actuals, tmp_path / "fc.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no forecasts for meter"):
+        plot_forecasts(forecasts, actuals, tmp_path / "x.png", meters=["nope"])
