@@ -132,16 +132,13 @@ def train_panel(
 
 def train_from_warehouse(settings: Settings, *, progress: Progress | None = None) -> ModelCard:
     """`gridsight train`: the last `forecast_training_days` of the warehouse → a new model version."""
-    since = datetime.now(UTC) - timedelta(days=settings.forecast_training_days)
     with open_warehouse(settings) as wh:
-        first = wh.query_df(
-            "SELECT MIN(hour) AS first, MAX(hour) AS last FROM energy_analytics.hourly_consumption"
-        )
-        if not first.empty and pd.notna(first["last"].iloc[0]):
-            since = pd.Timestamp(first["last"].iloc[0]).to_pydatetime() - timedelta(
-                days=settings.forecast_training_days
-            )
-        panel = load_warehouse_panel(wh, since)
+        # Counted back from the newest hour, not the wall clock: replayed or simulated history can
+        # lie far in the past.
+        newest = wh.query_df("SELECT MAX(hour) AS newest FROM energy_analytics.hourly_consumption")
+        end = newest["newest"].iloc[0] if not newest.empty else None
+        end = pd.Timestamp(end).to_pydatetime() if end is not None and pd.notna(end) else datetime.now(UTC)
+        panel = load_warehouse_panel(wh, end - timedelta(days=settings.forecast_training_days))
     model, card = train_panel(panel, source="warehouse", progress=progress)
     where = save_version(model, card, model_root(settings))
     log.info("model trained", extra={"model_version": card.version, "where": where, "devices": card.devices})
