@@ -55,7 +55,7 @@ def save_version(model: QuantileForecaster, card: ModelCard, root: str | Path) -
         model.save(folder)
         (folder / CARD_FILE).write_text(card.model_dump_json(indent=2))
         return str(folder)
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     bucket_name, prefix = _split_gcs(root_s)
     bucket = storage.Client().bucket(bucket_name)
@@ -79,7 +79,7 @@ def latest_version(root: str | Path) -> str | None:
             return None
         done = [p.name for p in folder.iterdir() if (p / CARD_FILE).is_file()]
         return max(done) if done else None
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     bucket_name, prefix = _split_gcs(root_s)
     names = [
@@ -94,7 +94,7 @@ def load_version(root: str | Path, version: str, cache_dir: Path) -> tuple[Quant
     """Load one version (downloading it into `cache_dir` first when it lives in Cloud Storage)."""
     root_s = str(root)
     if _is_gcs(root_s):
-        from google.cloud import storage
+        from google.cloud import storage  # type: ignore[attr-defined]
 
         bucket_name, prefix = _split_gcs(root_s)
         folder = cache_dir / version

@@ -152,7 +152,7 @@ def main() -> None:
     store = ModelStore(config.storage_uri or settings.model_dir, config.refresh_seconds)
     app = create_app(store, config)
 
-    class _Server(BaseApplication):  # type: ignore[misc]
+    class _Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{settings.model_server_host}:{port}")
             self.cfg.set("workers", 1)

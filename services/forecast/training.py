@@ -69,7 +69,7 @@ def load_warehouse_panel(wh: Warehouse, since: datetime) -> Panel:
     temp = np.full(panel.kwh.shape, np.nan)
     dev = pd.Index(panel.device_ids).get_indexer(frame["device_id"])
     pos = ((hours - panel.index[0]) // pd.Timedelta(hours=1)).to_numpy()
-    ok = (dev >= 0) & (pos >= 0) & (pos < temp.shape[1])
+    ok = (dev >= 0) & (pos >= 0) & (pos < len(panel.index))
     temp[dev[ok], pos[ok]] = pd.to_numeric(frame["avg_temp_c"], errors="coerce").to_numpy(float)[ok]
     return Panel(index=panel.index, kwh=panel.kwh, device_ids=panel.device_ids, temp_c=temp)
 
