@@ -18,7 +18,7 @@ from shared.warehouse import open_warehouse
 
 METERS = ["UCam_Building_b1", "UCam_Building_b12", "UCam_Building_b2"]
 ORIGIN = datetime(2019, 11, 18, tzinfo=UTC)
-FAST = TrainParams(num_boost_round=25, num_leaves=15, min_data_in_leaf=20, num_threads=1, workers=1)
+FAST = TrainParams(num_boost_round=25, interval_rounds=25, num_leaves=15, min_data_in_leaf=20, workers=1)
 
 
 @pytest.fixture(scope="session")
