@@ -174,7 +174,7 @@ class SimulatorServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"  # an AF_INET address: host is str
 
     def start(self) -> SimulatorServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="simulator", daemon=True)
