@@ -28,7 +28,12 @@ _FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = (
     exp.Pragma,
     exp.Set,
     exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
     exp.Use,
+    exp.Grant,
+    exp.LoadData,
+    exp.TruncateTable,
 )
 _FORBIDDEN_FUNCTION_PREFIXES = (
     "read_",
@@ -46,8 +51,15 @@ class ReadOnlyViolation(ValueError):
     """The SQL is not a single read-only SELECT; the message says why, for the person who wrote it."""
 
 
-def ensure_read_only(sql: str) -> exp.Expr:
-    """Return the parsed statement if it is one read-only SELECT over warehouse tables, else raise."""
+def ensure_read_only(
+    sql: str, *, allowed_tables: frozenset[str] | None = None, known_functions_only: bool = False
+) -> exp.Query:
+    """Return the parsed statement if it is one read-only SELECT over warehouse tables, else raise.
+
+    `allowed_tables` narrows the datasets to named tables (`energy_analytics.forecasts`), and
+    `known_functions_only` refuses every function sqlglot does not know: SQL a model wrote gets both,
+    a person at `gridsight query` neither.
+    """
     try:
         statement = parse_one_statement(sql)
     except ValueError as exc:
@@ -57,21 +69,30 @@ def ensure_read_only(sql: str) -> exp.Expr:
     for node in statement.walk():
         if isinstance(node, _FORBIDDEN_NODES):
             raise ReadOnlyViolation(f"only a single SELECT is allowed; found {node.key.upper()}")
-        if isinstance(node, exp.Func) and _is_file_function(node):
-            raise ReadOnlyViolation(f"function {_function_name(node)}() is not allowed in a query")
     cte_names = {cte.alias_or_name for cte in statement.find_all(exp.CTE)}
     for table in statement.find_all(exp.Table):
-        if isinstance(table.this, exp.Func):
-            raise ReadOnlyViolation("table functions are not allowed in a query")
-        if table.db in ALLOWED_DATASETS and not table.catalog:
-            continue
-        if not table.db and table.name in cte_names:
-            continue
+        _check_table(table, cte_names, allowed_tables)
+    for node in statement.walk():
+        unknown = known_functions_only and isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc))
+        if isinstance(node, exp.Func) and (unknown or _is_file_function(node)):
+            raise ReadOnlyViolation(f"function {_function_name(node)}() is not allowed in a query")
+    return statement
+
+
+def _check_table(table: exp.Table, cte_names: set[str], allowed_tables: frozenset[str] | None) -> None:
+    if not isinstance(table.this, exp.Identifier):
+        raise ReadOnlyViolation("table functions are not allowed in a query")
+    if table.catalog:
+        raise ReadOnlyViolation(f"project-qualified table {table.sql(dialect='bigquery')!r} is not allowed")
+    if not table.db and table.name in cte_names:
+        return
+    if table.db not in ALLOWED_DATASETS:
         raise ReadOnlyViolation(
             f"table {table.sql(dialect='bigquery')!r} is not allowed:"
             " name raw.<table> or energy_analytics.<table>"
         )
-    return statement
+    if allowed_tables is not None and f"{table.db}.{table.name}" not in allowed_tables:
+        raise ReadOnlyViolation(f"table {table.db}.{table.name} is outside the allow list")
 
 
 def _function_name(node: exp.Func) -> str:

@@ -1,9 +1,9 @@
 """Proof that model-written SQL only reads: one SELECT over allow-listed tables, with a LIMIT.
 
-Only the Gemini path writes SQL; the templates never pass through here. sqlglot parses the text as
-GoogleSQL and the statement is walked node by node: anything that is not a query (DML, DDL, COMMAND,
-INTO), any table outside the allow list, any function sqlglot does not know (which is how DuckDB's
-`read_csv`, `glob` or `getenv` would appear) or any table-valued function is refused. A missing
+Only the Gemini path writes SQL; the templates never pass through here. The project's one guard,
+`shared.readonly_sql.ensure_read_only`, proves it is a single SELECT over the allow-listed tables that
+calls no function sqlglot does not know (which is how DuckDB's `read_csv`, `glob` or `getenv` would
+appear); this module adds the chat-only rules: it must read a table, and it gets a bounded LIMIT. A missing
 LIMIT is added and a larger one clamped. In the cloud the statement is then dry-run on BigQuery
 with `maximum_bytes_billed`, under the chat service's read-only identity.
 """
@@ -15,7 +15,8 @@ from typing import Any
 from sqlglot import exp
 
 from shared.errors import GridsightError
-from shared.warehouse.dialect import parse_one_statement, referenced_tables
+from shared.readonly_sql import ReadOnlyViolation, ensure_read_only
+from shared.warehouse.dialect import referenced_tables
 
 __all__ = ["ALLOWED_TABLES", "UnsafeSQL", "bigquery_dry_run", "guard_sql"]
 
@@ -31,29 +32,6 @@ ALLOWED_TABLES = frozenset(
     )
 )
 MAX_LIMIT = 200
-_FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = (
-    exp.Insert,
-    exp.Update,
-    exp.Delete,
-    exp.Merge,
-    exp.Create,
-    exp.Drop,
-    exp.Alter,
-    exp.Command,
-    exp.Into,
-    exp.Copy,
-    exp.Set,
-    exp.Pragma,
-    exp.Use,
-    exp.Grant,
-    exp.Transaction,
-    exp.Commit,
-    exp.Rollback,
-    exp.LoadData,
-    exp.TruncateTable,
-    exp.Anonymous,
-    exp.AnonymousAggFunc,
-)
 
 
 class UnsafeSQL(GridsightError):
@@ -63,23 +41,10 @@ class UnsafeSQL(GridsightError):
 def guard_sql(sql: str, *, allowed: frozenset[str] = ALLOWED_TABLES, max_limit: int = MAX_LIMIT) -> str:
     """The statement, re-rendered as GoogleSQL with a LIMIT, or UnsafeSQL saying why not."""
     try:
-        statement = parse_one_statement(sql)
-    except ValueError as exc:
+        statement = ensure_read_only(sql, allowed_tables=allowed, known_functions_only=True)
+    except ReadOnlyViolation as exc:
         raise UnsafeSQL(str(exc)) from exc
-    if not isinstance(statement, (exp.Select, exp.Union, exp.Intersect, exp.Except)):
-        raise UnsafeSQL(f"only a SELECT may run, got {statement.key.upper()}")
-    for node in statement.walk():
-        if isinstance(node, _FORBIDDEN_NODES):
-            what = node.name if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)) else node.key.upper()
-            raise UnsafeSQL(f"{what} is not allowed in a read-only query")
-        if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
-            raise UnsafeSQL("table functions are not allowed")
-        if isinstance(node, exp.Table) and node.catalog:
-            raise UnsafeSQL(f"project-qualified table {node.sql('bigquery')} is not allowed")
     tables = referenced_tables(statement)
-    outside = sorted(t for t in tables if t not in allowed)
-    if outside:
-        raise UnsafeSQL(f"tables outside the allow list: {outside}")
     if not tables:
         raise UnsafeSQL("the query reads no warehouse table")
     limit = statement.args.get("limit")

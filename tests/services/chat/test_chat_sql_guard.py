@@ -15,7 +15,7 @@ def test_a_larger_limit_is_clamped() -> None:
 @pytest.mark.parametrize(
     ("sql", "reason"),
     [
-        ("DELETE FROM energy_analytics.forecasts WHERE TRUE", "only a SELECT"),
+        ("DELETE FROM energy_analytics.forecasts WHERE TRUE", "only a single SELECT"),
         ("SELECT 1 FROM energy_analytics.dim_site; DROP TABLE energy_analytics.forecasts", "exactly one"),
         ("SELECT * FROM energy_analytics.pipeline_runs", "allow list"),
         ("SELECT * FROM raw.reading", "allow list"),
@@ -24,7 +24,7 @@ def test_a_larger_limit_is_clamped() -> None:
         ("SELECT * INTO copy FROM energy_analytics.dim_site", "INTO"),
         ("SELECT * FROM `other-project.energy_analytics.dim_site`", "project-qualified"),
         ("SELECT 1", "reads no warehouse table"),
-        ("UPDATE energy_analytics.forecasts SET p50 = 0 WHERE TRUE", "only a SELECT"),
+        ("UPDATE energy_analytics.forecasts SET p50 = 0 WHERE TRUE", "only a single SELECT"),
     ],
 )
 def test_anything_but_one_read_only_select_is_refused(sql: str, reason: str) -> None:
