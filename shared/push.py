@@ -17,7 +17,7 @@ dead-lettered, and visible there), 401 bad token, 503 TransientError and 500 any
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -28,12 +28,20 @@ from pydantic import BaseModel
 from shared.bus import Publisher, open_publisher
 from shared.errors import GridsightError, InvalidEvent, SignatureError, status_for
 from shared.events import Event, PushEnvelope, decode_event, parse_envelope
-from shared.logging import bind_correlation_id, get_logger
+from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.runs import PipelineRun, has_succeeded, record_run
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
 
-__all__ = ["PushContext", "error_response", "handle_push", "verify_push_token"]
+__all__ = [
+    "PushContext",
+    "PushRoute",
+    "error_response",
+    "handle_push",
+    "serve_push",
+    "service_settings",
+    "verify_push_token",
+]
 
 E = TypeVar("E", bound=Event)
 log = get_logger(__name__)
@@ -51,6 +59,37 @@ class PushContext:
     subscription: str
     delivery_attempt: int | None
     correlation_id: str
+
+
+@dataclass(frozen=True)
+class PushRoute:
+    """One push endpoint of a service: the event it takes and the plain function that handles it."""
+
+    expected: type[Event]
+    handler: str
+    work: Callable[[Any, PushContext], object]
+
+
+def service_settings() -> Settings:
+    """Built per request (cheap), so a test can point an app at its own home."""
+    configure_logging()
+    return Settings()
+
+
+def serve_push(
+    request: flask.Request, *, service: str, routes: Mapping[str, PushRoute], settings: Settings
+) -> flask.Response:
+    """The edge every push-driven service shares: health, 405 for non-POST, one route per path, 404."""
+    if request.path == "/healthz":
+        return flask.jsonify(service=service, ok=True)
+    if request.method != "POST":
+        return error_response(405, f"{request.method} not allowed on {request.path}")
+    route = routes.get(request.path)
+    if route is None:
+        return error_response(404, f"no route {request.path}")
+    return handle_push(
+        request, expected=route.expected, handler=route.handler, work=route.work, settings=settings
+    )
 
 
 def error_response(status: int, message: str) -> flask.Response:

@@ -7,26 +7,11 @@ import functions_framework
 
 from services.anomaly.scoring import score_window
 from shared.events import FeaturesRefreshed
-from shared.logging import configure_logging
-from shared.push import error_response, handle_push
-from shared.settings import Settings
+from shared.push import PushRoute, serve_push, service_settings
 
-
-def _settings() -> Settings:
-    """Built per request (cheap), so a test can point the app at its own home."""
-    configure_logging()
-    return Settings()
+ROUTES = {"/pubsub/features-refreshed": PushRoute(FeaturesRefreshed, "anomaly", score_window)}
 
 
 @functions_framework.http
 def app(request: flask.Request) -> flask.Response:
-    settings = _settings()
-    if request.path == "/healthz":
-        return flask.jsonify(service="anomaly", ok=True)
-    if request.method != "POST":
-        return error_response(405, f"{request.method} not allowed on {request.path}")
-    if request.path == "/pubsub/features-refreshed":
-        return handle_push(
-            request, expected=FeaturesRefreshed, handler="anomaly", work=score_window, settings=settings
-        )
-    return error_response(404, f"no route {request.path}")
+    return serve_push(request, service="anomaly", routes=ROUTES, settings=service_settings())
