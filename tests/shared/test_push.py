@@ -22,12 +22,13 @@ from google.auth import crypt, jwt
 from shared.bus import UnknownTopic, open_publisher
 from shared.bus.local import QueueStore
 from shared.errors import InvalidEvent, SignatureError, TransientError
-from shared.events import EVENT_TYPES, Event, FeaturesRefreshed, SyncCompleted, encode_event
+from shared.events import EVENT_TYPES, Event, FeaturesRefreshed, SyncCompleted
 from shared.push import PushContext, handle_push, verify_push_token
 from shared.runs import PipelineRun, find_run, recent_runs, record_run
 from shared.settings import REPO_ROOT, Settings
 from shared.topology import load_topology
 from shared.warehouse import open_warehouse
+from tests.pushing import push_envelope
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -39,16 +40,7 @@ def _event(refresh_id: str = "r1") -> FeaturesRefreshed:
 
 
 def _envelope(event: Event, message_id: str = "m1", attempt: int = 1) -> dict[str, Any]:
-    data, attributes = encode_event(event, correlation_id="corr-1")
-    return {
-        "message": {
-            "data": base64.b64encode(data).decode(),
-            "attributes": attributes,
-            "messageId": message_id,
-        },
-        "subscription": "projects/p/subscriptions/forecast-features",
-        "deliveryAttempt": attempt,
-    }
+    return push_envelope(event, message_id=message_id, attempt=attempt, correlation_id="corr-1")
 
 
 def _write_forecasts(event: FeaturesRefreshed, ctx: PushContext) -> int:

@@ -3,7 +3,6 @@ warehouse, AnomaliesDetected on the local bus, redelivery a no-op, bad pushes a 
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from flask.testing import FlaskClient
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
-from shared.events import encode_event
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
+from tests.pushing import push_envelope
 
 
 @pytest.fixture
@@ -39,18 +38,8 @@ def _push(client: FlaskClient, body: dict[str, Any]) -> Any:
 
 
 def _envelope(message_id: str = "m1") -> dict[str, Any]:
-    data, attributes = encode_event(
-        refresh_event("r1", fault_hour(42, 0), fault_hour(47, 0)), correlation_id="c1"
-    )
-    return {
-        "message": {
-            "data": base64.b64encode(data).decode(),
-            "attributes": attributes,
-            "messageId": message_id,
-        },
-        "subscription": "projects/p/subscriptions/anomaly-features",
-        "deliveryAttempt": 1,
-    }
+    event = refresh_event("r1", fault_hour(42, 0), fault_hour(47, 0))
+    return push_envelope(event, message_id=message_id, subscription="anomaly-features", correlation_id="c1")
 
 
 def test_push_scores_window_and_publishes_new_incident(

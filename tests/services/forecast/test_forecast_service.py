@@ -3,7 +3,6 @@ functions-framework app, the warehouse (DuckDB), and the real model server over 
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -17,10 +16,11 @@ import pytest
 from werkzeug.serving import make_server
 
 from services.forecast.model_server import ModelStore, ServerConfig, create_app
-from shared.events import FeaturesRefreshed, encode_event
+from shared.events import FeaturesRefreshed
 from shared.runs import find_run
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
+from tests.pushing import push_envelope
 from tests.services.forecast.conftest import ORIGIN
 
 
@@ -42,16 +42,7 @@ def _service():
 
 
 def _envelope(event: FeaturesRefreshed, message_id: str, attempt: int = 1) -> dict[str, Any]:
-    data, attributes = encode_event(event)
-    return {
-        "message": {
-            "data": base64.b64encode(data).decode(),
-            "attributes": attributes,
-            "messageId": message_id,
-        },
-        "subscription": "projects/p/subscriptions/forecast-features",
-        "deliveryAttempt": attempt,
-    }
+    return push_envelope(event, message_id=message_id, attempt=attempt)
 
 
 def _event(devices: list[str], refresh_id: str = "refresh-1", origin: datetime = ORIGIN) -> FeaturesRefreshed:

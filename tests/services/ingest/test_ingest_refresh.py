@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from typing import Any
@@ -17,11 +16,12 @@ from services.ingest.refresh import refresh_on_sync
 from shared.bus import open_publisher
 from shared.bus.local import QueueStore
 from shared.errors import TransientError
-from shared.events import Event, FeaturesRefreshed, SyncCompleted, encode_event
+from shared.events import Event, FeaturesRefreshed, SyncCompleted
 from shared.push import handle_push
 from shared.runs import recent_runs
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import contract_for, open_warehouse
+from tests.pushing import push_envelope
 
 SNAPSHOT_TABLES = ("dim_device", "fct_reading", "hourly_consumption", "ml_features")
 
@@ -34,16 +34,9 @@ def client(settings: Settings) -> FlaskClient:
 
 def _envelope(sync_id: str, message_id: str = "m1", attempt: int = 1) -> dict[str, Any]:
     event = SyncCompleted(connection_id="gridsight_local", sync_id=sync_id, sync_ended_at=START)
-    data, attributes = encode_event(event, correlation_id=sync_id)
-    return {
-        "message": {
-            "data": base64.b64encode(data).decode(),
-            "attributes": attributes,
-            "messageId": message_id,
-        },
-        "subscription": "projects/p/subscriptions/ingest-refresh",
-        "deliveryAttempt": attempt,
-    }
+    return push_envelope(
+        event, message_id=message_id, subscription="ingest-refresh", attempt=attempt, correlation_id=sync_id
+    )
 
 
 def _published(settings: Settings) -> list[FeaturesRefreshed]:
