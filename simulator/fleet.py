@@ -333,6 +333,15 @@ class Fleet:
                 totals.append(totals[-1] + float(self._served_series(dev, d)["delta_wh"].sum()))
             return totals[day - first_day]
 
+    def _note_day_total(self, dev: Device, day: int, delta_wh: np.ndarray) -> None:
+        """Record `day`'s energy if it is the next total the register needs, so reading the
+        following day does not regenerate this one (sequential feeds generated each day twice)."""
+        first_day = self.first_reading(dev) // DAY_S
+        with self._lock:
+            totals = self._register_cache.get(dev.device_id)
+            if totals is not None and first_day + len(totals) - 1 == day:
+                totals.append(totals[-1] + float(delta_wh.sum()))
+
     def _received_at(self, dev: Device, ts: np.ndarray, jitter: np.ndarray) -> np.ndarray:
         done = ts + self.interval_s
         if not dev.late:
@@ -346,6 +355,7 @@ class Fleet:
         if not s["keep"].any():
             return []
         cumulative = self._register_at_day(dev, day) + np.concatenate(([0.0], np.cumsum(s["delta_wh"])[:-1]))
+        self._note_day_total(dev, day, s["delta_wh"])
         received = self._received_at(dev, s["ts"], s["jitter"])
         visible = received + np.where(s["u_lag"] < self.spec.feed_lag_share, s["lag"], 0)
         idx = np.flatnonzero(s["keep"])

@@ -104,6 +104,16 @@ def test_valid_record_becomes_a_reading_with_float_measures(connector: ModuleTyp
     assert row["temp_c"] is None
 
 
+def test_valid_record_times_are_the_parsed_utc_moments(connector: ModuleType) -> None:
+    record = _record(timestamp="2026-01-05T01:15:00+01:00")
+    table, row = connector._classify(record, "dev-00001", {"dev-00001"})
+
+    assert table == "reading"
+    assert row["timestamp"] == datetime(2026, 1, 5, 0, 15, tzinfo=UTC)
+    assert row["received_at"].utcoffset() == timedelta(0)
+    assert row["received_at"] == datetime.fromisoformat(record["received_at"].replace("Z", "+00:00"))
+
+
 def test_schema_declares_the_raw_table_contract(connector: ModuleType) -> None:
     tables = {t["table"]: t for t in connector.schema({})}
 
