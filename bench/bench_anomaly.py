@@ -31,6 +31,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from infra.local.commands.anomaly import metrics_table
 from services.anomaly.combine import rank_hours
 from services.anomaly.csvscore import load_energy_csv, score_energy
 from services.anomaly.detectors import panel_from_long, run_detectors
@@ -90,21 +91,7 @@ def bench_quality(data: Path) -> None:
     rows.append(evaluate_scores("rolling robust z", joined, z, z_flag, events))
     iso, iso_flag = isolation_forest_scores(joined)
     rows.append(evaluate_scores("isolation forest", joined, iso, iso_flag, events))
-    table = Table(title=f"quality on {len(joined):,} labelled hours, {len(events)} events")
-    for col in ("method", "ROC-AUC", "P", "R", "F1", "event P", "event R", "flagged h"):
-        table.add_column(col)
-    for m in rows:
-        table.add_row(
-            m.method,
-            f"{m.roc_auc:.3f}",
-            f"{m.point_precision:.3f}",
-            f"{m.point_recall:.3f}",
-            f"{m.point_f1:.3f}",
-            f"{m.event_precision:.3f}",
-            f"{m.event_recall:.3f}",
-            f"{m.flagged_hours:,}",
-        )
-    console.print(table)
+    console.print(metrics_table(rows, f"quality on {len(joined):,} labelled hours, {len(events)} events"))
     kinds = Table(title="event recall by kind (point recall)")
     kinds.add_column("method")
     names = sorted(rows[0].recall_by_kind)

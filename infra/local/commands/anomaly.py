@@ -59,8 +59,9 @@ def score(
     console.print(f"{len(scores):,} hours scored, {int(scores['is_anomaly'].sum()):,} flagged -> {out}")
 
 
-def _metrics_table(rows: list) -> Table:
-    table = Table(title="anomaly evaluation (point-wise and event-wise)")
+def metrics_table(rows: list, title: str = "anomaly evaluation (point-wise and event-wise)") -> Table:
+    """One table for `gridsight anomaly evaluate` and bench/bench_anomaly.py, so the two read alike."""
+    table = Table(title=title)
     for col in ("method", "AUC", "P", "R", "F1", "ev P", "ev R", "ev F1", "flagged"):
         table.add_column(col, justify="right" if col != "method" else "left")
     for m in rows:
@@ -131,7 +132,7 @@ def evaluate(
         iso, iso_flag = isolation_forest_scores(joined)
         rows.append(evaluate_scores("iso forest", joined, iso, iso_flag, events))
     console.print(f"{len(joined):,} hours, {int(joined['label'].sum()):,} labelled, {len(events)} events")
-    console.print(_metrics_table(rows))
+    console.print(metrics_table(rows))
     console.print(_kind_table(rows))
     if json_out is not None:
         json_out.write_text(pd.Series([m.model_dump() for m in rows]).to_json(orient="values", indent=1))
