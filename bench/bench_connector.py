@@ -17,7 +17,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,18 +61,12 @@ def run_debug(project: Path, config_path: Path) -> dict[str, float]:
     size of this (forking) process across the child's exec, and this process holds the rows."""
     import psutil
 
-    from infra.local.sync import debug_command, debug_env
+    from infra.local.sync import start_runner
 
     started = time.perf_counter()
     peak = 0
     with (project / "run.log").open("w") as log:
-        process = subprocess.Popen(
-            debug_command(project, config_path),
-            cwd=project,
-            env=debug_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_runner(project, config_path, stdout=log)
         watched = psutil.Process(process.pid)
         while process.poll() is None:
             try:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from filelock import FileLock
@@ -34,6 +35,7 @@ __all__ = [
     "default_configuration",
     "prepare_project",
     "run_sync",
+    "start_runner",
 ]
 
 CONNECTOR_SOURCE = REPO_ROOT / "fivetran_connector"
@@ -89,6 +91,19 @@ def debug_env() -> dict[str, str]:
     return env
 
 
+def start_runner(project: Path, config_path: Path, *, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    """`fivetran debug` on `project` as a child process, stderr folded into `stdout` (a pipe by default)."""
+    return subprocess.Popen(
+        debug_command(project, config_path),
+        cwd=project,
+        env=debug_env(),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+
+
 def run_sync(
     settings: Settings,
     *,
@@ -105,15 +120,7 @@ def run_sync(
         tail: deque[str] = deque(maxlen=400)  # the error line precedes a traceback
         with (
             log_path.open("w") as log_file,
-            subprocess.Popen(
-                debug_command(project, config_path),
-                cwd=project,
-                env=debug_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-            ) as process,
+            start_runner(project, config_path) as process,
         ):
             assert process.stdout is not None
             for line in process.stdout:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from connector_harness import Vendor, assert_same, config_for, expected, read_landed, state_of, sync
 
-from infra.local.sync import debug_command, debug_env, prepare_project
+from infra.local.sync import prepare_project, start_runner
 from simulator.faults import FaultPolicy
 from simulator.fleet import FleetSpec
 
@@ -20,14 +19,7 @@ pytestmark = pytest.mark.slow
 def _run_until_line(project: Path, config: dict[str, str], kill_at_line: int) -> int:
     """Run the runner and SIGKILL it when it prints line number `kill_at_line` (or let it finish)."""
     config_path = prepare_project(project, config)
-    with subprocess.Popen(
-        debug_command(project, config_path),
-        cwd=project,
-        env=debug_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
+    with start_runner(project, config_path) as process:
         assert process.stdout is not None
         for n, _line in enumerate(process.stdout, start=1):
             if n == kill_at_line:
