@@ -58,7 +58,7 @@ def test_models_give_identical_rows_on_duckdb_and_bigquery(backends: tuple[Setti
     land_fleet(duck, days=2, devices=N)
     _refresh_both(duck, bq)
     first = snapshot(duck)
-    assert all(len(frame) for frame in first.values())
+    assert all(len(frame) for name, frame in first.items() if name != "data_quality")
     assert_same_tables(first, snapshot(bq))
 
     end = START + timedelta(days=2)
