@@ -4,7 +4,8 @@ Syncs four tables: `site`, `device`, `reading` (one row per device and reading t
 `invalid_reading` (records that failed validation, with the reason, so nothing is dropped
 silently). Readings are pulled per device from the vendor's change feed with a cursor on the time
 the vendor *received* them, re-reading `lookback_hours` each sync so late-published records land.
-A decommissioned device becomes a delete of its device row; its readings stay.
+A decommissioned device becomes a delete of its device row, upserted first with its `status` and
+`decommissioned_at` so the warehouse keeps its history; its readings stay.
 
 Run locally: `fivetran debug` in this folder (configuration.json beside it).
 """
@@ -112,6 +113,10 @@ def schema(configuration: dict):
                 "nominal_voltage": "DOUBLE",
                 "interval_minutes": "INT",
                 "installed_at": "UTC_DATETIME",
+                # kept on the soft-deleted row, so the warehouse can tell a decommissioned device
+                # (history stays) from one the vendor removed
+                "status": "STRING",
+                "decommissioned_at": "UTC_DATETIME",
             },
         },
         {
@@ -191,6 +196,8 @@ def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
         "nominal_voltage",
         "interval_minutes",
         "installed_at",
+        "status",
+        "decommissioned_at",
     )
     for page in client.pages("/v1/devices", {"page_size": min(config["page_size"], 1000)}):
         for device in page:

@@ -1,5 +1,6 @@
 -- fct_reading: one row per device and reading in [@window_start, @window_end), deduplicated, with
--- connector deletes removed and the interval energy derived from the cumulative register.
+-- connector deletes removed (a decommissioned device keeps its readings; a device the vendor
+-- removed loses them) and the interval energy derived from the cumulative register.
 -- A reading at t closes the interval (previous reading, t]: its energy, and its power, temperature
 -- and occupancy samples, describe that interval, so `hour` is the UTC hour the interval ends in
 -- (the hour holding the instant just before t). hourly_consumption spreads the energy over every
@@ -34,7 +35,7 @@ register_rules as (
     left join meter_types as declared
         on devices.meter_type = declared.meter_type
     cross join (select * from meter_types where meter_type = 'default') as fallback
-    where not devices.is_deleted
+    where not devices.is_removed
 ),
 
 live_readings as (
