@@ -153,7 +153,9 @@ def update(configuration: dict, state: dict):
     config = validate_configuration(configuration)
     state = {
         "cursors": dict((state or {}).get("cursors") or {}),
-        "deleted": list((state or {}).get("deleted") or []),
+        # devices already upserted with status decommissioned and deleted; a new key (was
+        # "deleted"), so devices an older version deleted without their status are sent once more
+        "decommissioned": list((state or {}).get("decommissioned") or []),
     }
     client = VendorClient(config["base_url"], config["api_key"])
     try:
@@ -187,7 +189,7 @@ def sync_sites(client: VendorClient, config: dict) -> None:
 def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
     """Upsert every device; a decommissioned one is upserted once more and then deleted (soft delete)."""
     device_ids = []
-    deleted = set(state["deleted"])
+    deleted = set(state["decommissioned"])
     columns = (
         "device_id",
         "site_id",
@@ -209,7 +211,7 @@ def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
             op.upsert("device", {k: device.get(k) for k in columns})
             if decommissioned:
                 op.delete("device", {"device_id": device_id})
-                state["deleted"].append(device_id)
+                state["decommissioned"].append(device_id)
                 deleted.add(device_id)
     log.info(f"devices synced: {len(device_ids)} ({len(deleted)} decommissioned)")
     return device_ids
