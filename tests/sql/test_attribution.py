@@ -7,6 +7,8 @@ hour the interval ends in. Coverage is the share of the hour covered by interval
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import datetime
 
 import pandas as pd
@@ -15,6 +17,7 @@ import pytest
 from shared.refresh import refresh_features
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
+from tests.sql.agreement import hourly_kwh_from_registers
 from tests.sql.landing import land_rows, utc
 
 
@@ -163,3 +166,29 @@ def test_site_days_are_local_days_across_the_spring_dst_change(settings: Setting
             "2026-03-31": 2.0,  # UTC 30 22:00 - 31 00:00
         }
     )
+
+
+def test_random_irregular_meter_matches_the_python_recomputation_and_conserves_energy(
+    settings: Settings,
+) -> None:
+    rng = random.Random(5)
+    at, register, readings = utc("2026-03-01 00:07"), 20_000.0, []
+    for _ in range(300):
+        readings.append(("r", at.strftime("%Y-%m-%d %H:%M"), register, 500))
+        gap = rng.choice([1, 7, 15, 15, 15, 45, 60, 95, 180]) if rng.random() > 0.01 else 25 * 60
+        at += pd.Timedelta(minutes=gap).to_pytimedelta()
+        register = round(register + rng.uniform(0, 3) * gap, 3)
+    land_rows(settings, devices=[{"device_id": "r"}], readings=readings)
+    refresh_features(settings)
+    hours = _hourly(settings, "r")
+    frame = pd.DataFrame(readings, columns=["device_id", "timestamp", "energy_wh", "power_w"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    truth = {h: kwh for (_, h), kwh in hourly_kwh_from_registers(frame).items()}
+    assert _kwh(hours) == pytest.approx(truth, rel=1e-9, abs=1e-12)
+    assert all(0 <= float(r["coverage"]) <= 1 + 1e-12 for r in hours.values())  # type: ignore[arg-type]
+    # conserved: everything but the intervals longer than a day is in some hour
+    skipped = sum(
+        b[2] - a[2] for a, b in itertools.pairwise(readings) if utc(b[1]) - utc(a[1]) > pd.Timedelta(hours=24)
+    )
+    assert skipped > 0  # the seed has gaps over a day
+    assert sum(_kwh(hours).values()) == pytest.approx((readings[-1][2] - readings[0][2] - skipped) / 1000)
