@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,7 +115,7 @@ def mirror_raw_to_bigquery(duck: Settings, bq: Settings) -> None:
 def land_rows(
     settings: Settings,
     *,
-    devices: Sequence[dict[str, object]],
+    devices: Sequence[Mapping[str, object]],
     readings: Sequence[tuple[str, str, float, float]],
     synced_at: datetime = SYNC_1,
     timezone: str = "Europe/Amsterdam",

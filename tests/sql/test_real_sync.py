@@ -74,6 +74,7 @@ def test_models_over_real_syncs_refresh_incrementally_like_a_full_rebuild(
         )
     assert negative.to_pylist() == [{"n": 0}]
     # the connector soft-deleted the decommissioned device; the warehouse keeps it and its history
+    assert isinstance(api.source, Fleet)
     [gone] = [d for d in api.source.devices() if d.decommissioned_at is not None]
     assert deleted == [{"device_id": gone.device_id}]
     device = after["dim_device"].set_index("device_id").loc[gone.device_id]
