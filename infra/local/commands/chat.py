@@ -9,6 +9,7 @@ prompt that keeps one conversation, so follow-ups ("and the day before?") work.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +23,7 @@ __all__ = ["ask", "register"]
 
 console = Console(width=120)
 HEALTH_TIMEOUT_S = 0.5
+MAX_QUESTION = 1000  # ChatRequest's limit
 ASK_TIMEOUT_S = 60.0
 
 
@@ -104,6 +106,19 @@ def chat(
     ] = False,
 ) -> None:
     """Ask about your energy data; every number comes with the query that produced it."""
+    from services.chat.api import CONVERSATION_ID
+
+    if question is not None and not question.strip():
+        raise typer.BadParameter(
+            "the question is empty; omit it for an interactive prompt", param_hint="QUESTION"
+        )
+    if question is not None and len(question) > MAX_QUESTION:
+        raise typer.BadParameter(f"at most {MAX_QUESTION} characters", param_hint="QUESTION")
+    if conversation is not None and not re.fullmatch(CONVERSATION_ID, conversation):
+        raise typer.BadParameter(
+            "a conversation id is 1-64 letters, digits, '-' or '_' (the id an earlier --json answer gave)",
+            param_hint="--conversation",
+        )
     settings = Settings()
     url = None if local else _service_url(settings)
     if question is not None:

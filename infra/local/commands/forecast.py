@@ -55,8 +55,13 @@ def _scores_table(title: str, scores: list) -> Table:
 
 
 def train(
-    energy: Annotated[Path | None, typer.Option(help="Train from this CSV instead of the warehouse.")] = None,
-    weather: Annotated[Path | None, typer.Option(help="Weather CSV for --energy.")] = None,
+    energy: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Train from this CSV instead of the warehouse."),
+    ] = None,
+    weather: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Weather CSV for --energy.")
+    ] = None,
     vertex: Annotated[bool, typer.Option(help="Submit a Vertex AI custom training job instead.")] = False,
 ) -> None:
     """Train a new model version (warehouse by default) into the model directory / bucket."""
@@ -86,17 +91,26 @@ def train(
 
 @forecast_app.command("backtest")
 def backtest(
-    energy: Annotated[Path, typer.Option(help="CSV meter_id,timestamp_utc,kwh (hourly).")],
+    energy: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="CSV meter_id,timestamp_utc,kwh (hourly).")
+    ],
     start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First origin day (00:00 UTC).")],
     end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last origin day.")],
-    out: Annotated[Path, typer.Option(help="Where to write meter_id,origin_utc,timestamp_utc,p10,p50,p90.")],
-    weather: Annotated[Path | None, typer.Option(help="CSV timestamp_utc,air_temperature_c.")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(dir_okay=False, help="Where to write meter_id,origin_utc,timestamp_utc,p10,p50,p90."),
+    ],
+    weather: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="CSV timestamp_utc,air_temperature_c.")
+    ] = None,
     mstl: Annotated[bool, typer.Option(help="Also score statsforecast MSTL (slow; cached).")] = True,
 ) -> None:
     """Forecast each day start..end at 00:00 UTC from earlier data only; compare with baselines."""
     from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv, run_backtest
     from shared.settings import Settings
 
+    if end < start:
+        raise typer.BadParameter(f"{end:%Y-%m-%d} is before --start {start:%Y-%m-%d}", param_hint="--end")
     try:
         panel = build_panel(load_energy_csv(energy), load_weather_csv(weather) if weather else None)
         with _progress() as progress:
@@ -123,9 +137,11 @@ def backtest(
 
 @forecast_app.command("plot")
 def plot(
-    forecasts: Annotated[Path, typer.Option(help="Backtest output CSV.")],
-    energy: Annotated[Path, typer.Option(help="The actuals: CSV meter_id,timestamp_utc,kwh.")],
-    out: Annotated[Path, typer.Option(help="PNG to write.")],
+    forecasts: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Backtest output CSV.")],
+    energy: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="The actuals: CSV meter_id,timestamp_utc,kwh.")
+    ],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="PNG to write.")],
     meter: Annotated[list[str] | None, typer.Option(help="Meter(s) to draw (default: the first 4).")] = None,
 ) -> None:
     """Draw actual vs p50 with the p10–p90 band."""

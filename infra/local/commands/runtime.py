@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infra.local.commands.errors import positive
 from infra.local.demo import DemoReport, demo_settings, run_demo
 from infra.local.runtime_status import RuntimeStatus, collect_status
 from infra.local.supervisor import StackOptions, Supervisor, stack_specs
@@ -21,9 +22,9 @@ from shared.settings import Settings
 
 __all__ = ["register"]
 
-Devices = Annotated[int, typer.Option("--devices", help="Simulated fleet size.")]
-Days = Annotated[int, typer.Option("--days", help="Days of history the simulator releases.")]
-Seed = Annotated[int, typer.Option("--seed", help="Same seed, same fleet.")]
+Devices = Annotated[int, typer.Option("--devices", min=1, max=100_000, help="Simulated fleet size.")]
+Days = Annotated[int, typer.Option("--days", min=1, max=3660, help="Days of history the simulator releases.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Same seed, same fleet.")]
 
 dead_app = typer.Typer(help="Messages that ran out of delivery attempts.", no_args_is_help=True)
 
@@ -71,7 +72,11 @@ def up(devices: Devices = 50, days: Days = 28, seed: Seed = 7) -> None:
         console.print("stopped")
 
 
-def status(runs: Annotated[int, typer.Option("--runs", help="Recent pipeline runs to show.")] = 15) -> None:
+def status(
+    runs: Annotated[
+        int, typer.Option("--runs", min=0, max=10_000, help="Recent pipeline runs to show.")
+    ] = 15,
+) -> None:
     """Processes, queue depth per subscription, dead letters and recent pipeline runs."""
     print_status(Console(), collect_status(Settings(), runs=runs))
 
@@ -105,7 +110,9 @@ def demo(
     devices: Devices = 50,
     days: Days = 28,
     seed: Seed = 7,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each stage.")] = 900,
+    timeout: Annotated[
+        float, typer.Option("--timeout", callback=positive, help="Seconds to wait for each stage.")
+    ] = 900,
 ) -> None:
     """up + sync + wait until every event settled + report + stop; state stays in the home folder."""
     console = Console()
