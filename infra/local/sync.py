@@ -39,6 +39,7 @@ __all__ = [
     "default_configuration",
     "prepare_project",
     "run_sync",
+    "start_after_data",
     "start_runner",
 ]
 
@@ -70,9 +71,10 @@ class VendorApiUnavailable(RuntimeError):
         self.hint = hint
 
 
-def check_vendor_api(configuration: dict[str, str]) -> None:
+def check_vendor_api(configuration: dict[str, str]) -> str | None:
     """One cheap request before the runner starts: the connector's retries (right for a flaky API)
-    would otherwise spend a minute on an API that is simply not running."""
+    would otherwise spend a minute on an API that is simply not running. Returns the vendor's
+    clock (`as_of`: data exists up to then), when it says."""
     url = configuration["base_url"].rstrip("/")
     try:
         response = requests.get(
@@ -92,6 +94,24 @@ def check_vendor_api(configuration: dict[str, str]) -> None:
             f"the vendor API at {url} rejected the API key ({response.status_code})",
             "set GRIDSIGHT_SIMULATOR_API_KEY to the key the simulator was started with",
         )
+    try:
+        as_of = response.json().get("as_of")
+    except ValueError:
+        return None
+    return str(as_of) if as_of else None
+
+
+def start_after_data(configuration: dict[str, str], as_of: str | None) -> bool:
+    """True when the first sync's start date is after everything the vendor has: it would land
+    sites and devices but no reading, with nothing to say why."""
+    if not as_of:
+        return False
+    try:
+        start = datetime.fromisoformat(configuration["start_date"]).replace(tzinfo=UTC)
+        now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return start > now
 
 
 def default_configuration(settings: Settings) -> dict[str, str]:

@@ -11,10 +11,10 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
 from infra.local.commands.errors import fail, positive
+from infra.local.commands.output import terminal
 from shared.settings import REPO_ROOT, Settings
 from simulator.faults import FaultPolicy
 from simulator.feed import Source
@@ -113,7 +113,7 @@ def serve(
             "is another simulator or `gridsight up` running? Stop it, or pick another --port "
             "(and set GRIDSIGHT_SIMULATOR_PORT for `gridsight sync`)",
         ) from exc
-    Console().print(
+    terminal().print(
         f"vendor API on [bold]{server.url}[/] (simulated now {iso(source.initial_now)}); Ctrl-C stops"
     )
     with contextlib.suppress(KeyboardInterrupt):
@@ -145,7 +145,7 @@ def truth(
         writer.writerow(["device_id", "anomaly_type", "start", "end", "magnitude"])
         for ev in sorted(rows, key=lambda e: (e.device_id, e.start)):
             writer.writerow([ev.device_id, ev.kind, iso(ev.start), iso(ev.end), round(ev.magnitude, 4)])
-    Console().print(f"{len(rows)} anomalies over {devices} devices up to {iso(now)} -> {out}")
+    terminal().print(f"{len(rows)} anomalies over {devices} devices up to {iso(now)} -> {out}")
 
 
 @sim_app.command("advance")
@@ -176,7 +176,7 @@ def advance(
     )
     try:
         with urlopen(request, timeout=10) as response:  # noqa: S310 (scheme checked above)
-            Console().print(f"simulated now: {json.loads(response.read())['now']}")
+            terminal().print(f"simulated now: {json.loads(response.read())['now']}")
     except HTTPError as exc:
         raise fail(f"the simulator at {base} refused: {_error_text(exc)}") from exc
     except (URLError, OSError) as exc:
@@ -220,4 +220,4 @@ def plot(
         raise typer.BadParameter(f"the fleet has devices 0..{devices - 1}", param_hint="--device")
     fleet = Fleet(FleetSpec(devices=devices, days=days, interval_minutes=interval_minutes, seed=seed))
     plot_device(fleet, fleet.device(device), out)
-    Console().print(f"wrote {out}")
+    terminal().print(f"wrote {out}")

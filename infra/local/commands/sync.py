@@ -10,12 +10,15 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from infra.local.commands.errors import INTERRUPTED, fail
+from infra.local.commands.output import terminal
+from infra.local.supervisor import running_start_date
 from infra.local.sync import (
     SyncResult,
     VendorApiUnavailable,
     check_vendor_api,
     default_configuration,
     run_sync,
+    start_after_data,
 )
 from infra.local.webhook_client import WebhookDeliveryError, send_sync_end
 from shared.settings import Settings
@@ -35,13 +38,23 @@ def sync(
     ),
 ) -> None:
     """Pull the vendor API into the raw tables (files/warehouse.db under the state home)."""
-    console = Console()
+    console = terminal()
     settings = Settings()
+    recorded = running_start_date(settings)
+    if recorded and "connector_start_date" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"connector_start_date": recorded})  # e.g. up --replay
     configuration = default_configuration(settings)
     try:
-        check_vendor_api(configuration)
+        as_of = check_vendor_api(configuration)
     except VendorApiUnavailable as exc:
         raise fail(str(exc), exc.hint) from exc
+    if start_after_data(configuration, as_of):
+        terminal(stderr=True).print(
+            f"[yellow]warning:[/] the connector starts at {configuration['start_date']}, after everything "
+            f"the vendor API has (its clock is {as_of}), so no readings will land.\n"
+            "Set GRIDSIGHT_CONNECTOR_START_DATE to the data's first day (for the Cambridge meters "
+            "2019-01-01), or use `gridsight up --replay PATH`, which sets it from the data."
+        )
     with Progress(
         SpinnerColumn(), TextColumn("[bold]sync[/] {task.description}"), TimeElapsedColumn(), console=console
     ) as bar:

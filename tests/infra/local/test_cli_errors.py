@@ -83,6 +83,7 @@ BAD: dict[tuple[str, str], str] = {
     ("*", "--out"): "DIR",
     ("*", "--energy"): MISSING,
     ("*", "--weather"): MISSING,
+    ("*", "--replay"): MISSING,
     ("up", "--devices"): "-3",
     ("status", "--runs"): "-1",
     ("demo", "--timeout"): "0",
