@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from rich.console import Console
@@ -27,6 +28,10 @@ def format_value(value: Any) -> str:
     """A cell for a person: 13151.669359999994 → 13151.67, 0.000123456 → 0.0001235, None → empty."""
     if value is None:
         return ""
+    if isinstance(value, Decimal):  # NUMERIC: exact, so round it exactly (half up, as people do)
+        if value.is_finite() and (value == 0 or abs(value) >= 1):
+            return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, float):
         return str(value)
     if not math.isfinite(value):
