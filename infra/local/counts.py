@@ -82,10 +82,19 @@ def explain_counts(wh: Warehouse, counts: dict[str, int]) -> dict[str, str]:
         "energy_analytics.fct_reading": lambda: _against_raw(
             wh, counts, "raw.reading", _READINGS_MISSING, "readings"
         ),
-        "energy_analytics.hourly_consumption": lambda: _grid(wh, "hourly_consumption", "device_id", "hour"),
-        "energy_analytics.ml_features": lambda: _grid(wh, "ml_features", "device_id", "hour"),
+        "energy_analytics.hourly_consumption": lambda: _grid(
+            wh, counts, "hourly_consumption", "device_id", "hour"
+        ),
+        "energy_analytics.ml_features": lambda: _grid(wh, counts, "ml_features", "device_id", "hour"),
         "energy_analytics.daily_site_consumption": lambda: _grid(
-            wh, "daily_site_consumption", "site_id", "day", unit="site-days", keys="sites", times="days"
+            wh,
+            counts,
+            "daily_site_consumption",
+            "site_id",
+            "day",
+            unit="site-days",
+            keys="sites",
+            times="days",
         ),
         "energy_analytics.forecasts": lambda: _forecasts(wh, counts),
         "energy_analytics.anomalies": lambda: (
@@ -162,6 +171,7 @@ def _devices(wh: Warehouse, counts: dict[str, int]) -> str:
 
 def _grid(
     wh: Warehouse,
+    counts: dict[str, int],
     table: str,
     key: str,
     time: str,
@@ -173,10 +183,12 @@ def _grid(
     row = _rows(wh, _GRID.format(table=table, key=key, time=time))[0]
     if not row["keys"]:
         return f"no {unit} yet"
-    return (
-        f"one row per {unit[:-1]} with data: {int(str(row['keys'])):,} {keys}, "
-        f"{int(str(row['times'])):,} {times} ({_short(row['first'])} .. {_short(row['last'])})"
-    )
+    n_keys, n_times = int(str(row["keys"])), int(str(row["times"]))
+    gaps = n_keys * n_times - counts.get(f"energy_analytics.{table}", n_keys * n_times)
+    shape = f"{n_keys:,} {keys} × {n_times:,} {times} ({_short(row['first'])} .. {_short(row['last'])})"
+    if gaps <= 0:
+        return f"one row per {unit[:-1]}: {shape}"
+    return f"one row per {unit[:-1]} with readings: {shape} = {n_keys * n_times:,}, less {gaps:,} with none"
 
 
 def _forecasts(wh: Warehouse, counts: dict[str, int]) -> str:

@@ -59,7 +59,7 @@ def test_the_cited_rows_show_the_figures_the_answer_uses(fleet_home: Settings) -
         build_app(), ["chat", "--local", "--show-sql", QUESTION], env={"COLUMNS": "200"}
     )
     answer, _, cited = result.output.partition("[1] SQL")
-    figures = re.findall(r"\d+\.\d+", answer)  # e.g. "... HVAC plant (dev-002): 228.844 kWh."
+    figures = re.findall(r"\d[\d,]*\.\d+", answer)  # e.g. "... HVAC plant (dev-002): 3,732.157 kWh."
     assert figures
     for figure in figures:
-        assert f" {figure} " in cited  # the same digits in the cited rows, not re-rounded
+        assert f" {figure.replace(',', '')} " in cited  # the same digits in the cited rows, not re-rounded

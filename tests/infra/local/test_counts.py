@@ -65,6 +65,13 @@ def test_each_count_says_what_it_is_made_of(settings: Settings) -> None:
             "raw.reading 1,152 − 2 deleted by the vendor − 192 of decommissioned devices"
         )
     devices_with_hours = counts["energy_analytics.dim_device"] if "is_active" in columns else DEVICES - 1
-    assert said["energy_analytics.hourly_consumption"].startswith(
-        f"one row per device-hour with data: {devices_with_hours} devices, "
-    )
+    hours = DAYS * 24
+    full = devices_with_hours * hours
+    grid = f"{devices_with_hours} devices × {hours} hours (2026-03-01 00:00 .. 2026-03-02 23:00)"
+    if counts["energy_analytics.hourly_consumption"] == full:
+        assert said["energy_analytics.hourly_consumption"] == f"one row per device-hour: {grid}"
+    else:
+        gaps = full - counts["energy_analytics.hourly_consumption"]
+        assert said["energy_analytics.hourly_consumption"] == (
+            f"one row per device-hour with readings: {grid} = {full}, less {gaps} with none"
+        )
