@@ -103,7 +103,12 @@ def _train(settings: Settings) -> None:
         from services.forecast.training import train_from_warehouse
     except ImportError as exc:
         raise DemoError("forecast training (services.forecast.training) is not in this checkout") from exc
-    train_from_warehouse(settings)
+    try:
+        train_from_warehouse(settings)
+    except ValueError as exc:  # e.g. too little history for the first model
+        raise DemoError(
+            f"training the first forecast model failed: {exc} (the default --days 28 is enough)"
+        ) from exc
 
 
 def run_demo(settings: Settings, options: StackOptions, step: Step, timeout_s: float = 900.0) -> DemoReport:

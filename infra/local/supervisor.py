@@ -87,8 +87,11 @@ def stack_settings(settings: Settings, options: StackOptions) -> Settings:
 
 def running_start_date(settings: Settings) -> str | None:
     """The connector start date the stack running from this home was started with, if any."""
-    value = _read_state(settings).get("connector_start_date")
-    return str(value) if value else None
+    state = _read_state(settings)
+    pid, value = state.get("supervisor_pid"), state.get("connector_start_date")
+    if not value or not pid or not _alive(int(str(pid))):
+        return None  # no stack, or a record left behind by one that died
+    return str(value)
 
 
 class ProcessSpec(BaseModel):

@@ -26,7 +26,7 @@ def _progress() -> Progress:
 
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
+    return typer.Exit(code=1)  # the data or a file is wrong, not the command line
 
 
 @anomaly_app.command("score")

@@ -9,6 +9,7 @@ traceback through for the people fixing it.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -84,7 +85,7 @@ class FriendlyGroup(TyperGroup):
             show_error(
                 f"{type(exc).__name__}: {text[0] if text else 'no message'}",
                 "this looks like a bug or an unexpected state; `gridsight --debug "
-                + " ".join(sys.argv[1:])
+                + shlex.join(sys.argv[1:])
                 + "` shows the traceback",
             )
             raise typer.Exit(1) from exc

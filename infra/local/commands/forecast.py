@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 __all__ = ["register"]
@@ -20,7 +20,7 @@ console = Console(width=120)
 
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
+    return typer.Exit(code=1)  # the data or a file is wrong, not the command line
 
 
 def _progress() -> Progress:
@@ -34,7 +34,7 @@ def _progress() -> Progress:
 
 
 def _reporter(progress: Progress):
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def report(step: str, done: int, total: int) -> None:
         if step not in tasks:
@@ -164,8 +164,13 @@ def plot(
 @forecast_app.command("serve")
 def serve() -> None:
     """Run the model server (Vertex custom-container contract) on settings.model_server_port."""
+    from infra.local.supervisor import ProcessSpec, ports_in_use
     from services.forecast.model_server import main
+    from shared.settings import Settings
 
+    port = Settings().model_server_port
+    if ports_in_use([ProcessSpec(name="model-server", argv=[], port=port)]):
+        raise _fail(f"port {port} is already in use; set GRIDSIGHT_MODEL_SERVER_PORT to a free one")
     main()
 
 

@@ -213,3 +213,21 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
     assert "Traceback" not in plain.output
     debug = CliRunner().invoke(build_app(), ["--debug", "status"], env=home_env)
     assert isinstance(debug.exception, ZeroDivisionError)  # let through, so the runner shows it
+
+
+def test_servers_on_a_taken_port_say_so_before_starting(
+    home_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        monkeypatch.setenv("GRIDSIGHT_MODEL_SERVER_PORT", str(port))
+        model = CliRunner().invoke(build_app(), ["forecast", "serve"], env=home_env)
+        monkeypatch.setattr("simulator.server.SimulatorServer.serve_forever", lambda _self: None)
+        vendor = CliRunner().invoke(build_app(), ["simulator", "serve", "--port", str(port)], env=home_env)
+    assert model.exit_code == 1
+    assert f"error: port {port} is already in use; set GRIDSIGHT_MODEL_SERVER_PORT" in model.output
+    assert vendor.exit_code == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in vendor.output
+    assert "Traceback" not in model.output + vendor.output
