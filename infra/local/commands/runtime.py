@@ -228,6 +228,11 @@ def print_status(console: Console, state: RuntimeStatus) -> None:
             alive = "[green]yes[/]" if entry.get("alive") else "[red]no[/]"
             table.add_row(name, str(entry.get("pid")), str(entry.get("port") or "-"), alive)
         console.print(table)
+        if not any(entry.get("alive") for entry in state.processes.values()):
+            console.print(
+                "no stack running from this home: the one above stopped without cleaning up "
+                "(start one with [bold]gridsight up[/])"
+            )
     else:
         console.print("no stack running from this home (start one with [bold]gridsight up[/])")
     queue = Table(title="queue (per subscription)")

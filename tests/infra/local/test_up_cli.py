@@ -84,6 +84,8 @@ def test_a_stack_that_died_without_stopping_does_not_block_the_next(settings: Se
     (run / "stack.json").write_text(
         json.dumps({"supervisor_pid": dead, "processes": {"chat": {"pid": dead, "port": 1, "log": "x"}}})
     )
+    status = CliRunner().invoke(build_app(), ["status"], env={"COLUMNS": "200"})
+    assert "no stack running from this home: the one above stopped without cleaning up" in status.output
     stack = Supervisor(Settings(), [])
     stack.claim()  # the OS released the dead supervisor's lock; its stale record does not count
     assert stack_state(Settings())["chat"]["alive"] is False
