@@ -24,9 +24,10 @@ def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """2: a file given on the command line is unusable (a bad value); 1: the warehouse lacks data."""
     console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)  # the data or a file is wrong, not the command line
+    return typer.Exit(code=code)
 
 
 @anomaly_app.command("score")
@@ -243,7 +244,7 @@ def _warehouse_view(
                 end=end.to_pydatetime() if end is not None else None,
             )
     except GridsightError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), code=1) from exc
 
 
 def register(app: typer.Typer) -> None:

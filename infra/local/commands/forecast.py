@@ -18,9 +18,10 @@ forecast_app = typer.Typer(help="Backtest, plot and serve the forecaster.", no_a
 console = Console(width=120)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """2: a file given on the command line is unusable (a bad value); 1: the warehouse lacks data."""
     console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)  # the data or a file is wrong, not the command line
+    return typer.Exit(code=code)
 
 
 def _progress() -> Progress:
@@ -80,7 +81,7 @@ def train(
             else:
                 card = train_from_warehouse(settings, progress=report)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), code=2 if energy is not None else 1) from exc
     console.print(f"model [bold]{card.version}[/bold]: {card.devices} devices, {card.training_rows:,} rows")
     for model, m in card.backtest.items():
         console.print(
@@ -170,7 +171,7 @@ def serve() -> None:
 
     port = Settings().model_server_port
     if ports_in_use([ProcessSpec(name="model-server", argv=[], port=port)]):
-        raise _fail(f"port {port} is already in use; set GRIDSIGHT_MODEL_SERVER_PORT to a free one")
+        raise _fail(f"port {port} is already in use; set GRIDSIGHT_MODEL_SERVER_PORT to a free one", code=1)
     main()
 
 
