@@ -70,6 +70,7 @@ def evaluated_locals(
         return None
     names = ["topics", "push_subscriptions", "dead_letter_topics", "push_targets", "service_topics"]
     names += ["services", "images", "common_env", "push_audience", "secrets", "webhook_service"]
+    names += ["service_timeout_seconds", "push_auth"]
     expression = "{" + ", ".join(f"{n} = local.{n}" for n in names) + "}"
     return terraform_console(terraform, expression, tmp_path_factory.mktemp("tf-console"))
 

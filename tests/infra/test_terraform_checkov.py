@@ -29,7 +29,7 @@ def test_checkov_finds_no_failed_check_in_terraform_or_dockerfiles(
 def test_our_policies_ran_on_the_resources_they_guard(checkov_report: list[dict[str, Any]]) -> None:
     passed = {(c["check_id"], c["resource"]) for c in results(checkov_report, "passed_checks")}
     expected = [
-        ("CKV_GRIDSIGHT_1", "module.gridsight.google_cloud_run_v2_service_iam_member.webhook_public"),
+        ("CKV_GRIDSIGHT_1", "module.gridsight.google_cloud_run_v2_service_iam_member.chat_invoker"),
         ("CKV_GRIDSIGHT_1", "module.gridsight.google_cloud_run_v2_service.service"),
         ("CKV_GRIDSIGHT_2", "module.gridsight.google_pubsub_subscription.push"),
         ("CKV_GRIDSIGHT_3", "module.gridsight.google_pubsub_subscription.push"),
@@ -57,6 +57,7 @@ def test_custom_policies_fail_insecure_terraform(insecure_report: list[dict[str,
     assert failed == {
         ("CKV_GRIDSIGHT_1", "google_cloud_run_v2_service_iam_member.bad_public_chat"),
         ("CKV_GRIDSIGHT_1", "google_cloud_run_v2_service.bad_iam_disabled"),
+        ("CKV_GRIDSIGHT_1", "google_cloud_run_v2_service.bad_iam_disabled_by_expression"),
         ("CKV_GRIDSIGHT_2", "google_pubsub_subscription.bad_push_without_oidc"),
         ("CKV_GRIDSIGHT_2", "google_pubsub_subscription.bad_push_without_dead_letter"),
         ("CKV_GRIDSIGHT_3", "google_pubsub_subscription.bad_push_without_dead_letter"),

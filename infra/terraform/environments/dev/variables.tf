@@ -25,6 +25,7 @@ variable "fivetran" {
     group_name      = optional(string, "gridsight")
     region          = optional(string, "GCP_EUROPE_WEST1")
     service_account = optional(string)
+    webhook_active  = optional(bool, false)
   })
   default = {}
 }
@@ -44,9 +45,10 @@ variable "fivetran_webhook_secret" {
 variable "github_repository" {
   description = "Repository whose pushes run cloudbuild.yaml; null = no trigger."
   type = object({
-    branch = optional(string, "^main$")
-    name   = string
-    owner  = string
+    branch     = optional(string, "^main$")
+    connection = string
+    name       = string
+    owner      = string
   })
   default = null
 }
@@ -69,16 +71,13 @@ variable "region" {
 }
 
 variable "scaling" {
-  description = "Per-service Cloud Run bounds."
+  description = "Per-service Cloud Run instance bounds (memory defaults to the module's measured sizes)."
   type = map(object({
     max_instances = number
-    memory        = optional(string, "1Gi")
+    memory        = optional(string)
     min_instances = optional(number, 0)
   }))
-  default = {
-    chat     = { max_instances = 3, memory = "2Gi" }
-    forecast = { max_instances = 3, memory = "2Gi" }
-  }
+  default = {}
 }
 
 variable "vendor_api_url" {

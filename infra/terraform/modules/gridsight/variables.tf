@@ -48,12 +48,13 @@ variable "deletion_protection" {
 }
 
 variable "fivetran" {
-  description = "Optional Fivetran side as code: group (destination), BigQuery destination and the sync_end webhook to the ingest URL. The connection itself is created by `fivetran deploy` in Cloud Build."
+  description = "Fivetran: service_account (the destination's GCP service account, shown on Fivetran's BigQuery setup page) gets its BigQuery roles whenever set; enabled = also manage the group, BigQuery destination and sync_end webhook here; webhook_active = switch the webhook on (only after the first build deployed ingest's real image). The connection itself is created by `fivetran deploy` in Cloud Build."
   type = object({
     enabled         = optional(bool, false)
     group_name      = optional(string, "gridsight")
     region          = optional(string, "GCP_EUROPE_WEST1")
     service_account = optional(string)
+    webhook_active  = optional(bool, false)
   })
   default  = {}
   nullable = false
@@ -81,11 +82,12 @@ variable "fivetran_webhook_secret" {
 }
 
 variable "github_repository" {
-  description = "GitHub repository whose pushes to `branch` run cloudbuild.yaml (the Cloud Build GitHub app must be installed on it); null = no trigger."
+  description = "GitHub repository whose pushes to `branch` run cloudbuild.yaml, through a Cloud Build 2nd-gen connection named `connection` that already exists in var.region (`gcloud builds connections create github <connection> --region=<region>`, authorised once in a browser: infra/README.md step 3); null = no trigger. A regional trigger can only use a repository linked in its own region."
   type = object({
-    branch = optional(string, "^main$")
-    name   = string
-    owner  = string
+    branch     = optional(string, "^main$")
+    connection = string
+    name       = string
+    owner      = string
   })
   default = null
 }
@@ -141,10 +143,10 @@ variable "region" {
 }
 
 variable "scaling" {
-  description = "Per-service Cloud Run bounds, keyed by service name; services not listed get 0..3 instances with 1Gi."
+  description = "Per-service Cloud Run instance bounds (and optionally memory), keyed by service name; services not listed get 0..3 instances and the measured sizes in locals.tf service_needs."
   type = map(object({
     max_instances = number
-    memory        = optional(string, "1Gi")
+    memory        = optional(string)
     min_instances = optional(number, 0)
   }))
   default  = {}
@@ -176,12 +178,12 @@ variable "vendor_api_url" {
 }
 
 variable "vertex_endpoint_id" {
-  description = "Numeric id of the Vertex AI endpoint serving the forecast model (ids are chosen by us, unique per project and region); GRIDSIGHT_VERTEX_ENDPOINT_ID."
+  description = "Numeric id of the Vertex AI endpoint serving the forecast model (chosen by us, unique per project and region); GRIDSIGHT_VERTEX_ENDPOINT_ID. CreateEndpoint allows a numeric id of at most 9 digits without leading zeros (REST reference, projects.locations.endpoints.create, endpointId)."
   type        = string
-  default     = "7300000001"
+  default     = "730000001"
   nullable    = false
   validation {
-    condition     = can(regex("^[1-9][0-9]{0,9}$", var.vertex_endpoint_id))
-    error_message = "vertex_endpoint_id must be numeric, without leading zeros, at most 10 digits."
+    condition     = can(regex("^[1-9][0-9]{0,8}$", var.vertex_endpoint_id))
+    error_message = "vertex_endpoint_id must be numeric, without leading zeros, at most 9 digits (Vertex AI CreateEndpoint rule for numeric ids)."
   }
 }
