@@ -43,7 +43,11 @@ def test_every_skipped_check_is_skipped_inline_with_a_reason(checkov_report: lis
     for check in results(checkov_report, "skipped_checks"):
         reason = (check.get("check_result") or {}).get("suppress_comment") or ""
         assert len(reason) > 20, f"{check['check_id']} on {check['resource']} is skipped without a reason"
-    sources = [*TERRAFORM_DIR.rglob("*.tf"), *REPO_ROOT.glob("services/*/Dockerfile*")]
+    sources = [
+        *TERRAFORM_DIR.rglob("*.tf"),
+        *REPO_ROOT.glob("services/**/Dockerfile*"),
+        *REPO_ROOT.glob("infra/**/*Dockerfile"),
+    ]
     for path in sources:
         for match in SKIP_COMMENT.finditer(path.read_text()):
             reason = (match.group(2) or "").strip()

@@ -31,6 +31,8 @@ from tests.infra.tfcommon import MODULE_DIR, REPO_ROOT, TEST_VARS, blocks, unquo
 
 CLOUDBUILD = REPO_ROOT / "cloudbuild.yaml"
 SERVICES_DIR = REPO_ROOT / "services"
+SERVICE_DOCKERFILE = SERVICES_DIR / "Dockerfile"
+CI_DOCKERFILE = REPO_ROOT / "infra" / "cloudbuild" / "ci.Dockerfile"
 MODEL_SERVER = "model-server"
 MODEL_SERVER_MODULE = "services.forecast.model_server"
 
@@ -293,17 +295,75 @@ def test_every_service_folder_has_a_cloud_run_service_a_dockerfile_and_build_ste
     assert folders == sorted(load_topology().services), "services/ and events.yaml `services:` differ"
     assert sorted(module_locals["service_needs"]) == folders, "locals.tf service_needs misses a service"
     steps = {step["id"] for step in cloudbuild()["steps"]}
+    # One parameterised definition for every service image: nothing per service can drift.
+    assert not list(SERVICES_DIR.glob("*/Dockerfile")), "service images are built from services/Dockerfile"
+    text = SERVICE_DOCKERFILE.read_text()
+    assert dockerfile_cmd(SERVICE_DOCKERFILE) == ["functions-framework", "--host", "0.0.0.0"]  # noqa: S104
+    # functions-framework reads --source/--target from these, so the image starts like the local runtime
+    assert "FUNCTION_SOURCE=services/${SERVICE}/main.py" in text
+    assert "FUNCTION_TARGET=app" in text
+    assert "-r services/${SERVICE}/requirements.txt" in text
+    by_id = {step["id"]: step for step in cloudbuild()["steps"]}
     for service in folders:
-        dockerfile = SERVICES_DIR / service / "Dockerfile"
-        assert dockerfile.is_file(), f"{service} has no Dockerfile"
-        source = f"services/{service}/main.py"
-        expected = ["functions-framework", "--source", source, "--target", "app", "--host", "0.0.0.0"]  # noqa: S104
-        assert dockerfile_cmd(dockerfile) == expected, f"{service} must start like the local runtime"
         assert {f"build-{service}", f"push-{service}", f"deploy-{service}"} <= steps, f"{service} build steps"
+        command = " ".join(map(str, by_id[f"build-{service}"]["args"]))
+        assert f"docker build -f services/Dockerfile --build-arg SERVICE={service} " in command
     model_server = SERVICES_DIR / "forecast" / "Dockerfile.model-server"
     assert dockerfile_cmd(model_server) == ["python", "-m", MODEL_SERVER_MODULE]
     assert {f"build-{MODEL_SERVER}", f"push-{MODEL_SERVER}", "deploy-model"} <= steps
     assert {"test", "fivetran-deploy"} <= steps
+
+
+# What each Makefile tool needs on the machine, and the Debian package (or install) providing it.
+MAKE_TEST_TOOLS = {"make": "make", "git": "git", "npm": "npm", "chromium": "chromium", "tar": None}
+EMULATOR_TOOLS = {
+    "java": "default-jre-headless",
+    "gcloud": "google-cloud-cli",
+    "pubsub": "google-cloud-cli-pubsub-emulator",
+}
+
+
+def test_the_cloud_build_test_step_runs_make_test_in_an_image_with_every_tool_it_calls() -> None:
+    """#20: `make test` in python:3.11-slim failed at `npm`; the step now runs in ci.Dockerfile's image."""
+    steps = {step["id"]: step for step in cloudbuild()["steps"]}
+    ci, test = steps["ci-image"], steps["test"]
+    assert ci["args"][:3] == ["build", "-f", "infra/cloudbuild/ci.Dockerfile"]
+    assert test["name"] == ci["args"][ci["args"].index("-t") + 1]
+    assert test["waitFor"] == ["ci-image"]
+    assert test["args"] == ["-c", "make test"], "the same command as locally, never a weaker target"
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    recipe_words = {
+        w for line in makefile.splitlines() if line.startswith("\t") for w in re.split(r"[\s;&|()]+", line)
+    }
+    installed = CI_DOCKERFILE.read_text()
+    for tool, package in MAKE_TEST_TOOLS.items():
+        if tool in recipe_words or tool == "make" or (tool == "chromium" and "/usr/bin/chromium" in makefile):
+            assert package is None or re.search(rf"\b{package}\b", installed), f"ci image lacks {tool}"
+    for (
+        tool,
+        package,
+    ) in EMULATOR_TOOLS.items():  # the emulator tests (tests/emulator*.py, gcloud beta emulators)
+        assert re.search(rf"\b{package}\b", installed), f"ci image lacks {tool}"
+    assert "terraform" in installed
+
+
+def test_a_retried_build_neither_rebuilds_nor_repushes_an_existing_immutable_tag() -> None:
+    steps = {step["id"]: step for step in cloudbuild()["steps"]}
+    for step_id, step in steps.items():
+        if step_id.startswith(("build-", "push-")):
+            command = step["args"][1]
+            image = re.search(r'docker manifest inspect "([^"]+)"', command)
+            assert image, f"{step_id} does not check whether its tag exists"
+            assert command.index("manifest inspect") < command.index("else docker ")
+
+
+def test_the_model_is_deployed_only_when_its_version_or_server_code_changed() -> None:
+    script = (REPO_ROOT / "infra" / "cloudbuild" / "deploy-model.sh").read_text()
+    assert 'deployment="${display_name}-${newest}-${CODE_HASH:0:8}"' in script
+    assert script.index('grep -qxF "${deployment}"') < script.index("gcloud ai models upload")
+    step = {s["id"]: s for s in cloudbuild()["steps"]}["deploy-model"]
+    assert "CODE_HASH=" in step["args"][1]
+    assert "services/forecast/*.py" in step["args"][1]
 
 
 def test_image_builds_run_in_parallel_after_the_tests() -> None:
@@ -428,6 +488,7 @@ class Image:
     entry: str  # the module its CMD starts
     requirements: Path
     dockerfile: Path
+    service: str | None = None  # the SERVICE build argument of services/Dockerfile
 
     def reachable(self) -> tuple[dict[str, Path], set[str]]:
         if module_file(self.entry) is None:
@@ -437,7 +498,7 @@ class Image:
 
 def images() -> list[Image]:
     found = [
-        Image(s, f"services.{s}.main", SERVICES_DIR / s / "requirements.txt", SERVICES_DIR / s / "Dockerfile")
+        Image(s, f"services.{s}.main", SERVICES_DIR / s / "requirements.txt", SERVICE_DOCKERFILE, s)
         for s in service_folders()
     ]
     forecast = SERVICES_DIR / "forecast"
@@ -514,10 +575,12 @@ DATA_FILES = {
 }
 
 
-def copied_paths(dockerfile: Path) -> list[str]:
-    """Repository paths the final image gets from the build context (COPY without --from)."""
+def copied_paths(dockerfile: Path, service: str | None = None) -> list[str]:
+    """Repository paths the final image gets from the build context (COPY without --from), with the
+    SERVICE build argument filled in."""
     sources: list[str] = []
-    for line in dockerfile.read_text().replace("\\\n", " ").splitlines():
+    text = dockerfile.read_text().replace("${SERVICE}", service or "${SERVICE}")
+    for line in text.replace("\\\n", " ").splitlines():
         words = line.split()
         if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
             sources += [w for w in words[1:-1] if not w.startswith("--")]
@@ -532,7 +595,7 @@ def is_copied(path: str, sources: list[str]) -> bool:
 def test_each_image_copies_every_module_and_data_file_its_entrypoint_reaches(built: Image) -> None:
     image, dockerfile = built.name, built.dockerfile
     modules, _ = built.reachable()
-    sources = copied_paths(dockerfile)
+    sources = copied_paths(dockerfile, built.service)
     needed = [str(path.relative_to(REPO_ROOT)) for path in modules.values()]
     needed += [data for module, data in DATA_FILES.items() if module in modules]
     missing = sorted(path for path in needed if not is_copied(path, sources))
