@@ -47,8 +47,8 @@ locals {
   # dataset; `reads_raw` = dataViewer on the Fivetran dataset; `vertex` = the predict-only custom
   # role (iam.tf); `secrets` maps a GRIDSIGHT_* variable to a key of local.secrets.
   # Sizes come from measured needs (README "Forecasts"/"Anomalies", infra/README.md "Sizing"):
-  # forecast peaks at 675 MB for 1,000 devices per event and anomaly holds every device x 9 weeks
-  # per event, so both take one event per instance (concurrency 1; Pub/Sub push parallelism is
+  # forecast peaks at 675 MB for 1,000 devices per event and anomaly, holding every device x 9
+  # weeks, at 1,830 MB (bench/bench_push_memory.py), so both take one event per instance (concurrency 1; Pub/Sub push parallelism is
   # served by more instances) with room above the measured peak. ingest's refresh is BigQuery work
   # (the process only waits), chat answers small parameterised queries.
   service_needs = {
