@@ -86,5 +86,5 @@ def checkov_report() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def insecure_report() -> list[dict[str, Any]]:
     """Our policies alone over deliberately insecure Terraform (they must be able to fail)."""
-    checks = "CKV_GRIDSIGHT_1,CKV_GRIDSIGHT_2,CKV_GRIDSIGHT_3,CKV_GRIDSIGHT_4"
+    checks = "CKV_GRIDSIGHT_1,CKV_GRIDSIGHT_2,CKV_GRIDSIGHT_3,CKV_GRIDSIGHT_4,CKV_GRIDSIGHT_5"
     return run_checkov("-d", str(INSECURE_FIXTURE), "--framework", "terraform", "--check", checks)

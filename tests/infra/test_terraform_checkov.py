@@ -34,6 +34,7 @@ def test_our_policies_ran_on_the_resources_they_guard(checkov_report: list[dict[
         ("CKV_GRIDSIGHT_2", "module.gridsight.google_pubsub_subscription.push"),
         ("CKV_GRIDSIGHT_3", "module.gridsight.google_pubsub_subscription.push"),
         ("CKV_GRIDSIGHT_4", "module.gridsight.google_cloud_run_v2_service_iam_member.push_invoker"),
+        ("CKV_GRIDSIGHT_5", "module.gridsight.google_monitoring_alert_policy.forecasts_stale"),
     ]
     for pair in expected:
         assert pair in passed, f"{pair} was not evaluated"
@@ -67,7 +68,10 @@ def test_custom_policies_fail_insecure_terraform(insecure_report: list[dict[str,
         ("CKV_GRIDSIGHT_3", "google_pubsub_subscription.bad_push_without_dead_letter"),
         ("CKV_GRIDSIGHT_4", "google_project_iam_member.bad_editor"),
         ("CKV_GRIDSIGHT_4", "google_bigquery_dataset_iam_member.bad_dataset_owner"),
+        ("CKV_GRIDSIGHT_5", "google_service_account_key.bad_key"),
+        ("CKV_GRIDSIGHT_5", "google_monitoring_alert_policy.bad_alert_to_nobody"),
     }
     assert ("CKV_GRIDSIGHT_1", "google_cloud_run_v2_service_iam_member.ok_public_webhook") in passed
     assert ("CKV_GRIDSIGHT_2", "google_pubsub_subscription.ok_pull") in passed
+    assert ("CKV_GRIDSIGHT_5", "google_monitoring_alert_policy.ok_alert") in passed
     assert all(name.split(".")[-1].startswith("bad_") for _, name in failed), INSECURE_FIXTURE

@@ -600,3 +600,40 @@ def test_each_image_copies_every_module_and_data_file_its_entrypoint_reaches(bui
     needed += [data for module, data in DATA_FILES.items() if module in modules]
     missing = sorted(path for path in needed if not is_copied(path, sources))
     assert not missing, f"{dockerfile.relative_to(REPO_ROOT)} does not COPY {missing}, which {image} needs"
+
+
+# --- operations (monitoring.tf) -------------------------------------------------------------------------
+
+
+def test_every_subscription_and_service_has_its_alert(resources: dict[str, Any]) -> None:
+    assert (
+        resources["google_monitoring_alert_policy.dead_letters"]["for_each"] == "${local.dead_letter_topics}"
+    )
+    assert (
+        resources["google_monitoring_alert_policy.oldest_unacked"]["for_each"]
+        == "${local.push_subscriptions}"
+    )
+    assert resources["google_monitoring_alert_policy.run_5xx_ratio"]["for_each"] == "${local.run_services}"
+    dead = resources["google_monitoring_alert_policy.dead_letters"]["conditions"][0]["condition_threshold"][0]
+    assert "num_undelivered_messages" in dead["filter"]
+    assert "${each.value.pull_subscription}" in dead["filter"]
+    for name, body in resources.items():
+        if name.startswith("google_monitoring_alert_policy."):
+            assert body["notification_channels"] == "${local.alert_common.notification_channels}", name
+
+
+def test_the_stale_forecast_metric_counts_the_log_line_the_forecast_push_really_writes(
+    resources: dict[str, Any],
+) -> None:
+    """The log-based metric must match shared/push.py's structured line, or the alert fires forever."""
+    metric = unquote(resources["google_logging_metric.forecasts_refreshed"]["filter"])
+    message = re.search(r'jsonPayload\.message=\\?"([^"\\]+)', metric).group(1)
+    handler = re.search(r'jsonPayload\.handler=\\?"([^"\\]+)', metric).group(1)
+    push = (REPO_ROOT / "shared" / "push.py").read_text()
+    assert f'log.info("{message}", extra={{**facts' in push
+    assert '"handler": handler' in push
+    from services.forecast.main import ROUTES
+
+    assert {route.handler for route in ROUTES.values()} == {handler}
+    logging_module = (REPO_ROOT / "shared" / "logging.py").read_text()
+    assert '"message"' in logging_module  # the JSON key Cloud Logging puts in jsonPayload.message

@@ -6,6 +6,17 @@ variable "bq_location" {
   default     = "EU"
 }
 
+variable "budget" {
+  description = "Optional monthly billing budget (see the module); null = none."
+  type = object({
+    amount          = number
+    billing_account = string
+    currency        = optional(string, "EUR")
+    thresholds      = optional(list(number), [0.5, 0.9, 1.0])
+  })
+  default = null
+}
+
 variable "chat_invokers" {
   description = "IAM members allowed to call the chat service."
   type        = list(string)
@@ -53,6 +64,12 @@ variable "github_repository" {
   default = null
 }
 
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids the alerts and the budget notify."
+  type        = list(string)
+  default     = []
+}
+
 variable "prefix" {
   description = "Prefix of every resource name."
   type        = string
@@ -62,6 +79,12 @@ variable "prefix" {
 variable "project_id" {
   description = "Google Cloud project to deploy into."
   type        = string
+}
+
+variable "raw_partition_expiration_days" {
+  description = "Delete raw (Fivetran) partitions older than this many days; null = keep."
+  type        = number
+  default     = null
 }
 
 variable "region" {

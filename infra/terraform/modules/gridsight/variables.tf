@@ -1,5 +1,20 @@
 # Inputs, alphabetical. Few, typed, with defaults where one is safe (cloud-foundation-fabric style).
 
+variable "alert_thresholds" {
+  description = "Alert thresholds (monitoring.tf): oldest unacked push message age, Cloud Run 5xx ratio, hours without a forecast refresh (Cloud Monitoring allows absence windows up to 23.5 h)."
+  type = object({
+    error_ratio            = optional(number, 0.05)
+    forecast_stale_hours   = optional(number, 6)
+    oldest_unacked_seconds = optional(number, 1800)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.alert_thresholds.error_ratio > 0 && var.alert_thresholds.error_ratio < 1 && var.alert_thresholds.forecast_stale_hours >= 1 && var.alert_thresholds.forecast_stale_hours <= 23 && var.alert_thresholds.oldest_unacked_seconds >= 60
+    error_message = "alert_thresholds: 0 < error_ratio < 1, 1 <= forecast_stale_hours <= 23, oldest_unacked_seconds >= 60."
+  }
+}
+
 variable "analytics_dataset" {
   description = "BigQuery dataset for the modelled tables (shared/sql); GRIDSIGHT_ANALYTICS_DATASET."
   type        = string
@@ -29,6 +44,21 @@ variable "bq_location" {
   }
 }
 
+variable "budget" {
+  description = "Optional monthly billing budget for the project: alerts at each threshold (fractions of amount) to notification_channels and as Pub/Sub messages on <prefix>-budget-alerts; null = no budget."
+  type = object({
+    amount          = number
+    billing_account = string
+    currency        = optional(string, "EUR")
+    thresholds      = optional(list(number), [0.5, 0.9, 1.0])
+  })
+  default = null
+  validation {
+    condition     = var.budget == null || try(var.budget.amount > 0 && alltrue([for t in var.budget.thresholds : t > 0]), false)
+    error_message = "budget.amount and every threshold must be positive."
+  }
+}
+
 variable "chat_invokers" {
   description = "IAM members (e.g. group:analysts@example.com) allowed to call the chat service; it also checks an API key."
   type        = list(string)
@@ -37,6 +67,21 @@ variable "chat_invokers" {
   validation {
     condition     = alltrue([for m in var.chat_invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
     error_message = "chat_invokers must not contain allUsers or allAuthenticatedUsers: chat is not public."
+  }
+}
+
+variable "chat_slo" {
+  description = "Chat SLOs over a rolling 28 days: availability (share of requests not 5xx) and latency (share under latency_ms); burn-rate alerts go to notification_channels."
+  type = object({
+    availability = optional(number, 0.99)
+    latency_goal = optional(number, 0.95)
+    latency_ms   = optional(number, 3000)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.chat_slo.availability > 0 && var.chat_slo.availability < 1 && var.chat_slo.latency_goal > 0 && var.chat_slo.latency_goal < 1 && var.chat_slo.latency_ms > 0
+    error_message = "chat_slo goals must be between 0 and 1 (exclusive) and latency_ms positive."
   }
 }
 
@@ -99,6 +144,17 @@ variable "labels" {
   nullable    = false
 }
 
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) every alert and the budget notify."
+  type        = list(string)
+  default     = []
+  nullable    = false
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "notification_channels must be full ids: projects/<project>/notificationChannels/<id>."
+  }
+}
+
 variable "prefix" {
   description = "Prefix of every resource name (service accounts, services, buckets, secrets); never random."
   type        = string
@@ -128,6 +184,16 @@ variable "raw_dataset" {
   validation {
     condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.raw_dataset)) && length(var.raw_dataset) <= 1024
     error_message = "raw_dataset must be a valid BigQuery dataset id."
+  }
+}
+
+variable "raw_partition_expiration_days" {
+  description = "Default partition expiration of the raw (Fivetran) dataset in days: partitions of raw tables older than this are deleted; the modelled tables keep their history. null = keep forever."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.raw_partition_expiration_days == null || try(var.raw_partition_expiration_days >= 1, false)
+    error_message = "raw_partition_expiration_days must be at least 1 (or null)."
   }
 }
 
