@@ -77,10 +77,10 @@ def evaluated_locals(
 
 @pytest.fixture(scope="session")
 def checkov_report() -> list[dict[str, Any]]:
-    """Terraform and Dockerfiles of the project, every check (built-in and ours)."""
-    return run_checkov(
-        "-d", str(TERRAFORM_DIR), "-d", str(REPO_ROOT / "services"), "--framework", "terraform", "dockerfile"
-    )
+    """Terraform and Dockerfiles of the project (services and Cloud Build's CI image), every check."""
+    dirs = [TERRAFORM_DIR, REPO_ROOT / "services", REPO_ROOT / "infra" / "cloudbuild"]
+    args = [arg for d in dirs for arg in ("-d", str(d))]
+    return run_checkov(*args, "--framework", "terraform", "dockerfile")
 
 
 @pytest.fixture(scope="session")
