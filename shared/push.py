@@ -45,6 +45,7 @@ __all__ = [
     "PushContext",
     "PushRoute",
     "error_response",
+    "forwarded_claims",
     "handle_push",
     "local_push_token",
     "serve_push",
@@ -112,12 +113,61 @@ def error_response(status: int, message: str) -> flask.Response:
 def verify_push_token(
     authorization: str | None, settings: Settings, verify: Callable[..., dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """Check the OIDC token Pub/Sub attaches to a push (cloud mode): signature and audience by
-    google-auth, then issuer, the push service account's email and email_verified."""
+    """Check the OIDC token Pub/Sub attaches to a push, the way it reaches this service.
+
+    `push_auth=oidc` (a service with invoker IAM switched off, i.e. ingest): the token arrives as
+    Pub/Sub signed it, so its signature, expiry and audience are verified by google-auth.
+    `push_auth=cloud_run` (an IAM-protected service): Cloud Run has already verified signature,
+    expiry, audience and the caller's run.invoker before the request arrives, and forwards the token
+    with its signature replaced by `SIGNATURE_REMOVED_BY_GOOGLE` (Cloud Run docs, "Authenticating
+    service-to-service"), so only the claims can be read; a token that still carries a signature is
+    verified in full. In both modes the claims must then name Google as issuer, our audience and
+    the push service account, with a verified email."""
     if not authorization or not authorization.startswith("Bearer "):
         raise SignatureError("missing bearer token on push request")
     if not settings.push_audience or not settings.push_service_account:
-        raise SignatureError("push_auth=oidc needs push_audience and push_service_account set")
+        raise SignatureError(
+            f"push_auth={settings.push_auth} needs push_audience and push_service_account set"
+        )
+    token = authorization.removeprefix("Bearer ").strip()
+    if (
+        settings.push_auth == "cloud_run"
+        and token.count(".") == 2
+        and token.rsplit(".", 1)[1] == STRIPPED_SIGNATURE
+    ):
+        claims = forwarded_claims(token)
+    else:
+        claims = _verified_claims(token, settings.push_audience, verify)
+    _check_claims(claims, settings)
+    return claims
+
+
+STRIPPED_SIGNATURE = "SIGNATURE_REMOVED_BY_GOOGLE"
+_CLOCK_SKEW_S = 60
+
+
+def forwarded_claims(token: str) -> dict[str, Any]:
+    """The payload of a token Cloud Run verified and forwarded with its signature stripped."""
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, IndexError) as exc:
+        raise SignatureError("forwarded push token is not a JWT") from exc
+    if not isinstance(claims, dict):
+        raise SignatureError("forwarded push token has no claims")
+    # Cloud Run checked expiry already; a stale forwarded token means a replayed request.
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or exp + _CLOCK_SKEW_S < time.time():
+        raise SignatureError("forwarded push token is expired")
+    return claims
+
+
+def _verified_claims(
+    token: str, audience: str, verify: Callable[..., dict[str, Any]] | None
+) -> dict[str, Any]:
     if verify is None:
         from google.auth.transport import requests as google_requests
         from google.oauth2 import id_token
@@ -127,11 +177,13 @@ def verify_push_token(
 
     from google.auth.exceptions import GoogleAuthError
 
-    token = authorization.removeprefix("Bearer ").strip()
     try:
-        claims = verify(token, audience=settings.push_audience)
+        return verify(token, audience=audience)
     except (ValueError, GoogleAuthError) as exc:  # bad signature, expiry, audience, issuer
         raise SignatureError(f"push token rejected: {exc}") from exc
+
+
+def _check_claims(claims: dict[str, Any], settings: Settings) -> None:
     if claims.get("iss") not in _GOOGLE_ISSUERS:
         raise SignatureError(f"push token issuer {claims.get('iss')!r} is not Google")
     if claims.get("aud") != settings.push_audience:
@@ -140,7 +192,6 @@ def verify_push_token(
         raise SignatureError(f"push token is for {claims.get('email')!r}, not the push service account")
     if claims.get("email_verified") is not True:
         raise SignatureError("push token email is not verified")
-    return claims
 
 
 def local_push_token(settings: Settings) -> str:
@@ -207,7 +258,7 @@ def _outcome(result: object) -> tuple[str | None, int | None]:
 
 
 def _parse(request: flask.Request, settings: Settings) -> PushEnvelope:
-    if settings.push_auth == "oidc":
+    if settings.push_auth in ("oidc", "cloud_run"):
         verify_push_token(request.headers.get("Authorization"), settings)
     elif settings.push_auth == "token":
         verify_local_push_token(request.headers.get("Authorization"), request.args.get("token"), settings)

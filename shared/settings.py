@@ -15,6 +15,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The value of the placeholder version Terraform gives every Secret Manager secret, so Cloud Run's
+# `latest` reference resolves before anyone has added the real value (infra/terraform secrets.tf).
+# Code that reads a secret refuses this value (503, retried) instead of working with it.
+SECRET_PLACEHOLDER = "gridsight-placeholder: add a real version with gcloud secrets versions add"  # noqa: S105 (public, not a secret)
 
 
 class Settings(BaseSettings):
@@ -60,16 +64,20 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = SecretStr("local-dev-webhook-secret")
 
     # --- push authentication (Pub/Sub push -> Cloud Run) -----------------------------------------
-    push_auth: Literal["none", "token", "oidc"] = Field(
-        default="token",
-        description="oidc in the cloud; token locally (<home>/run/push-token, see shared/push.py); "
-        "none only for a test that wants an unauthenticated edge.",
-    )
+    # "token" locally (<home>/run/push-token, see shared/push.py); "oidc": verify the token's
+    # signature (a service without invoker IAM, e.g. ingest); "cloud_run": Cloud Run's IAM check
+    # verified it and forwards it with the signature stripped, so check claims; "none" only for a
+    # test that wants an unauthenticated edge.
+    push_auth: Literal["none", "token", "oidc", "cloud_run"] = "token"
     push_audience: str | None = None
     push_service_account: str | None = None
 
     # --- chat ------------------------------------------------------------------------------------
     chat_api_keys: SecretStr = SecretStr("local-dev-chat-key")
+    chat_iam_protected: bool = Field(
+        default=False,
+        description="Cloud Run IAM guards chat: Authorization holds an ID token, X-API-Key the key.",
+    )
     chat_rate_limit_per_minute: int = 120
     chat_currency: str = "EUR"
     chat_flat_tariff_per_kwh: float = Field(default=0.30, gt=0)

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import InvalidEvent, SignatureError
+from shared.errors import InvalidEvent, SignatureError, TransientError
+from shared.settings import SECRET_PLACEHOLDER
 
 __all__ = ["SIGNATURE_HEADER", "FivetranWebhook", "parse_webhook", "sign_body", "verify_signature"]
 
@@ -33,7 +34,12 @@ def sign_body(body: bytes, secret: str) -> str:
 
 
 def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
-    """Raise SignatureError unless `signature` is the HMAC-SHA256 hex of `body` (any letter case)."""
+    """Raise SignatureError unless `signature` is the HMAC-SHA256 hex of `body` (any letter case).
+
+    Before a real secret version exists the secret is Terraform's public placeholder: nothing may
+    be accepted with it, and 503 makes Fivetran retry (for 24 h) until the real one is added."""
+    if secret == SECRET_PLACEHOLDER:
+        raise TransientError("webhook secret not configured yet: add a version to the webhook-secret secret")
     if not signature:
         raise SignatureError(f"missing {SIGNATURE_HEADER} header")
     given = signature.strip().lower()

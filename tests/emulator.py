@@ -15,11 +15,24 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.settings import REPO_ROOT
+from shared.settings import REPO_ROOT, Settings
 
 EMULATOR = REPO_ROOT / ".venv-bqemu" / "bin" / "bqemulator"
 PROJECT = "gridsight-test"
 START_TIMEOUT_S = 90
+
+
+def provision_bigquery(settings: Settings) -> Settings:
+    """Create the analytics dataset and tables on the emulator, as `terraform apply` does in a project
+    (the services never create them: shared/warehouse/bigquery.py). Returns the settings."""
+    from shared.warehouse.bigquery import BigQueryWarehouse
+
+    warehouse = BigQueryWarehouse.from_settings(settings)
+    try:
+        warehouse.create_schema()
+    finally:
+        warehouse.close()
+    return settings
 
 
 def _free_port() -> int:

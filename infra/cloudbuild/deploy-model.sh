@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Upload the model-server image with the model artefacts in gs://$MODEL_BUCKET/models/ as a new
 # version of the Vertex AI model "$PREFIX-forecast", deploy it to the forecast endpoint with all
-# traffic, then undeploy the versions it replaced. Called by cloudbuild.yaml (step deploy-model);
+# traffic, then undeploy the versions it replaced; but only when something changed: the deployment
+# is named after the newest trained version and a hash of the model server's code ($CODE_HASH), and
+# a build whose pair is already deployed leaves the endpoint alone (no new replicas, no traffic
+# shift on every push). Called by cloudbuild.yaml (step deploy-model);
 # rollback: infra/README.md. Vertex copies the artefacts at deploy time, so a newly trained model
 # reaches the cloud through this script (the local model server picks new files up by itself).
 set -euo pipefail
 
-: "${REGION:?}" "${PREFIX:?}" "${IMAGE:?}" "${MODEL_BUCKET:?}" "${ENDPOINT_ID:?}" "${MODEL_SERVER_SA:?}" "${VERSION:?}"
+: "${REGION:?}" "${PREFIX:?}" "${IMAGE:?}" "${MODEL_BUCKET:?}" "${ENDPOINT_ID:?}" "${MODEL_SERVER_SA:?}" "${VERSION:?}" "${CODE_HASH:?}"
 
 display_name="${PREFIX}-forecast"
 alias="sha-${VERSION}"
 
-if ! gcloud storage ls "gs://${MODEL_BUCKET}/models/" >/dev/null 2>&1; then
+# The newest complete version: a folder with its model_card.json (written last by the trainer).
+newest="$(gcloud storage ls "gs://${MODEL_BUCKET}/models/*/model_card.json" 2>/dev/null | sed -E 's#.*/models/([^/]+)/model_card\.json$#\1#' | sort | tail -n 1 || true)"
+if [[ -z "${newest}" ]]; then
   echo "no model artefacts under gs://${MODEL_BUCKET}/models/ yet: train one first (infra/README.md); endpoint left as it is"
+  exit 0
+fi
+deployment="${display_name}-${newest}-${CODE_HASH:0:8}"
+deployed_names="$(gcloud ai endpoints describe "${ENDPOINT_ID}" --region="${REGION}" --format='value(deployedModels[].displayName)' | tr ';,' '\n\n')"
+if grep -qxF "${deployment}" <<<"${deployed_names}"; then
+  echo "model ${newest} with model-server code ${CODE_HASH:0:8} already deployed as ${deployment}: nothing to do"
   exit 0
 fi
 
@@ -38,7 +49,7 @@ before="$(gcloud ai endpoints describe "${ENDPOINT_ID}" --region="${REGION}" --f
 gcloud ai endpoints deploy-model "${ENDPOINT_ID}" \
   --region="${REGION}" \
   --model="${model}@${alias}" \
-  --display-name="${display_name}-${VERSION}" \
+  --display-name="${deployment}" \
   --machine-type=n1-standard-2 \
   --min-replica-count=1 \
   --max-replica-count=2 \

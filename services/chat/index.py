@@ -191,6 +191,20 @@ class VertexEmbedder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
 
+# The columns of `chat_documents` as Terraform creates the table (infra/terraform bigquery.tf; a
+# test compares the two). The load passes them explicitly: autodetect on WRITE_TRUNCATE would
+# replace the reviewed schema with whatever it guesses from the rows.
+DOCUMENT_SCHEMA: tuple[tuple[str, str, str], ...] = (
+    ("doc_id", "STRING", "NULLABLE"),
+    ("kind", "STRING", "NULLABLE"),
+    ("title", "STRING", "NULLABLE"),
+    ("text", "STRING", "NULLABLE"),
+    ("meta", "STRING", "NULLABLE"),
+    ("fingerprint", "STRING", "NULLABLE"),
+    ("embedding", "FLOAT64", "REPEATED"),
+)
+
+
 class BigQueryVectorIndex:
     """Documents in `<analytics_dataset>.chat_documents`, searched with VECTOR_SEARCH (cosine)."""
 
@@ -223,7 +237,12 @@ class BigQueryVectorIndex:
             }
             for i, d in enumerate(documents)
         ]
-        config = bigquery.LoadJobConfig(write_disposition="WRITE_TRUNCATE")
+        config = bigquery.LoadJobConfig(
+            write_disposition="WRITE_TRUNCATE",
+            create_disposition="CREATE_NEVER",  # Terraform owns the table; chat may only write it
+            schema=[bigquery.SchemaField(name, kind, mode=mode) for name, kind, mode in DOCUMENT_SCHEMA],
+            autodetect=False,
+        )
         self._client.load_table_from_json(payload, self._table, job_config=config).result()
         self._known = wanted
         return True

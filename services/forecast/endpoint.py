@@ -133,6 +133,11 @@ class VertexEndpoint:
             )
         except retryable as exc:
             raise TransientError(f"Vertex endpoint unavailable: {exc}") from exc
+        except gexc.FailedPrecondition as exc:
+            # An endpoint with no deployed model (before the first `deploy-model`, or between an
+            # undeploy and a deploy) answers FAILED_PRECONDITION: temporary, so 503 and Pub/Sub
+            # redelivers the event until a model serves (no in-process retry: that takes minutes).
+            raise TransientError(f"Vertex endpoint has no deployed model ready yet: {exc}") from exc
         except gexc.InvalidArgument as exc:
             raise InvalidEvent(f"Vertex endpoint rejected the instances: {exc}") from exc
         return _parse_predictions({"predictions": list(response.predictions)}, len(instances))

@@ -31,7 +31,7 @@ from services.forecast.model import QuantileForecaster
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
 
-__all__ = ["ModelStore", "ServerConfig", "create_app", "main", "predict_instances"]
+__all__ = ["GCS_REFRESH_SECONDS", "ModelStore", "ServerConfig", "create_app", "main", "predict_instances"]
 
 log = get_logger(__name__)
 
@@ -44,14 +44,25 @@ class ServerConfig(BaseSettings):
     health_route: str = "/health"
     predict_route: str = "/predict"
     storage_uri: str | None = None
-    refresh_seconds: float = Field(default=0.0, ge=0, description="Min gap between storage re-checks.")
+    refresh_seconds: float | None = Field(
+        default=None, ge=0, description="Min gap between storage re-checks (None: by storage kind)."
+    )
+
+
+# A local folder is re-checked on every request (a directory listing costs microseconds). A gs://
+# root costs a Cloud Storage list call per check, and Vertex calls health every few seconds besides
+# every prediction; on Vertex AIP_STORAGE_URI is a copy made at deploy time that never changes
+# anyway (a new model arrives as a new deployment), so a bucket is re-checked at most once a minute.
+GCS_REFRESH_SECONDS = 60.0
 
 
 class ModelStore:
     """Holds the newest model under `root`; `current()` swaps in a newer version when one appears."""
 
-    def __init__(self, root: str | Path, refresh_seconds: float = 0.0) -> None:
+    def __init__(self, root: str | Path, refresh_seconds: float | None = None) -> None:
         self.root = str(root)
+        if refresh_seconds is None:
+            refresh_seconds = GCS_REFRESH_SECONDS if self.root.startswith("gs://") else 0.0
         self.refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._loaded: tuple[QuantileForecaster, ModelCard] | None = None

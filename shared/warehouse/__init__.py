@@ -45,15 +45,14 @@ def open_warehouse(
     """Open the configured warehouse, make sure every energy_analytics table exists, close on exit.
 
     `read_only` opens the DuckDB file read-only (defence in depth for ad-hoc queries); the schema
-    is still created first if the file is new.
+    is still created first if the file is new. On BigQuery `ensure_schema` does nothing: Terraform
+    owns the datasets and tables, and no service account of ours may create them.
     """
     if settings.warehouse_backend == "bigquery":
         from shared.warehouse.bigquery import BigQueryWarehouse
 
         bq = BigQueryWarehouse.from_settings(settings)
         try:
-            if ensure_schema:
-                bq.ensure_schema()
             yield bq
         finally:
             bq.close()

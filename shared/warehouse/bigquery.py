@@ -4,6 +4,12 @@
 otherwise Application Default Credentials are used. Rows for MERGE travel as one ARRAY<STRUCT> query
 parameter per chunk, so no temporary tables or load jobs are needed (and the emulator, which has no
 multipart load, handles it too).
+
+Terraform owns every dataset and table in BigQuery (infra/terraform bigquery.tf, from the same
+contracts), and the runtime service accounts may not create them (a create needs project-level
+`bigquery.datasets.create` even when the dataset exists). So nothing here creates or alters a
+dataset or table on a request path: `create_schema` exists only to play Terraform's part on the
+emulator (tests, the emulated stack), called once before any service runs.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ from shared.warehouse.statements import merge_sql
 __all__ = ["BigQueryWarehouse", "table_map"]
 
 MERGE_CHUNK_ROWS = 2_000  # keeps each request well under BigQuery's 10 MB query size
-_ensured: set[tuple[str | None, str, str]] = set()  # (endpoint, project, dataset) done in this process
 
 
 class BigQueryWarehouse:
@@ -113,18 +118,15 @@ class BigQueryWarehouse:
         self._client.close()
 
     # --- schema ---------------------------------------------------------------------------------
-    def ensure_schema(self) -> None:
-        """Create the analytics dataset and every contract table (day-partitioned, clustered)."""
+    def create_schema(self) -> None:
+        """Create the analytics dataset and every contract table (day-partitioned, clustered): what
+        `terraform apply` does in a project. For the emulator only; never called by a service."""
         dataset = self._datasets["energy_analytics"]
-        marker = (self._endpoint, self._project, dataset)
-        if marker in _ensured:
-            return
         ds = bigquery.Dataset(f"{self._project}.{dataset}")
         ds.location = self._location
         self._client.create_dataset(ds, exists_ok=True)
         for contract in load_contracts().values():
             self._ensure_table(dataset, contract)
-        _ensured.add(marker)
 
     def table(self, table: str) -> bigquery.Table:
         """Table metadata (schema, partitioning, clustering) of an energy_analytics table."""

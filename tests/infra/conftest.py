@@ -70,20 +70,21 @@ def evaluated_locals(
         return None
     names = ["topics", "push_subscriptions", "dead_letter_topics", "push_targets", "service_topics"]
     names += ["services", "images", "common_env", "push_audience", "secrets", "webhook_service"]
+    names += ["service_timeout_seconds", "push_auth"]
     expression = "{" + ", ".join(f"{n} = local.{n}" for n in names) + "}"
     return terraform_console(terraform, expression, tmp_path_factory.mktemp("tf-console"))
 
 
 @pytest.fixture(scope="session")
 def checkov_report() -> list[dict[str, Any]]:
-    """Terraform and Dockerfiles of the project, every check (built-in and ours)."""
-    return run_checkov(
-        "-d", str(TERRAFORM_DIR), "-d", str(REPO_ROOT / "services"), "--framework", "terraform", "dockerfile"
-    )
+    """Terraform and Dockerfiles of the project (services and Cloud Build's CI image), every check."""
+    dirs = [TERRAFORM_DIR, REPO_ROOT / "services", REPO_ROOT / "infra" / "cloudbuild"]
+    args = [arg for d in dirs for arg in ("-d", str(d))]
+    return run_checkov(*args, "--framework", "terraform", "dockerfile")
 
 
 @pytest.fixture(scope="session")
 def insecure_report() -> list[dict[str, Any]]:
     """Our policies alone over deliberately insecure Terraform (they must be able to fail)."""
-    checks = "CKV_GRIDSIGHT_1,CKV_GRIDSIGHT_2,CKV_GRIDSIGHT_3,CKV_GRIDSIGHT_4"
+    checks = "CKV_GRIDSIGHT_1,CKV_GRIDSIGHT_2,CKV_GRIDSIGHT_3,CKV_GRIDSIGHT_4,CKV_GRIDSIGHT_5"
     return run_checkov("-d", str(INSECURE_FIXTURE), "--framework", "terraform", "--check", checks)

@@ -330,6 +330,78 @@ def test_missing_or_forged_token_is_401(oidc_settings: Settings, google_signer: 
         verify_push_token(f"Bearer {forged}", oidc_settings)
 
 
+# --- Cloud Run IAM in front (push_auth=cloud_run): the token arrives with its signature stripped ---
+def _stripped(token: str) -> str:
+    """What Cloud Run forwards after its IAM check: header and claims intact, signature replaced."""
+    header, payload, _ = token.split(".")
+    return f"{header}.{payload}.SIGNATURE_REMOVED_BY_GOOGLE"
+
+
+@pytest.fixture
+def iam_settings(oidc_settings: Settings) -> Settings:
+    return oidc_settings.model_copy(update={"push_auth": "cloud_run"})
+
+
+def test_a_token_cloud_run_forwarded_with_its_signature_stripped_is_accepted_on_its_claims(
+    iam_settings: Settings, google_signer: Callable[..., str]
+) -> None:
+    token = _stripped(google_signer())
+    response = _post(iam_settings, _envelope(_event()), _write_forecasts, Authorization=f"Bearer {token}")
+    assert response.status_code == 204, response.get_data(as_text=True)
+    assert len(_forecast_rows(iam_settings)) == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"aud": "https://elsewhere"}, "audience does not match"),
+        ({"iss": "https://evil.example"}, "issuer"),
+        ({"email": "someone@example.com"}, "not the push service account"),
+        ({"email_verified": False}, "not verified"),
+        ({"exp": 1_000_000_000, "iat": 999_999_000}, "expired"),
+    ],
+)
+def test_forwarded_claims_that_are_not_our_push_identity_are_401(
+    iam_settings: Settings, google_signer: Callable[..., str], overrides: dict[str, Any], reason: str
+) -> None:
+    calls: list[object] = []
+    token = _stripped(google_signer(**overrides))
+    response = _post(
+        iam_settings, _envelope(_event()), lambda e, c: calls.append(e), Authorization=f"Bearer {token}"
+    )
+    assert response.status_code == 401
+    assert reason in response.get_json()["error"]
+    assert calls == []
+
+
+def test_a_still_signed_token_on_an_iam_protected_service_is_verified_in_full(
+    iam_settings: Settings, google_signer: Callable[..., str]
+) -> None:
+    good = google_signer()
+    assert (
+        _post(iam_settings, _envelope(_event()), _write_forecasts, Authorization=f"Bearer {good}").status_code
+        == 204
+    )
+    forged = good[:-8] + "AAAAAAAA"
+    with pytest.raises(SignatureError, match="rejected"):
+        verify_push_token(f"Bearer {forged}", iam_settings)
+
+
+def test_a_stripped_token_is_never_enough_where_the_service_is_public(
+    oidc_settings: Settings, google_signer: Callable[..., str]
+) -> None:
+    """ingest has invoker IAM off: nobody verified the token before it arrived, so it must be signed."""
+    token = _stripped(google_signer())
+    response = _post(oidc_settings, _envelope(_event()), lambda e, c: None, Authorization=f"Bearer {token}")
+    assert response.status_code == 401
+    assert "rejected" in response.get_json()["error"]
+
+
+def test_a_forwarded_token_that_is_not_a_jwt_is_401(iam_settings: Settings) -> None:
+    with pytest.raises(SignatureError, match="not a JWT"):
+        verify_push_token("Bearer e30.!!!.SIGNATURE_REMOVED_BY_GOOGLE", iam_settings)
+
+
 # --- topics used in code exist in infra/events.yaml -----------------------------------------------
 def _event_classes_published_in_code() -> set[str]:
     """Names of Event classes constructed in any module that calls `.publish(`: a module that

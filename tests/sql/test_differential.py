@@ -20,7 +20,7 @@ from shared.settings import Settings
 from shared.warehouse import load_contracts, open_warehouse
 from shared.warehouse.bigquery import BigQueryWarehouse
 from shared.warehouse.rawfixture import RawStore, make_fleet, make_readings
-from tests.emulator import PROJECT
+from tests.emulator import PROJECT, provision_bigquery
 from tests.sql.landing import (
     START,
     SYNC_1,
@@ -47,7 +47,7 @@ def backends(settings: Settings, tmp_path: Path, bqemu_endpoint: str) -> tuple[S
         raw_dataset=f"raw_{tag}",
         analytics_dataset=f"energy_analytics_{tag}",
     )
-    return settings, bq
+    return settings, provision_bigquery(bq)
 
 
 def _refresh_both(duck: Settings, bq: Settings) -> None:

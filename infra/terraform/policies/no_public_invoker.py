@@ -21,6 +21,8 @@ PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 # module's map (`google_cloud_run_v2_service.service["ingest"]`) or by its resource name.
 WEBHOOK_SERVICE = "ingest"
 _WEBHOOK_REFERENCE = re.compile(rf'(\["{WEBHOOK_SERVICE}"\]|-{WEBHOOK_SERVICE})(\.name)?\}}?$')
+# In the module's for_each over all services, IAM may be off only for the webhook's key.
+_WEBHOOK_ONLY = re.compile(r"^\$\{\s*each\.key\s*==\s*local\.webhook_service\s*\}$")
 
 
 class NoPublicInvokerExceptWebhook(BaseResourceCheck):
@@ -40,8 +42,11 @@ class NoPublicInvokerExceptWebhook(BaseResourceCheck):
 
     def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
         if self.entity_type == "google_cloud_run_v2_service":
-            if first(conf, "invoker_iam_disabled") is not True:
+            disabled = first(conf, "invoker_iam_disabled")
+            if disabled in (None, False, "false"):
                 return CheckResult.PASSED
+            if isinstance(disabled, str) and disabled not in ("true",):
+                return CheckResult.PASSED if _WEBHOOK_ONLY.match(disabled.strip()) else CheckResult.FAILED
             target = str(first(conf, "name") or "")
         else:
             members = set(as_strings(conf.get("member")) + as_strings(conf.get("members")))

@@ -72,6 +72,18 @@ def test_vertex_unavailable_is_retried_then_transient(vertex_settings: Settings)
     assert len(endpoint._endpoint.calls) == 2
 
 
+def test_vertex_endpoint_without_a_deployed_model_is_transient_and_not_retried_in_process(
+    vertex_settings: Settings,
+) -> None:
+    """Before the first model is deployed the endpoint answers FAILED_PRECONDITION: 503, redelivered."""
+    endpoint = open_endpoint(vertex_settings)
+    endpoint._endpoint.failures = [gexc.FailedPrecondition("Endpoint does not have any deployed model")]
+    with pytest.raises(TransientError, match="no deployed model") as raised:
+        endpoint.predict(_instances())
+    assert raised.value.status == 503
+    assert len(endpoint._endpoint.calls) == 1
+
+
 def test_vertex_rejecting_instances_is_an_invalid_event(vertex_settings: Settings) -> None:
     endpoint = open_endpoint(vertex_settings)
     endpoint._endpoint.failures = [gexc.InvalidArgument("bad")]

@@ -15,20 +15,23 @@ provider "fivetran" {}
 module "gridsight" {
   source = "../../modules/gridsight"
 
-  bq_location             = var.bq_location
-  chat_invokers           = var.chat_invokers
-  deletion_protection     = var.deletion_protection
-  fivetran                = var.fivetran
-  fivetran_connection_id  = var.fivetran_connection_id
-  fivetran_webhook_secret = var.fivetran_webhook_secret
-  github_repository       = var.github_repository
-  labels                  = { environment = "dev" }
-  prefix                  = var.prefix
-  project_id              = var.project_id
-  region                  = var.region
-  scaling                 = var.scaling
-  topology_file           = "${path.root}/../../../events.yaml"
-  vendor_api_url          = var.vendor_api_url
+  bq_location                   = var.bq_location
+  budget                        = var.budget
+  chat_invokers                 = var.chat_invokers
+  deletion_protection           = var.deletion_protection
+  fivetran                      = var.fivetran
+  fivetran_connection_id        = var.fivetran_connection_id
+  fivetran_webhook_secret       = var.fivetran_webhook_secret
+  github_repository             = var.github_repository
+  labels                        = { environment = "dev" }
+  notification_channels         = var.notification_channels
+  prefix                        = var.prefix
+  project_id                    = var.project_id
+  raw_partition_expiration_days = var.raw_partition_expiration_days
+  region                        = var.region
+  scaling                       = var.scaling
+  topology_file                 = "${path.root}/../../../events.yaml"
+  vendor_api_url                = var.vendor_api_url
 }
 
 output "gridsight" {

@@ -6,6 +6,17 @@ variable "bq_location" {
   default     = "EU"
 }
 
+variable "budget" {
+  description = "Optional monthly billing budget (see the module); null = none."
+  type = object({
+    amount          = number
+    billing_account = string
+    currency        = optional(string, "EUR")
+    thresholds      = optional(list(number), [0.5, 0.9, 1.0])
+  })
+  default = null
+}
+
 variable "chat_invokers" {
   description = "IAM members allowed to call the chat service."
   type        = list(string)
@@ -25,6 +36,7 @@ variable "fivetran" {
     group_name      = optional(string, "gridsight")
     region          = optional(string, "GCP_EUROPE_WEST1")
     service_account = optional(string)
+    webhook_active  = optional(bool, false)
   })
   default = {}
 }
@@ -44,11 +56,18 @@ variable "fivetran_webhook_secret" {
 variable "github_repository" {
   description = "Repository whose pushes run cloudbuild.yaml; null = no trigger."
   type = object({
-    branch = optional(string, "^main$")
-    name   = string
-    owner  = string
+    branch     = optional(string, "^main$")
+    connection = string
+    name       = string
+    owner      = string
   })
   default = null
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids the alerts and the budget notify."
+  type        = list(string)
+  default     = []
 }
 
 variable "prefix" {
@@ -62,6 +81,12 @@ variable "project_id" {
   type        = string
 }
 
+variable "raw_partition_expiration_days" {
+  description = "Delete raw (Fivetran) partitions older than this many days; null = keep."
+  type        = number
+  default     = null
+}
+
 variable "region" {
   description = "Region of Cloud Run, Artifact Registry, Vertex AI and the model bucket."
   type        = string
@@ -69,16 +94,13 @@ variable "region" {
 }
 
 variable "scaling" {
-  description = "Per-service Cloud Run bounds."
+  description = "Per-service Cloud Run instance bounds (memory defaults to the module's measured sizes)."
   type = map(object({
     max_instances = number
-    memory        = optional(string, "1Gi")
+    memory        = optional(string)
     min_instances = optional(number, 0)
   }))
-  default = {
-    chat     = { max_instances = 3, memory = "2Gi" }
-    forecast = { max_instances = 3, memory = "2Gi" }
-  }
+  default = {}
 }
 
 variable "vendor_api_url" {

@@ -16,6 +16,8 @@ resource "google_bigquery_dataset" "raw" {
   description   = "Landed by the Fivetran connector (fivetran_connector/); never modified by gridsight."
   location      = var.bq_location
   labels        = merge(var.labels, { app = "gridsight", layer = "raw" })
+  # Raw history can be bounded (the modelled tables keep theirs): applies to partitioned tables.
+  default_partition_expiration_ms = var.raw_partition_expiration_days == null ? null : var.raw_partition_expiration_days * 86400000
   # Fivetran owns these tables; a dataset delete must never take them along.
   delete_contents_on_destroy = false
   depends_on                 = [google_project_service.api]

@@ -1,6 +1,18 @@
 # The Cloud Build trigger: a push to the branch runs cloudbuild.yaml (tests, parallel image builds,
 # deploys). The substitutions hand it every name Terraform chose, so the build file hard-codes none.
 
+# The repository linked into the 2nd-gen connection (same region as the trigger: a regional
+# trigger cannot use a connection or a 1st-gen `github {}` link made in `global`).
+resource "google_cloudbuildv2_repository" "source" {
+  count             = var.github_repository == null ? 0 : 1
+  project           = var.project_id
+  location          = var.region
+  name              = var.github_repository.name
+  parent_connection = "projects/${var.project_id}/locations/${var.region}/connections/${var.github_repository.connection}"
+  remote_uri        = "https://github.com/${var.github_repository.owner}/${var.github_repository.name}.git"
+  depends_on        = [google_project_service.api]
+}
+
 resource "google_cloudbuild_trigger" "deploy" {
   count           = var.github_repository == null ? 0 : 1
   project         = var.project_id
@@ -10,9 +22,8 @@ resource "google_cloudbuild_trigger" "deploy" {
   filename        = "cloudbuild.yaml"
   service_account = google_service_account.build.id
 
-  github {
-    owner = var.github_repository.owner
-    name  = var.github_repository.name
+  repository_event_config {
+    repository = google_cloudbuildv2_repository.source[0].id
     push {
       branch = var.github_repository.branch
     }

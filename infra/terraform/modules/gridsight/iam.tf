@@ -71,11 +71,22 @@ resource "google_pubsub_topic_iam_member" "publisher" {
   member   = google_service_account.run[each.value.service].member
 }
 
-# Forecast calls the Vertex endpoint; chat calls Gemini and text embeddings.
-resource "google_project_iam_member" "vertex_user" {
+# Forecast calls the Vertex endpoint; chat calls Gemini and text embeddings. All three are one
+# permission, aiplatform.endpoints.predict (Gemini and the embedding models are publisher-model
+# endpoints), so they get a role with only that instead of aiplatform.user (which can also create
+# and delete endpoints, models and jobs project-wide).
+resource "google_project_iam_custom_role" "predict" {
+  project     = var.project_id
+  role_id     = "${replace(var.prefix, "-", "_")}_predict"
+  title       = "gridsight predict"
+  description = "Call Vertex AI prediction endpoints (our forecast endpoint, Gemini, text embeddings) and nothing else."
+  permissions = ["aiplatform.endpoints.predict"]
+}
+
+resource "google_project_iam_member" "vertex_predict" {
   for_each = { for service, cfg in local.services : service => cfg if cfg.vertex }
   project  = var.project_id
-  role     = "roles/aiplatform.user"
+  role     = google_project_iam_custom_role.predict.name
   member   = google_service_account.run[each.key].member
 }
 
@@ -126,17 +137,10 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 
 # --- public webhook and chat callers --------------------------------------------------------------
 
-# The ONLY unauthenticated entry point. Fivetran cannot mint Google ID tokens, so its webhook must
-# reach ingest without IAM; every request there is HMAC-verified (X-Fivetran-Signature-256) before
-# parsing, and the /pubsub/* path on the same service still verifies the push OIDC token (issuer,
-# audience, service account) in code (shared/push.py), so only the webhook is effectively public.
-resource "google_cloud_run_v2_service_iam_member" "webhook_public" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.service["ingest"].name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
+# No `allUsers` grant anywhere: the webhook service has invoker IAM switched off instead
+# (run.tf `invoker_iam_disabled`), which domain-restricted sharing does not reject. Its
+# /webhooks/fivetran verifies the HMAC signature before parsing and its /pubsub/* path verifies
+# the push token's signature in code (shared/push.py, push_auth=oidc).
 
 resource "google_cloud_run_v2_service_iam_member" "chat_invoker" {
   for_each = toset(var.chat_invokers)
@@ -216,20 +220,25 @@ resource "google_secret_manager_secret_iam_member" "build" {
   member    = google_service_account.build.member
 }
 
-# --- Fivetran (optional) --------------------------------------------------------------------------
+# --- Fivetran ------------------------------------------------------------------------------------
 
-# Fivetran's group service account writes the raw dataset and runs its load jobs.
+# Fivetran's destination creates the raw dataset's tables and its own staging datasets and runs
+# load jobs, so it needs roles/bigquery.user on the project (datasets.create + jobs.create; Fivetran's
+# BigQuery destination setup) and dataEditor on the raw dataset. Granted whenever its service account
+# is known, whether or not the Fivetran side is managed here (fivetran.enabled). This is the one
+# grant to a principal outside the organisation: under domain-restricted sharing an org admin must
+# allow it (infra/README.md, step 2), there is no keyless alternative on Fivetran's side.
 resource "google_bigquery_dataset_iam_member" "fivetran_writer" {
-  count      = var.fivetran.enabled ? 1 : 0
+  count      = var.fivetran.service_account == null ? 0 : 1
   project    = var.project_id
   dataset_id = google_bigquery_dataset.raw.dataset_id
   role       = "roles/bigquery.dataEditor"
   member     = "serviceAccount:${var.fivetran.service_account}"
 }
 
-resource "google_project_iam_member" "fivetran_jobs" {
-  count   = var.fivetran.enabled ? 1 : 0
+resource "google_project_iam_member" "fivetran_bigquery_user" {
+  count   = var.fivetran.service_account == null ? 0 : 1
   project = var.project_id
-  role    = "roles/bigquery.jobUser"
+  role    = "roles/bigquery.user"
   member  = "serviceAccount:${var.fivetran.service_account}"
 }

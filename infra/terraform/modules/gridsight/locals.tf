@@ -44,52 +44,90 @@ locals {
   }
 
   # What each service needs beyond the common settings. `writes` = dataEditor on the modelled
-  # dataset; `reads_raw` = dataViewer on the Fivetran dataset; `vertex` = aiplatform.user;
-  # `secrets` maps a
-  # GRIDSIGHT_* variable to a key of local.secrets.
+  # dataset; `reads_raw` = dataViewer on the Fivetran dataset; `vertex` = the predict-only custom
+  # role (iam.tf); `secrets` maps a GRIDSIGHT_* variable to a key of local.secrets.
+  # Sizes come from measured needs (README "Forecasts"/"Anomalies", infra/README.md "Sizing"):
+  # forecast peaks at 675 MB for 1,000 devices per event and anomaly, holding every device x 9
+  # weeks, at 1,830 MB (bench/bench_push_memory.py), so both take one event per instance (concurrency 1; Pub/Sub push parallelism is
+  # served by more instances) with room above the measured peak. ingest's refresh is BigQuery work
+  # (the process only waits), chat answers small parameterised queries.
   service_needs = {
     anomaly = {
-      reads_raw = false
-      secrets   = {}
-      vertex    = false
-      writes    = true
+      concurrency = 1
+      cpu         = "2"
+      memory      = "4Gi"
+      reads_raw   = false
+      secrets     = {}
+      vertex      = false
+      writes      = true
     }
     chat = {
-      reads_raw = false
-      secrets   = { GRIDSIGHT_CHAT_API_KEYS = "chat-api-keys" }
-      vertex    = true
-      writes    = false
+      concurrency = 8
+      cpu         = "1"
+      memory      = "1Gi"
+      reads_raw   = false
+      secrets     = { GRIDSIGHT_CHAT_API_KEYS = "chat-api-keys" }
+      vertex      = true
+      writes      = false
     }
     forecast = {
-      reads_raw = false
-      secrets   = {}
-      vertex    = true
-      writes    = true
+      concurrency = 1
+      cpu         = "1"
+      memory      = "2Gi"
+      reads_raw   = false
+      secrets     = {}
+      vertex      = true
+      writes      = true
     }
     ingest = {
-      reads_raw = true
-      secrets   = { GRIDSIGHT_WEBHOOK_SECRET = "webhook-secret" }
-      vertex    = false
-      writes    = true
+      concurrency = 4
+      cpu         = "1"
+      memory      = "1Gi"
+      reads_raw   = true
+      secrets     = { GRIDSIGHT_WEBHOOK_SECRET = "webhook-secret" }
+      vertex      = false
+      writes      = true
     }
   }
 
   # The only service reachable without IAM: it receives the Fivetran webhook (iam.tf says why).
   webhook_service = "ingest"
 
-  # Each service joins its needs with its scaling bounds (var.scaling overrides the default).
+  # Each service joins its needs with its scaling bounds (var.scaling overrides the instance counts
+  # and memory).
   services = {
     for service in keys(local.topology.services) : service => merge(
       local.service_needs[service],
-      lookup(var.scaling, service, { max_instances = 3, memory = "1Gi", min_instances = 0 }),
+      { max_instances = 3, min_instances = 0 },
+      { for key, value in try(var.scaling[service], {}) : key => value if value != null },
     )
+  }
+
+  # Cloud Run's request timeout per service = the shortest ack deadline of the subscriptions that
+  # push to it, so Pub/Sub never redelivers a push the service is still working on (a push request
+  # times out at the ack deadline). Chat has no subscription: 60 s bounds one question.
+  service_timeout_seconds = {
+    for service in keys(local.topology.services) : service => min(concat(
+      [for sub in local.push_subscriptions : sub.ack_deadline_seconds if sub.service == service],
+      [service == "chat" ? 60 : 600],
+    )...)
+  }
+
+  # How each service authenticates pushes (shared/push.py): the webhook service has invoker IAM
+  # switched off, so it verifies the token's signature itself ("oidc"); every other service is
+  # IAM-protected, Cloud Run has verified the token and forwards it with its signature stripped,
+  # so the service checks the forwarded claims ("cloud_run").
+  push_auth = {
+    for service in keys(local.topology.services) : service => service == local.webhook_service ? "oidc" : "cloud_run"
   }
 
   # The audience Pub/Sub puts in each push token and the service checks (custom audience on the
   # Cloud Run service): a fixed string avoids a cycle between a service and its own URL.
   push_audience = { for service in keys(local.topology.services) : service => "${var.prefix}-${service}-push" }
 
-  # Secrets are created empty; values are added out of band (infra/README.md) so none is in state.
+  # Secrets get a placeholder version (secrets.tf); values are added out of band (infra/README.md)
+  # so none is in state. The placeholder must equal shared/settings.py SECRET_PLACEHOLDER (tested).
+  secret_placeholder = "gridsight-placeholder: add a real version with gcloud secrets versions add"
   secrets = {
     chat-api-keys    = "Comma-separated API keys accepted by POST /v1/chat."
     fivetran-api-key = "Base64 'key:secret' Fivetran API key used by Cloud Build for `fivetran deploy`."
@@ -109,6 +147,7 @@ locals {
     GRIDSIGHT_ANALYTICS_DATASET      = var.analytics_dataset
     GRIDSIGHT_BQ_LOCATION            = var.bq_location
     GRIDSIGHT_BUS_BACKEND            = "pubsub"
+    GRIDSIGHT_CHAT_IAM_PROTECTED     = "true"
     GRIDSIGHT_EMBEDDING_BACKEND      = "vertex"
     GRIDSIGHT_ENDPOINT_BACKEND       = "vertex"
     GRIDSIGHT_FIVETRAN_CONNECTION_ID = var.fivetran_connection_id
@@ -117,7 +156,6 @@ locals {
     GRIDSIGHT_GENERATION_BACKEND     = "gemini"
     GRIDSIGHT_HOME                   = "/tmp/gridsight"
     GRIDSIGHT_MODEL_BUCKET           = "${var.project_id}-${var.prefix}-models"
-    GRIDSIGHT_PUSH_AUTH              = "oidc"
     GRIDSIGHT_RAW_DATASET            = var.raw_dataset
     GRIDSIGHT_VERTEX_ENDPOINT_ID     = var.vertex_endpoint_id
     GRIDSIGHT_WAREHOUSE_BACKEND      = "bigquery"

@@ -12,11 +12,17 @@ resource "google_cloud_run_v2_service" "service" {
   # (Fivetran webhook) and chat (API callers) must be reachable from outside Google Cloud.
   ingress          = contains([local.webhook_service, "chat"], each.key) ? "INGRESS_TRAFFIC_ALL" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
   custom_audiences = [local.push_audience[each.key]]
+  # Fivetran cannot present a Google identity, so the webhook service runs with the invoker IAM
+  # check switched off (provider >= 6.41 `invoker_iam_disabled`): no `allUsers` binding, which the
+  # common domain-restricted-sharing org policy (iam.allowedPolicyMemberDomains) would reject.
+  # Every request there is HMAC-verified (webhook) or OIDC-signature-verified (push) in code.
+  invoker_iam_disabled = each.key == local.webhook_service
 
   template {
-    service_account                  = google_service_account.run[each.key].email
-    timeout                          = "600s" # >= the longest ack deadline in events.yaml
-    max_instance_request_concurrency = 8
+    service_account = google_service_account.run[each.key].email
+    # <= the ack deadline of every subscription pushing here (locals.tf service_timeout_seconds).
+    timeout                          = "${local.service_timeout_seconds[each.key]}s"
+    max_instance_request_concurrency = each.value.concurrency
 
     scaling {
       min_instance_count = each.value.min_instances
@@ -33,7 +39,7 @@ resource "google_cloud_run_v2_service" "service" {
       resources {
         cpu_idle = true
         limits = {
-          cpu    = "1"
+          cpu    = each.value.cpu
           memory = each.value.memory
         }
       }
@@ -41,6 +47,7 @@ resource "google_cloud_run_v2_service" "service" {
       dynamic "env" {
         for_each = merge(local.common_env, {
           GRIDSIGHT_PUSH_AUDIENCE        = local.push_audience[each.key]
+          GRIDSIGHT_PUSH_AUTH            = local.push_auth[each.key]
           GRIDSIGHT_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
         })
         content {
@@ -74,8 +81,11 @@ resource "google_cloud_run_v2_service" "service" {
     ]
   }
 
+  # `latest` must resolve when the revision is created: secrets.tf gives every secret a
+  # placeholder version first (the services refuse to work with it until a real one is added).
   depends_on = [
     google_project_service.api,
     google_secret_manager_secret_iam_member.runtime,
+    google_secret_manager_secret_version.placeholder,
   ]
 }

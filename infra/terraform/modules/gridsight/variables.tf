@@ -1,5 +1,20 @@
 # Inputs, alphabetical. Few, typed, with defaults where one is safe (cloud-foundation-fabric style).
 
+variable "alert_thresholds" {
+  description = "Alert thresholds (monitoring.tf): oldest unacked push message age, Cloud Run 5xx ratio, hours without a forecast refresh (Cloud Monitoring allows absence windows up to 23.5 h)."
+  type = object({
+    error_ratio            = optional(number, 0.05)
+    forecast_stale_hours   = optional(number, 6)
+    oldest_unacked_seconds = optional(number, 1800)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.alert_thresholds.error_ratio > 0 && var.alert_thresholds.error_ratio < 1 && var.alert_thresholds.forecast_stale_hours >= 1 && var.alert_thresholds.forecast_stale_hours <= 23 && var.alert_thresholds.oldest_unacked_seconds >= 60
+    error_message = "alert_thresholds: 0 < error_ratio < 1, 1 <= forecast_stale_hours <= 23, oldest_unacked_seconds >= 60."
+  }
+}
+
 variable "analytics_dataset" {
   description = "BigQuery dataset for the modelled tables (shared/sql); GRIDSIGHT_ANALYTICS_DATASET."
   type        = string
@@ -29,6 +44,21 @@ variable "bq_location" {
   }
 }
 
+variable "budget" {
+  description = "Optional monthly billing budget for the project: alerts at each threshold (fractions of amount) to notification_channels and as Pub/Sub messages on <prefix>-budget-alerts; null = no budget."
+  type = object({
+    amount          = number
+    billing_account = string
+    currency        = optional(string, "EUR")
+    thresholds      = optional(list(number), [0.5, 0.9, 1.0])
+  })
+  default = null
+  validation {
+    condition     = var.budget == null || try(var.budget.amount > 0 && alltrue([for t in var.budget.thresholds : t > 0]), false)
+    error_message = "budget.amount and every threshold must be positive."
+  }
+}
+
 variable "chat_invokers" {
   description = "IAM members (e.g. group:analysts@example.com) allowed to call the chat service; it also checks an API key."
   type        = list(string)
@@ -40,6 +70,21 @@ variable "chat_invokers" {
   }
 }
 
+variable "chat_slo" {
+  description = "Chat SLOs over a rolling 28 days: availability (share of requests not 5xx) and latency (share under latency_ms); burn-rate alerts go to notification_channels."
+  type = object({
+    availability = optional(number, 0.99)
+    latency_goal = optional(number, 0.95)
+    latency_ms   = optional(number, 3000)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.chat_slo.availability > 0 && var.chat_slo.availability < 1 && var.chat_slo.latency_goal > 0 && var.chat_slo.latency_goal < 1 && var.chat_slo.latency_ms > 0
+    error_message = "chat_slo goals must be between 0 and 1 (exclusive) and latency_ms positive."
+  }
+}
+
 variable "deletion_protection" {
   description = "Protect datasets, tables, services and the bucket from `terraform destroy`; turn off only to tear down a throwaway project."
   type        = bool
@@ -48,12 +93,13 @@ variable "deletion_protection" {
 }
 
 variable "fivetran" {
-  description = "Optional Fivetran side as code: group (destination), BigQuery destination and the sync_end webhook to the ingest URL. The connection itself is created by `fivetran deploy` in Cloud Build."
+  description = "Fivetran: service_account (the destination's GCP service account, shown on Fivetran's BigQuery setup page) gets its BigQuery roles whenever set; enabled = also manage the group, BigQuery destination and sync_end webhook here; webhook_active = switch the webhook on (only after the first build deployed ingest's real image). The connection itself is created by `fivetran deploy` in Cloud Build."
   type = object({
     enabled         = optional(bool, false)
     group_name      = optional(string, "gridsight")
     region          = optional(string, "GCP_EUROPE_WEST1")
     service_account = optional(string)
+    webhook_active  = optional(bool, false)
   })
   default  = {}
   nullable = false
@@ -81,11 +127,12 @@ variable "fivetran_webhook_secret" {
 }
 
 variable "github_repository" {
-  description = "GitHub repository whose pushes to `branch` run cloudbuild.yaml (the Cloud Build GitHub app must be installed on it); null = no trigger."
+  description = "GitHub repository whose pushes to `branch` run cloudbuild.yaml, through a Cloud Build 2nd-gen connection named `connection` that already exists in var.region (`gcloud builds connections create github <connection> --region=<region>`, authorised once in a browser: infra/README.md step 3); null = no trigger. A regional trigger can only use a repository linked in its own region."
   type = object({
-    branch = optional(string, "^main$")
-    name   = string
-    owner  = string
+    branch     = optional(string, "^main$")
+    connection = string
+    name       = string
+    owner      = string
   })
   default = null
 }
@@ -95,6 +142,17 @@ variable "labels" {
   type        = map(string)
   default     = {}
   nullable    = false
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) every alert and the budget notify."
+  type        = list(string)
+  default     = []
+  nullable    = false
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "notification_channels must be full ids: projects/<project>/notificationChannels/<id>."
+  }
 }
 
 variable "prefix" {
@@ -129,6 +187,16 @@ variable "raw_dataset" {
   }
 }
 
+variable "raw_partition_expiration_days" {
+  description = "Default partition expiration of the raw (Fivetran) dataset in days: partitions of raw tables older than this are deleted; the modelled tables keep their history. null = keep forever."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.raw_partition_expiration_days == null || try(var.raw_partition_expiration_days >= 1, false)
+    error_message = "raw_partition_expiration_days must be at least 1 (or null)."
+  }
+}
+
 variable "region" {
   description = "Region of Cloud Run, Artifact Registry, Vertex AI and the model bucket; GRIDSIGHT_GCP_REGION."
   type        = string
@@ -141,10 +209,10 @@ variable "region" {
 }
 
 variable "scaling" {
-  description = "Per-service Cloud Run bounds, keyed by service name; services not listed get 0..3 instances with 1Gi."
+  description = "Per-service Cloud Run instance bounds (and optionally memory), keyed by service name; services not listed get 0..3 instances and the measured sizes in locals.tf service_needs."
   type = map(object({
     max_instances = number
-    memory        = optional(string, "1Gi")
+    memory        = optional(string)
     min_instances = optional(number, 0)
   }))
   default  = {}
@@ -176,12 +244,12 @@ variable "vendor_api_url" {
 }
 
 variable "vertex_endpoint_id" {
-  description = "Numeric id of the Vertex AI endpoint serving the forecast model (ids are chosen by us, unique per project and region); GRIDSIGHT_VERTEX_ENDPOINT_ID."
+  description = "Numeric id of the Vertex AI endpoint serving the forecast model (chosen by us, unique per project and region); GRIDSIGHT_VERTEX_ENDPOINT_ID. CreateEndpoint allows a numeric id of at most 9 digits without leading zeros (REST reference, projects.locations.endpoints.create, endpointId)."
   type        = string
-  default     = "7300000001"
+  default     = "730000001"
   nullable    = false
   validation {
-    condition     = can(regex("^[1-9][0-9]{0,9}$", var.vertex_endpoint_id))
-    error_message = "vertex_endpoint_id must be numeric, without leading zeros, at most 10 digits."
+    condition     = can(regex("^[1-9][0-9]{0,8}$", var.vertex_endpoint_id))
+    error_message = "vertex_endpoint_id must be numeric, without leading zeros, at most 9 digits (Vertex AI CreateEndpoint rule for numeric ids)."
   }
 }

@@ -68,7 +68,8 @@
     const key = apiKey();
     if (!key) throw new AuthError("Sign in with an API key to see the data.");
     const init = Object.assign({ headers: {} }, options || {});
-    init.headers = Object.assign({ Authorization: "Bearer " + key, Accept: "application/json" }, init.headers);
+    // X-API-Key, not Authorization: behind Cloud Run IAM (or its proxy) Authorization is the ID token
+    init.headers = Object.assign({ "X-API-Key": key, Accept: "application/json" }, init.headers);
     const response = await fetch(path, init);
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }

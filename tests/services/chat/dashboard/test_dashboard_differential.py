@@ -11,7 +11,7 @@ from services.chat.dashboard.data import device_detail, fleet_overview
 from shared.errors import NotFound
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
-from tests.emulator import PROJECT
+from tests.emulator import PROJECT, provision_bigquery
 
 pytestmark = pytest.mark.emulator
 
@@ -19,13 +19,15 @@ pytestmark = pytest.mark.emulator
 @pytest.fixture
 def bigquery_settings(tmp_path: Path, bqemu_endpoint: str) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    return Settings(
-        home=tmp_path / "bq-home",
-        warehouse_backend="bigquery",
-        bigquery_api_endpoint=bqemu_endpoint,
-        gcp_project=PROJECT,
-        raw_dataset=f"raw_{tag}",
-        analytics_dataset=f"energy_analytics_{tag}",
+    return provision_bigquery(
+        Settings(
+            home=tmp_path / "bq-home",
+            warehouse_backend="bigquery",
+            bigquery_api_endpoint=bqemu_endpoint,
+            gcp_project=PROJECT,
+            raw_dataset=f"raw_{tag}",
+            analytics_dataset=f"energy_analytics_{tag}",
+        )
     )
 
 
