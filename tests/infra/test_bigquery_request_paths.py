@@ -34,7 +34,7 @@ from shared.events import FeaturesRefreshed, SyncCompleted
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
 from tests.emulator import PROJECT, provision_bigquery
-from tests.pushing import push_envelope
+from tests.pushing import authorized, push_envelope
 from tests.sql.landing import START, land_fleet, mirror_raw_to_bigquery
 
 pytestmark = pytest.mark.emulator
@@ -116,7 +116,7 @@ def cloud(
 
 def _client(service: str) -> Any:
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / f"services/{service}/main.py"))
-    return app.test_client()
+    return authorized(app.test_client())
 
 
 def _published_features(settings: Settings) -> FeaturesRefreshed:
