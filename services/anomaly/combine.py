@@ -14,6 +14,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from services.anomaly.calibrate import apply_calibration, load_calibration
 from services.anomaly.detectors import Finding, Panel
 
 __all__ = [
@@ -41,11 +42,15 @@ def severity_for(ratio: np.ndarray) -> np.ndarray:
     return np.select([ratio >= 2.5, ratio >= 1.5], ["high", "medium"], "low")
 
 
-def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool = False) -> pd.DataFrame:
+def rank_hours(
+    panel: Panel, findings: list[Finding], *, include_missing: bool = False, calibrated: bool = True
+) -> pd.DataFrame:
     """One row per device-hour: score, is_anomaly, the winning type, its expected and actual.
 
     Hours without a row in the input are left out unless `include_missing` (the service wants
-    them, to report dropouts; the CSV path scores only the hours it was given).
+    them, to report dropouts; the CSV path scores only the hours it was given). With `calibrated`
+    (and a fitted `calibration.json`) the alert decision and score are the calibrated probability
+    of `calibrate.py`; without, the plain rule "ratio over threshold" (what the fit starts from).
     """
     ratios = np.stack([f.ratio for f in findings])
     best = np.argmax(ratios, axis=0)
@@ -63,6 +68,8 @@ def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool =
             "ratio": ratio[t_idx, d_idx],
             "is_anomaly": score[t_idx, d_idx] >= THRESHOLD,
             "anomaly_type": np.where(score[t_idx, d_idx] >= THRESHOLD, types[t_idx, d_idx], ""),
+            "kind": types[t_idx, d_idx],
+            "energy_kwh": panel.energy_kwh[t_idx, d_idx],
             "finding": best[t_idx, d_idx],
             "row": t_idx,
             "col": d_idx,
@@ -70,7 +77,13 @@ def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool =
             "actual": actual[t_idx, d_idx],
         }
     )
-    return frame.sort_values(["device_id", "hour"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["device_id", "hour"], kind="stable").reset_index(drop=True)
+    cal = load_calibration() if calibrated else None
+    if cal is not None:
+        frame = apply_calibration(frame, cal)
+    else:
+        frame["probability"] = frame["score"]
+    return frame
 
 
 def incident_id(device_id: str, start_hour: pd.Timestamp) -> str:
