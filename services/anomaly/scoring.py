@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from services.anomaly.combine import group_incidents, rank_hours
+from services.anomaly.combine import DEFAULT_TARIFF, group_incidents, rank_hours
 from services.anomaly.detectors import DetectorConfig, panel_from_long, run_detectors
 from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
 from shared.bus.base import Publisher
@@ -66,7 +66,7 @@ WHERE target_hour >= @lookback_start AND target_hour < @window_end
 DEVICES_SQL = "SELECT device_id, nominal_voltage FROM energy_analytics.dim_device"
 EXISTING_SQL = """
 SELECT incident_id, device_id, start_hour, end_hour, anomaly_type, severity, score, expected, actual,
-  explanation, detected_at, status, withdrawn_at
+  explanation, detected_at, status, withdrawn_at, probability, energy_at_stake_kwh, cost_at_stake
 FROM energy_analytics.anomalies
 WHERE end_hour >= @since AND start_hour < @window_end
 """
@@ -149,7 +149,18 @@ def _reconcile(
             inc["end_hour"] = max(old["end_hour"], inc["end_hour"])
             inc["detected_at"] = old["detected_at"]
             if float(old["score"]) > inc["score"]:  # keep the worst moment as the headline
-                for col in ("anomaly_type", "severity", "score", "expected", "actual", "explanation"):
+                for col in (
+                    "anomaly_type",
+                    "severity",
+                    "score",
+                    "expected",
+                    "actual",
+                    "explanation",
+                    "probability",
+                ):
+                    inc[col] = old[col]
+            for col in ("energy_at_stake_kwh", "cost_at_stake"):  # the longer view of the same incident
+                if pd.notna(old[col]) and not float(old[col]) <= float(inc[col]):
                     inc[col] = old[col]
         rows.append(inc)
     columns = [*found.columns, "detected_at", "status", "withdrawn_at"]
@@ -159,7 +170,12 @@ def _reconcile(
 
 
 def detect_window(
-    event: FeaturesRefreshed, wh: Warehouse, *, now: datetime, cfg: DetectorConfig | None = None
+    event: FeaturesRefreshed,
+    wh: Warehouse,
+    *,
+    now: datetime,
+    cfg: DetectorConfig | None = None,
+    tariff_per_kwh: float = DEFAULT_TARIFF,
 ) -> WindowIncidents:
     """Score `event`'s window for its devices; read-only on the warehouse."""
     frame, volts = _load_frame(wh, event)
@@ -176,7 +192,9 @@ def detect_window(
         & (ranked["hour"] >= start - INCIDENT_LOOKBACK)
         & (ranked["hour"] < end)
     )
-    all_found = group_incidents(ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H)
+    all_found = group_incidents(
+        ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H, tariff_per_kwh=tariff_per_kwh
+    )
     # An incident that ended before the window is the earlier event's business, not ours.
     found = all_found[all_found["end_hour"] > start]
     since = (start - INCIDENT_LOOKBACK - pd.Timedelta(hours=GAP_H)).to_pydatetime()
@@ -299,7 +317,9 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
     redelivers the event and publishes those incidents again (at least once; AnomaliesDetected is
     deduped downstream on incident_id); publishing after the MERGE could lose an alert for good."""
     with open_warehouse(ctx.settings) as wh:
-        incidents = detect_window(event, wh, now=datetime.now(UTC))
+        incidents = detect_window(
+            event, wh, now=datetime.now(UTC), tariff_per_kwh=ctx.settings.chat_flat_tariff_per_kwh
+        )
         published = publish_new(incidents, ctx.publisher, ctx.correlation_id)
         publish_withdrawn(incidents, ctx.publisher, ctx.correlation_id)
         written = write_incidents(wh, incidents)

@@ -60,7 +60,12 @@ def _joined(meter_hours: dict[str, int], labelled: dict[str, list[int]]) -> pd.D
         label[labelled.get(meter, [])] = 1
         frames.append(
             pd.DataFrame(
-                {"meter_id": meter, "timestamp_utc": hours, "label": label, "kind": np.where(label, "spike", "")}
+                {
+                    "meter_id": meter,
+                    "timestamp_utc": hours,
+                    "label": label,
+                    "kind": np.where(label, "spike", ""),
+                }
             )
         )
     return pd.concat(frames, ignore_index=True)
@@ -93,7 +98,7 @@ def test_same_hour_last_week_z_is_the_residual_against_last_week() -> None:
     kwh = np.tile(base, 6) + rng.normal(0, 0.1, len(hours))
     kwh[5 * 168 + 30] += 5.0  # 50 residual-sigmas over last week's same hour
     joined = pd.DataFrame({"meter_id": "m", "timestamp_utc": hours, "kwh": kwh})
-    z, flag = same_week_z_scores(joined)
+    z, _ = same_week_z_scores(joined)
     assert int(np.argmax(z)) == 5 * 168 + 30
     assert z[5 * 168 + 30] > 20
     assert (z[:168] == 0).all()  # no last week yet
