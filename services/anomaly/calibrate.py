@@ -16,8 +16,8 @@ Every feature uses only the hour itself and earlier hours (the fleet share uses 
 hour), so scoring stays causal. Within one run of candidate hours the probability is latched (its
 running maximum): once an incident is worth raising, its later hours stay flagged. The coefficients
 are fitted by logistic regression (a Platt-style calibrated probability) on the *development* half
-of the public labelled meters only (`fit_calibration`, run by `bench/bench_anomaly.py --fit`) and
-stored in `calibration.json`; the alert cut-off is frozen there too. Types without labelled
+of the public labelled meters only (`fitting.fit_on_labels`, run by `bench/bench_anomaly.py --fit`)
+and stored in `calibration.json`; the alert cut-offs are frozen there too. Types without labelled
 examples (dropouts, voltage, impossible values) keep the detector's own rule and score.
 """
 
@@ -38,7 +38,6 @@ __all__ = [
     "alert_cut",
     "apply_calibration",
     "candidate_features",
-    "fit_calibration",
     "latched_probability",
     "load_calibration",
 ]
@@ -189,30 +188,6 @@ def apply_calibration(ranked: pd.DataFrame, cal: Calibration) -> pd.DataFrame:
     out["is_anomaly"] = flag
     out["anomaly_type"] = np.where(flag, kind, "")
     return out
-
-
-def fit_calibration(
-    ranked: pd.DataFrame,
-    label: np.ndarray,
-    *,
-    candidate_ratio: float,
-    alert_probability: dict[str, float],
-    fitted_on: str,
-) -> Calibration:
-    """Logistic regression of the hour label on the candidate features (candidate hours of
-    calibrated types only), on development data; the cut-off is chosen by the caller on the same."""
-    from sklearn.linear_model import LogisticRegression
-
-    features, run = candidate_features(ranked, candidate_ratio)
-    rows = (run >= 0) & np.isin(ranked["kind"].to_numpy(), CALIBRATED_TYPES)
-    model = LogisticRegression(C=1.0, max_iter=2000).fit(features[rows].to_numpy(), label[rows])
-    return Calibration(
-        candidate_ratio=candidate_ratio,
-        alert_probability=alert_probability,
-        intercept=float(model.intercept_[0]),
-        coefficients={n: float(c) for n, c in zip(FEATURES, model.coef_[0], strict=True)},
-        fitted_on=fitted_on,
-    )
 
 
 @cache

@@ -10,18 +10,43 @@ import pandas as pd
 
 from services.anomaly.calibrate import (
     CALIBRATED_TYPES,
+    FEATURES,
     Calibration,
     alert_cut,
-    fit_calibration,
+    candidate_features,
     latched_probability,
 )
 from services.anomaly.csvscore import rank_energy
 from services.anomaly.evaluate import Metrics, evaluate_scores, label_events, load_labels, split_meters
 
-__all__ = ["CANDIDATE_RATIO", "fit_on_labels"]
+__all__ = ["CANDIDATE_RATIO", "fit_calibration", "fit_on_labels"]
 
 CANDIDATE_RATIO = 0.6
 STEP = 0.05
+
+
+def fit_calibration(
+    ranked: pd.DataFrame,
+    label: np.ndarray,
+    *,
+    candidate_ratio: float,
+    alert_probability: dict[str, float],
+    fitted_on: str,
+) -> Calibration:
+    """Logistic regression of the hour label on the candidate features (candidate hours of
+    calibrated types only), on development data; the cut-off is chosen by the caller on the same."""
+    from sklearn.linear_model import LogisticRegression
+
+    features, run = candidate_features(ranked, candidate_ratio)
+    rows = (run >= 0) & np.isin(ranked["kind"].to_numpy(), CALIBRATED_TYPES)
+    model = LogisticRegression(C=1.0, max_iter=2000).fit(features[rows].to_numpy(), label[rows])
+    return Calibration(
+        candidate_ratio=candidate_ratio,
+        alert_probability=alert_probability,
+        intercept=float(model.intercept_[0]),
+        coefficients={n: float(c) for n, c in zip(FEATURES, model.coef_[0], strict=True)},
+        fitted_on=fitted_on,
+    )
 
 
 def _joined(ranked: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
