@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socketserver
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -214,3 +215,52 @@ def test_withdrawn_incident_sends_one_follow_up(
     assert kinds == ["incident", "withdrawn"]
     assert receiver.bodies()[1]["incident_id"] == dropout.incident_id
     assert pd.notna(read_anomalies(settings).iloc[0]["followup_sent_at"])
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP (RFC 5321) for smtplib to hand over one message."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 test\r\n")
+        while line := self.rfile.readline():
+            verb = line.strip().split(b" ")[0].upper()
+            if verb == b"DATA":
+                self.wfile.write(b"354 go\r\n")
+                data = b""
+                while (chunk := self.rfile.readline()) != b".\r\n":
+                    data += chunk
+                self.server.messages.append(data)  # type: ignore[attr-defined]
+                self.wfile.write(b"250 ok\r\n")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 ok\r\n")
+
+
+def test_alert_also_goes_by_email_through_the_relay(
+    settings: Settings, fleet: FleetFactory, receiver: Receiver
+) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpHandler)
+    server.messages = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        event = _scored_shift(settings, fleet)
+        cfg = AlertSettings(
+            webhook_url=receiver.url,
+            webhook_secret=SECRET,
+            min_severity="low",
+            smtp_host="127.0.0.1",
+            smtp_port=server.server_address[1],
+            mail_to="ops@example.org",
+        )
+        assert deliver_alert(event, Ctx(settings, open_publisher(settings)), cfg=cfg).status == "sent"
+    finally:
+        server.shutdown()
+        server.server_close()
+    (mail,) = server.messages  # type: ignore[attr-defined]
+    text = mail.decode()
+    assert "To: ops@example.org" in text
+    assert "level_shift on dev-2" in text
+    assert "kWh" in text  # the explanation keeps expected vs actual with units
+    assert len(receiver.calls) == 1
