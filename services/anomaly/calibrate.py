@@ -50,6 +50,11 @@ NOISE_WINDOW = "28D"
 
 class Calibration(BaseModel):
     candidate_ratio: float
+    min_alert_ratio: float = 1.0  # a run is raised only once it has crossed its detector's own threshold
+    # Clear-cut departures are raised whatever the model says: on these buildings huge departures
+    # are more often unlabelled oddities than injected faults, and the model learned that; a meter
+    # at a tenth of its load is still worth a look.
+    clear_ratio: float = 4.0
     alert_probability: dict[str, float]  # per calibrated type: each kind keeps its recall
     intercept: float
     coefficients: dict[str, float]
@@ -153,15 +158,18 @@ def _probability(features: pd.DataFrame, cal: Calibration) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(features.to_numpy() @ w + cal.intercept)))
 
 
-def latched_probability(ranked: pd.DataFrame, cal: Calibration) -> tuple[np.ndarray, np.ndarray]:
-    """(latched probability, is calibrated) per row: the running maximum of the probability
-    within each run of candidate hours, so an incident once worth raising stays raised."""
+def latched_probability(ranked: pd.DataFrame, cal: Calibration) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(latched probability, is calibrated, may alert) per row: the running maximum of the probability within
+    each run of candidate hours, so an incident once worth raising stays raised; a row may alert
+    only once its run has reached `min_alert_ratio` (the candidates below it only add context)."""
     features, run = candidate_features(ranked, cal.candidate_ratio)
     kind = ranked["kind"].to_numpy()
     calibrated = np.isin(kind, CALIBRATED_TYPES) & (run >= 0)
     p = np.where(calibrated, _probability(features, cal), 0.0)
     latched = pd.Series(p).groupby(run).cummax().to_numpy()
-    return np.where(run >= 0, latched, p), calibrated
+    over = np.nan_to_num(ranked["ratio"].to_numpy(dtype=float), nan=0.0) >= cal.min_alert_ratio
+    reached = pd.Series(over).groupby(run).cummax().to_numpy().astype(bool)
+    return np.where(run >= 0, latched, p), calibrated, calibrated & np.where(run >= 0, reached, over)
 
 
 def alert_cut(kind: np.ndarray, cal: Calibration) -> np.ndarray:
@@ -176,12 +184,15 @@ def apply_calibration(ranked: pd.DataFrame, cal: Calibration) -> pd.DataFrame:
     """`ranked` with `probability`, `score` (= latched probability for calibrated types),
     `is_anomaly` and `anomaly_type` decided by the calibrated rule."""
     kind = ranked["kind"].to_numpy()
-    latched, calibrated = latched_probability(ranked, cal)
+    latched, calibrated, may_alert = latched_probability(ranked, cal)
     rule_score = ranked["score"].to_numpy()
     rule_flag = ranked["is_anomaly"].to_numpy(bool) & ~np.isin(kind, CALIBRATED_TYPES)
     # Below-candidate hours keep a small score that still ranks them by ratio (for ROC-AUC).
+    ratio = np.nan_to_num(ranked["ratio"].to_numpy(dtype=float), nan=0.0)
+    clear = np.isin(kind, CALIBRATED_TYPES) & (ratio >= cal.clear_ratio)
     score = np.where(calibrated, latched, np.where(rule_flag, rule_score, rule_score * 0.1))
-    flag = (calibrated & (latched >= alert_cut(kind, cal))) | rule_flag
+    score = np.where(clear, np.maximum(score, rule_score), score)
+    flag = (may_alert & (latched >= alert_cut(kind, cal))) | clear | rule_flag
     out = ranked.copy()
     out["probability"] = np.where(calibrated, latched, np.where(rule_flag, rule_score, 0.0))
     out["score"] = score

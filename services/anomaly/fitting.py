@@ -79,14 +79,14 @@ def fit_on_labels(
         alert_probability=start,
         fitted_on=f"development half of {path}: {len(dev_meters)} meters ({', '.join(sorted(dev_meters))})",
     )
-    latched, calibrated = latched_probability(dev_ranked, cal)
+    latched, _, may_alert = latched_probability(dev_ranked, cal)
     kind = dev_ranked["kind"].to_numpy()
     rule = dev_ranked["is_anomaly"].to_numpy(bool) & ~np.isin(kind, CALIBRATED_TYPES)
     events = label_events(dev)
 
     def measure(cuts: dict[str, float]) -> Metrics:
         c = cal.model_copy(update={"alert_probability": cuts})
-        flag = (calibrated & (latched >= alert_cut(kind, c))) | rule
+        flag = (may_alert & (latched >= alert_cut(kind, c))) | rule
         part = dev.assign(anomaly_type=np.where(flag, kind, ""))
         return evaluate_scores("fit (dev)", part, latched, flag, events)
 
