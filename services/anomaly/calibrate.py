@@ -40,6 +40,7 @@ __all__ = [
     "candidate_features",
     "latched_probability",
     "load_calibration",
+    "recalibrate",
 ]
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
@@ -55,6 +56,10 @@ class Calibration(BaseModel):
     # are more often unlabelled oddities than injected faults, and the model learned that; a meter
     # at a tenth of its load is still worth a look.
     clear_ratio: float = 4.0
+    # Latching (a run keeps its highest hour) makes the raw probability over-confident about the
+    # hours after the peak: an isotonic map fitted on the development hours, as (latched, observed
+    # share of real-fault hours) knots, turns it back into a probability for severity.
+    isotonic: list[tuple[float, float]] = []
     alert_probability: dict[str, float]  # per calibrated type: each kind keeps its recall
     intercept: float
     coefficients: dict[str, float]
@@ -180,6 +185,14 @@ def alert_cut(kind: np.ndarray, cal: Calibration) -> np.ndarray:
     return cuts
 
 
+def recalibrate(latched: np.ndarray, cal: Calibration) -> np.ndarray:
+    """The isotonic map of the latched probability (identity when none was fitted)."""
+    if not cal.isotonic:
+        return latched
+    xs, ys = zip(*cal.isotonic, strict=True)
+    return np.interp(latched, xs, ys)
+
+
 def apply_calibration(ranked: pd.DataFrame, cal: Calibration) -> pd.DataFrame:
     """`ranked` with `probability`, `score` (= latched probability for calibrated types),
     `is_anomaly` and `anomaly_type` decided by the calibrated rule."""
@@ -194,7 +207,7 @@ def apply_calibration(ranked: pd.DataFrame, cal: Calibration) -> pd.DataFrame:
     score = np.where(clear, np.maximum(score, rule_score), score)
     flag = (may_alert & (latched >= alert_cut(kind, cal))) | clear | rule_flag
     out = ranked.copy()
-    out["probability"] = np.where(calibrated, latched, np.where(rule_flag, rule_score, 0.0))
+    out["probability"] = np.where(calibrated, recalibrate(latched, cal), np.where(rule_flag, rule_score, 0.0))
     out["score"] = score
     out["is_anomaly"] = flag
     out["anomaly_type"] = np.where(flag, kind, "")

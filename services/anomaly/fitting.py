@@ -19,7 +19,7 @@ from services.anomaly.calibrate import (
 from services.anomaly.csvscore import rank_energy
 from services.anomaly.evaluate import Metrics, evaluate_scores, label_events, load_labels, split_meters
 
-__all__ = ["CANDIDATE_RATIO", "fit_calibration", "fit_on_labels"]
+__all__ = ["CANDIDATE_RATIO", "fit_calibration", "fit_isotonic", "fit_on_labels"]
 
 CANDIDATE_RATIO = 0.6
 STEP = 0.05
@@ -47,6 +47,16 @@ def fit_calibration(
         coefficients={n: float(c) for n, c in zip(FEATURES, model.coef_[0], strict=True)},
         fitted_on=fitted_on,
     )
+
+
+def fit_isotonic(ranked: pd.DataFrame, label: pd.Series, cal: Calibration) -> list[tuple[float, float]]:
+    """Knots of the isotonic regression of the hour label on the latched probability (dev hours)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    latched, calibrated, _ = latched_probability(ranked, cal)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(latched[calibrated], label.to_numpy()[calibrated])
+    return [(float(x), float(y)) for x, y in zip(iso.X_thresholds_, iso.y_thresholds_, strict=True)]
 
 
 def _joined(ranked: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -112,5 +122,7 @@ def fit_on_labels(
         if not trials:
             break
         _, _, _, cuts, best = min(trials, key=lambda x: (x[0], x[1], x[2]))
-    chosen = cal.model_copy(update={"alert_probability": cuts})
+    chosen = cal.model_copy(
+        update={"alert_probability": cuts, "isotonic": fit_isotonic(dev_ranked, dev["label"], cal)}
+    )
     return chosen, best

@@ -65,3 +65,18 @@ def test_incident_carries_energy_and_cost_at_stake_with_units() -> None:
     assert inc["probability"] == pytest.approx(0.92)
     assert inc["severity"] == "medium"  # 0.92 x 5.70 = 5.24: at least 5, below 50
     assert inc["explanation"] == "12.0 kWh against about 4.0 kWh (+200 %)."
+
+
+def test_isotonic_map_turns_latched_scores_into_probabilities() -> None:
+    from services.anomaly.calibrate import Calibration, recalibrate
+
+    cal = Calibration(
+        candidate_ratio=0.6,
+        alert_probability={},
+        intercept=0.0,
+        coefficients={},
+        isotonic=[(0.0, 0.0), (0.5, 0.2), (1.0, 1.0)],
+    )
+    got = recalibrate(np.array([0.25, 0.5, 0.75, 1.0]), cal)
+    # Linear between knots: 0.25 -> 0.1, 0.75 -> 0.2 + 0.5 x 0.8 = 0.6.
+    assert got == pytest.approx([0.1, 0.2, 0.6, 1.0])
