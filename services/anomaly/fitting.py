@@ -93,10 +93,12 @@ def fit_on_labels(
     kind = dev_ranked["kind"].to_numpy()
     rule = dev_ranked["is_anomaly"].to_numpy(bool) & ~np.isin(kind, CALIBRATED_TYPES)
     events = label_events(dev)
+    ratio = np.nan_to_num(dev_ranked["ratio"].to_numpy(dtype=float), nan=0.0)
+    clear = np.isin(kind, CALIBRATED_TYPES) & (ratio >= cal.clear_ratio)
 
     def measure(cuts: dict[str, float]) -> Metrics:
         c = cal.model_copy(update={"alert_probability": cuts})
-        flag = (may_alert & (latched >= alert_cut(kind, c))) | rule
+        flag = (may_alert & (latched >= alert_cut(kind, c))) | rule | clear
         part = dev.assign(anomaly_type=np.where(flag, kind, ""))
         return evaluate_scores("fit (dev)", part, latched, flag, events)
 
