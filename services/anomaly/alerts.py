@@ -11,7 +11,8 @@ Rules, in order, for a new incident:
    `webhook_secret` in `X-Gridsight-Signature-256` (the receiver verifies in constant time, as our
    ingest does for Fivetran), retried with exponential backoff; when every attempt fails the
    handler raises TransientError, so Pub/Sub redelivers and, after the subscription's max delivery
-   attempts, dead-letters it. With `smtp_host` set the same alert also goes by e-mail.
+   attempts, dead-letters it. With `smtp_host` set the same alert also goes by e-mail; with neither
+   configured the decision is 'no_channel'.
 
 The outcome is stored on the incident (`alert_status`, `alerted_at`): a redelivery of an alerted
 incident sends nothing. A withdrawn incident that was alerted gets one follow-up
@@ -203,6 +204,8 @@ def deliver_alert(
                 incident_id=event.incident_id, status=f"already {inc['alert_status'] or 'withdrawn'}"
             )
         decision = _decide(inc, wh, now, cfg)
+    if decision == "sent" and not cfg.webhook_url and not (cfg.smtp_host and cfg.mail_to):
+        decision = "no_channel"  # nothing configured to deliver to: say so rather than "sent"
     if decision == "sent":
         body = {"type": "incident", **inc, "alerted_at": now.isoformat()}
         _post(body, cfg)

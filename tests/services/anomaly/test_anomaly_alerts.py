@@ -264,3 +264,12 @@ def test_alert_also_goes_by_email_through_the_relay(
     assert "level_shift on dev-2" in text
     assert "kWh" in text  # the explanation keeps expected vs actual with units
     assert len(receiver.calls) == 1
+
+
+def test_without_a_channel_the_incident_says_so(settings: Settings, fleet: FleetFactory) -> None:
+    event = _scored_shift(settings, fleet)
+    outcome = deliver_alert(
+        event, Ctx(settings, open_publisher(settings)), cfg=AlertSettings(min_severity="low")
+    )
+    assert outcome.status == "no_channel"
+    assert read_anomalies(settings).iloc[0]["alert_status"] == "no_channel"
