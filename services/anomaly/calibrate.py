@@ -99,8 +99,9 @@ def _runs(ranked: pd.DataFrame, candidate: np.ndarray) -> np.ndarray:
 
 
 def candidate_features(ranked: pd.DataFrame, candidate_ratio: float) -> tuple[pd.DataFrame, np.ndarray]:
-    """(features of every row, run id per row). `ranked` is `combine.rank_hours` output sorted by
-    device and hour, with `ratio` and `kind` (the winning detector type) for every row."""
+    """(features of the candidate rows, indexed by their row position; run id per row). `ranked` is
+    `combine.rank_hours` output sorted by device and hour, with `ratio` and `kind` (the winning
+    detector type) for every row. Only candidate rows get features (a year of a fleet has ~1 %)."""
     ratio = np.nan_to_num(ranked["ratio"].to_numpy(dtype=float), nan=0.0)
     candidate = ratio >= candidate_ratio
     run = _runs(ranked, candidate)
@@ -143,11 +144,13 @@ def candidate_features(ranked: pd.DataFrame, candidate_ratio: float) -> tuple[pd
         log_ae = np.clip(
             np.nan_to_num(np.log((actual + 1e-3) / (expected + 1e-3)), nan=0.0, posinf=0.0, neginf=0.0), -5, 5
         )
-    feats = {"log_peak_so_far": log_peak, "fleet_share": fleet_share, "noise": noise}
-    kind = ranked["kind"].to_numpy()
-    log_ratio = np.log1p(ratio)
+    at = np.flatnonzero(candidate)
+    excess, log_ae, log_hours = excess[at], log_ae[at], log_hours[at]
+    feats = {"log_peak_so_far": log_peak[at], "fleet_share": fleet_share[at], "noise": noise[at]}
+    kind = ranked["kind"].to_numpy()[at]
+    log_ratio = np.log1p(ratio[at])
     for t in CALIBRATED_TYPES:
-        is_t = (kind == t) & candidate
+        is_t = kind == t
         feats[f"is_{t}"] = is_t.astype(float)
         feats[f"{t}_log_ratio"] = np.where(is_t, log_ratio, 0.0)
         feats[f"{t}_log_hours"] = np.where(is_t, log_hours, 0.0)
@@ -155,7 +158,7 @@ def candidate_features(ranked: pd.DataFrame, candidate_ratio: float) -> tuple[pd
             which = np.digitize(values, edges[1:-1])
             for i in range(len(edges) - 1):
                 feats[f"{t}_{name}_{i}"] = (is_t & (which == i)).astype(float)
-    return pd.DataFrame(feats, index=ranked.index)[FEATURES], run
+    return pd.DataFrame(feats, index=at)[FEATURES], run
 
 
 def _probability(features: pd.DataFrame, cal: Calibration) -> np.ndarray:
@@ -170,7 +173,9 @@ def latched_probability(ranked: pd.DataFrame, cal: Calibration) -> tuple[np.ndar
     features, run = candidate_features(ranked, cal.candidate_ratio)
     kind = ranked["kind"].to_numpy()
     calibrated = np.isin(kind, CALIBRATED_TYPES) & (run >= 0)
-    p = np.where(calibrated, _probability(features, cal), 0.0)
+    p = np.zeros(len(ranked))
+    p[features.index.to_numpy()] = _probability(features, cal)
+    p = np.where(calibrated, p, 0.0)
     latched = pd.Series(p).groupby(run).cummax().to_numpy()
     over = np.nan_to_num(ranked["ratio"].to_numpy(dtype=float), nan=0.0) >= cal.min_alert_ratio
     reached = pd.Series(over).groupby(run).cummax().to_numpy().astype(bool)

@@ -39,7 +39,11 @@ def fit_calibration(
 
     features, run = candidate_features(ranked, candidate_ratio)
     rows = (run >= 0) & np.isin(ranked["kind"].to_numpy(), CALIBRATED_TYPES)
-    model = LogisticRegression(C=1.0, max_iter=2000).fit(features[rows].to_numpy(), label[rows])
+    at = features.index.to_numpy()
+    keep = rows[at]
+    model = LogisticRegression(C=1.0, max_iter=2000).fit(
+        features.to_numpy()[keep], np.asarray(label)[at][keep]
+    )
     return Calibration(
         candidate_ratio=candidate_ratio,
         alert_probability=alert_probability,
