@@ -84,7 +84,10 @@ class AlertOutcome(BaseModel):
 
 
 class AlertContext(Protocol):
-    settings: Settings
+    """The part of `shared.push.PushContext` alerting needs (read-only, as PushContext is frozen)."""
+
+    @property
+    def settings(self) -> Settings: ...
 
 
 def sign_alert(body: bytes, secret: str) -> str:

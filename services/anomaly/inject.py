@@ -41,7 +41,7 @@ def _place(rng: np.random.Generator, n_hours: int, wanted: int) -> list[tuple[in
     """(start row, kind, length) for up to `wanted` events, a week apart, past the first 9 weeks
     (the detector's warm-up, which the public set also leaves alone in practice)."""
     taken: list[tuple[int, int]] = []
-    out = []
+    out: list[tuple[int, str, int]] = []
     for _ in range(wanted * 20):
         if len(out) == wanted:
             break

@@ -305,11 +305,14 @@ def publish_withdrawn(incidents: WindowIncidents, publisher: Publisher, correlat
 
 
 class ScoringContext(Protocol):
-    """The part of `shared.push.PushContext` scoring needs."""
+    """The part of `shared.push.PushContext` scoring needs (read-only, as PushContext is frozen)."""
 
-    settings: Settings
-    publisher: Publisher
-    correlation_id: str | None
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def publisher(self) -> Publisher: ...
+    @property
+    def correlation_id(self) -> str | None: ...
 
 
 def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
