@@ -22,6 +22,7 @@ from shared.errors import InvalidEvent
 __all__ = [
     "EVENT_TYPES",
     "AnomaliesDetected",
+    "AnomaliesWithdrawn",
     "Event",
     "FeaturesRefreshed",
     "ForecastsWritten",
@@ -107,8 +108,27 @@ class AnomaliesDetected(Event):
         return self.incident_id
 
 
+class AnomaliesWithdrawn(Event):
+    """One message per incident withdrawn because late data filled the hours it was raised on, so
+    whoever was alerted gets a follow-up; the row stays in `anomalies` with status 'withdrawn'."""
+
+    TYPE: ClassVar[str] = "gridsight.anomalies.withdrawn.v1"
+    TOPIC: ClassVar[str] = "anomalies-withdrawn"
+    incident_id: str
+    device_id: str
+    anomaly_type: str
+    start_hour: datetime
+    end_hour: datetime
+    withdrawn_at: datetime
+    reason: str
+
+    def dedupe_key(self) -> str:
+        return self.incident_id
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (SyncCompleted, FeaturesRefreshed, ForecastsWritten, AnomaliesDetected)
+    cls.TYPE: cls
+    for cls in (SyncCompleted, FeaturesRefreshed, ForecastsWritten, AnomaliesDetected, AnomaliesWithdrawn)
 }
 
 

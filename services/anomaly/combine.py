@@ -14,7 +14,10 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from services.anomaly.calibrate import apply_calibration, load_calibration
 from services.anomaly.detectors import Finding, Panel
+from services.anomaly.severity import SeverityPolicy, incident_severity
+from shared.settings import Settings
 
 __all__ = [
     "SEVERITIES",
@@ -27,6 +30,7 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
+DEFAULT_TARIFF = float(Settings.model_fields["chat_flat_tariff_per_kwh"].default)
 SEVERITIES = ("low", "medium", "high")  # the anomalies table contract; the dashboard colours these
 
 
@@ -41,11 +45,15 @@ def severity_for(ratio: np.ndarray) -> np.ndarray:
     return np.select([ratio >= 2.5, ratio >= 1.5], ["high", "medium"], "low")
 
 
-def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool = False) -> pd.DataFrame:
+def rank_hours(
+    panel: Panel, findings: list[Finding], *, include_missing: bool = False, calibrated: bool = True
+) -> pd.DataFrame:
     """One row per device-hour: score, is_anomaly, the winning type, its expected and actual.
 
     Hours without a row in the input are left out unless `include_missing` (the service wants
-    them, to report dropouts; the CSV path scores only the hours it was given).
+    them, to report dropouts; the CSV path scores only the hours it was given). With `calibrated`
+    (and a fitted `calibration.json`) the alert decision and score are the calibrated probability
+    of `calibrate.py`; without, the plain rule "ratio over threshold" (what the fit starts from).
     """
     ratios = np.stack([f.ratio for f in findings])
     best = np.argmax(ratios, axis=0)
@@ -63,6 +71,8 @@ def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool =
             "ratio": ratio[t_idx, d_idx],
             "is_anomaly": score[t_idx, d_idx] >= THRESHOLD,
             "anomaly_type": np.where(score[t_idx, d_idx] >= THRESHOLD, types[t_idx, d_idx], ""),
+            "kind": types[t_idx, d_idx],
+            "energy_kwh": panel.energy_kwh[t_idx, d_idx],
             "finding": best[t_idx, d_idx],
             "row": t_idx,
             "col": d_idx,
@@ -70,7 +80,13 @@ def rank_hours(panel: Panel, findings: list[Finding], *, include_missing: bool =
             "actual": actual[t_idx, d_idx],
         }
     )
-    return frame.sort_values(["device_id", "hour"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["device_id", "hour"], kind="stable").reset_index(drop=True)
+    cal = load_calibration() if calibrated else None
+    if cal is not None:
+        frame = apply_calibration(frame, cal)
+    else:
+        frame["probability"] = frame["score"]
+    return frame
 
 
 def incident_id(device_id: str, start_hour: pd.Timestamp) -> str:
@@ -79,15 +95,24 @@ def incident_id(device_id: str, start_hour: pd.Timestamp) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def group_incidents(ranked: pd.DataFrame, findings: list[Finding], *, gap_h: int = 3) -> pd.DataFrame:
+def group_incidents(
+    ranked: pd.DataFrame,
+    findings: list[Finding],
+    *,
+    gap_h: int = 3,
+    tariff_per_kwh: float = DEFAULT_TARIFF,
+    policy: SeverityPolicy | None = None,
+) -> pd.DataFrame:
     """Collapse flagged hours into incidents (`end_hour` exclusive: last flagged hour + 1 h).
 
-    The incident takes the type that carried most of its total ratio, the peak ratio's severity
-    and score, and the explanation of its peak hour of that type.
+    The incident takes the type that carried most of its total ratio, its peak score and highest
+    probability, the energy at stake over its flagged hours, the severity those give
+    (`severity.py`), and the explanation of its peak hour of that type.
     """
     columns = [
         "incident_id", "device_id", "start_hour", "end_hour", "anomaly_type", "severity",
-        "score", "expected", "actual", "explanation", "hours_flagged",
+        "score", "expected", "actual", "explanation", "probability", "energy_at_stake_kwh",
+        "cost_at_stake", "hours_flagged",
     ]  # fmt: skip
     flagged = ranked[ranked["is_anomaly"]].copy()
     if flagged.empty:
@@ -95,6 +120,7 @@ def group_incidents(ranked: pd.DataFrame, findings: list[Finding], *, gap_h: int
     gap = flagged["hour"].diff() > pd.Timedelta(hours=gap_h)
     new_device = flagged["device_id"] != flagged["device_id"].shift()
     flagged["group"] = (gap | new_device).cumsum()
+    units = np.array([f.unit for f in findings])
     rows = []
     for _, g in flagged.groupby("group", sort=False):
         weights = g.groupby("anomaly_type")["ratio"].sum()
@@ -106,6 +132,18 @@ def group_incidents(ranked: pd.DataFrame, findings: list[Finding], *, gap_h: int
         if finding.run is not None:  # the detector knows how long it has really lasted
             run_h = int(finding.run[int(peak["row"]), int(peak["col"])])
         start = g["hour"].iloc[0]
+        in_kwh = units[g["finding"].to_numpy()] == "kWh"
+        gap_kwh = np.abs(g["actual"].to_numpy(dtype=float) - g["expected"].to_numpy(dtype=float))[in_kwh]
+        at_stake = float(np.nansum(gap_kwh)) if np.isfinite(gap_kwh).any() else float("nan")
+        probability = float(g["probability"].max()) if "probability" in g else float(g["score"].max())
+        severity = incident_severity(
+            kind,
+            probability=probability,
+            peak_ratio=float(g["ratio"].max()),
+            energy_at_stake_kwh=at_stake,
+            tariff_per_kwh=tariff_per_kwh,
+            policy=policy,
+        )
         rows.append(
             {
                 "incident_id": incident_id(str(g["device_id"].iloc[0]), start),
@@ -113,11 +151,14 @@ def group_incidents(ranked: pd.DataFrame, findings: list[Finding], *, gap_h: int
                 "start_hour": start,
                 "end_hour": g["hour"].iloc[-1] + pd.Timedelta(hours=1),
                 "anomaly_type": kind,
-                "severity": str(severity_for(np.array([g["ratio"].max()]))[0]),
+                "severity": severity,
                 "score": float(g["score"].max()),
                 "expected": float(peak["expected"]),
                 "actual": float(peak["actual"]),
                 "explanation": finding.explain(float(peak["expected"]), float(peak["actual"]), run_h),
+                "probability": probability,
+                "energy_at_stake_kwh": at_stake,
+                "cost_at_stake": at_stake * tariff_per_kwh,
                 "hours_flagged": len(g),
             }
         )

@@ -11,7 +11,14 @@ import pandas as pd
 from services.anomaly.combine import rank_hours
 from services.anomaly.detectors import DetectorConfig, panel_from_long, run_detectors
 
-__all__ = ["ENERGY_COLUMNS", "SCORE_COLUMNS", "load_energy_csv", "load_weather_csv", "score_energy"]
+__all__ = [
+    "ENERGY_COLUMNS",
+    "SCORE_COLUMNS",
+    "load_energy_csv",
+    "load_weather_csv",
+    "rank_energy",
+    "score_energy",
+]
 
 ENERGY_COLUMNS = ("meter_id", "timestamp_utc", "kwh")
 WEATHER_COLUMNS = ("timestamp_utc", "air_temperature_c")
@@ -77,12 +84,19 @@ def _format_hours(hours: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(unique).strftime("%Y-%m-%d %H:%M:%S").to_numpy()[inverse]
 
 
+def rank_energy(
+    energy: pd.DataFrame, cfg: DetectorConfig | None = None, *, calibrated: bool = True
+) -> pd.DataFrame:
+    """`combine.rank_hours` for exactly the input hours (what the calibration is fitted on)."""
+    panel = panel_from_long(energy)
+    _, findings = run_detectors(panel, cfg)
+    return rank_hours(panel, findings, calibrated=calibrated)
+
+
 def score_energy(energy: pd.DataFrame, cfg: DetectorConfig | None = None) -> pd.DataFrame:
     """Scores for exactly the input hours, in `SCORE_COLUMNS` (times as ISO UTC without offset,
     like the input)."""
-    panel = panel_from_long(energy)
-    _, findings = run_detectors(panel, cfg)
-    ranked = rank_hours(panel, findings)
+    ranked = rank_energy(energy, cfg)
     return pd.DataFrame(
         {
             "meter_id": ranked["device_id"],

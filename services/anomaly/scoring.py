@@ -4,7 +4,8 @@
 (warehouse in, incident rows out) so tests drive it with a DuckDB warehouse and no bus. Scoring is
 causal and deterministic, so re-scoring the same window yields the same incidents with the same
 ids: a redelivered event changes nothing and publishes nothing, and an incident that is still
-going on when the next window arrives is extended in place instead of opening a second row.
+going on when the next window arrives is extended in place instead of opening a second row. A
+dropout that late data disproves is withdrawn (`withdraw.py`), published once, and never reopened.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from services.anomaly.combine import group_incidents, rank_hours
+from services.anomaly.combine import DEFAULT_TARIFF, group_incidents, rank_hours
 from services.anomaly.detectors import DetectorConfig, panel_from_long, run_detectors
+from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
 from shared.bus.base import Publisher
 from shared.errors import NotFound
-from shared.events import AnomaliesDetected, FeaturesRefreshed
+from shared.events import AnomaliesDetected, AnomaliesWithdrawn, FeaturesRefreshed
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
@@ -32,6 +34,7 @@ __all__ = [
     "WindowIncidents",
     "detect_window",
     "device_view",
+    "publish_withdrawn",
     "score_window",
 ]
 
@@ -63,7 +66,7 @@ WHERE target_hour >= @lookback_start AND target_hour < @window_end
 DEVICES_SQL = "SELECT device_id, nominal_voltage FROM energy_analytics.dim_device"
 EXISTING_SQL = """
 SELECT incident_id, device_id, start_hour, end_hour, anomaly_type, severity, score, expected, actual,
-  explanation, detected_at
+  explanation, detected_at, status, withdrawn_at, probability, energy_at_stake_kwh, cost_at_stake
 FROM energy_analytics.anomalies
 WHERE end_hour >= @since AND start_hour < @window_end
 """
@@ -77,6 +80,7 @@ class ScoreResult(BaseModel):
     rows_written: int  # what pipeline_runs records for this run (= incidents_written)
     new_incidents: list[str]
     published: int
+    withdrawn_incidents: list[str] = []
 
 
 class WindowIncidents(BaseModel):
@@ -85,6 +89,7 @@ class WindowIncidents(BaseModel):
     model_config = {"arbitrary_types_allowed": True}
     rows: pd.DataFrame
     new_ids: list[str]
+    withdrawn_ids: list[str] = []
     devices_scored: int
     hours_scored: int
 
@@ -118,11 +123,17 @@ def _load_frame(
     return frame, volts
 
 
-def _reconcile(found: pd.DataFrame, existing: pd.DataFrame, now: datetime) -> tuple[pd.DataFrame, list[str]]:
-    """Give each found incident the id and first hour of an existing row it continues or repeats."""
+def _reconcile(
+    found: pd.DataFrame, existing: pd.DataFrame, now: datetime, taken: set[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Give each found incident the id and first hour of an existing open row it continues or
+    repeats; `taken` are ids of withdrawn rows, which a new incident must not overwrite."""
     rows, new_ids = [], []
     gap = pd.Timedelta(hours=GAP_H)
     for inc in found.to_dict("records"):
+        inc["status"], inc["withdrawn_at"] = OPEN, pd.NaT
+        if inc["incident_id"] in taken:
+            inc["incident_id"] = reissued_id(inc["incident_id"])
         same = existing[
             (existing["device_id"] == inc["device_id"])
             & (existing["start_hour"] <= inc["end_hour"] + gap)
@@ -138,16 +149,33 @@ def _reconcile(found: pd.DataFrame, existing: pd.DataFrame, now: datetime) -> tu
             inc["end_hour"] = max(old["end_hour"], inc["end_hour"])
             inc["detected_at"] = old["detected_at"]
             if float(old["score"]) > inc["score"]:  # keep the worst moment as the headline
-                for col in ("anomaly_type", "severity", "score", "expected", "actual", "explanation"):
+                for col in (
+                    "anomaly_type",
+                    "severity",
+                    "score",
+                    "expected",
+                    "actual",
+                    "explanation",
+                    "probability",
+                ):
+                    inc[col] = old[col]
+            for col in ("energy_at_stake_kwh", "cost_at_stake"):  # the longer view of the same incident
+                if pd.notna(old[col]) and not float(old[col]) <= float(inc[col]):
                     inc[col] = old[col]
         rows.append(inc)
-    out = pd.DataFrame(rows, columns=[*found.columns, "detected_at"]).drop(columns=["hours_flagged"])
+    columns = [*found.columns, "detected_at", "status", "withdrawn_at"]
+    out = pd.DataFrame(rows, columns=columns).drop(columns=["hours_flagged"])
     out = out.drop_duplicates("incident_id", keep="last")
     return out, new_ids
 
 
 def detect_window(
-    event: FeaturesRefreshed, wh: Warehouse, *, now: datetime, cfg: DetectorConfig | None = None
+    event: FeaturesRefreshed,
+    wh: Warehouse,
+    *,
+    now: datetime,
+    cfg: DetectorConfig | None = None,
+    tariff_per_kwh: float = DEFAULT_TARIFF,
 ) -> WindowIncidents:
     """Score `event`'s window for its devices; read-only on the warehouse."""
     frame, volts = _load_frame(wh, event)
@@ -164,18 +192,26 @@ def detect_window(
         & (ranked["hour"] >= start - INCIDENT_LOOKBACK)
         & (ranked["hour"] < end)
     )
-    found = group_incidents(ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H)
+    all_found = group_incidents(
+        ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H, tariff_per_kwh=tariff_per_kwh
+    )
     # An incident that ended before the window is the earlier event's business, not ours.
-    found = found[found["end_hour"] > start]
+    found = all_found[all_found["end_hour"] > start]
     since = (start - INCIDENT_LOOKBACK - pd.Timedelta(hours=GAP_H)).to_pydatetime()
     existing = wh.query_df(EXISTING_SQL, {"since": since, "window_end": end.to_pydatetime()})
-    for col in ("start_hour", "end_hour", "detected_at"):
+    for col in ("start_hour", "end_hour", "detected_at", "withdrawn_at"):
         existing[col] = _utc(existing[col])
-    rows, new_ids = _reconcile(found, existing, now)
+    withdrawn = find_withdrawn(existing, all_found, panel, wanted, now)
+    closed = is_withdrawn(existing["status"]) | existing["incident_id"].isin(withdrawn["incident_id"])
+    rows, new_ids = _reconcile(found, existing[~closed], now, taken=set(existing.loc[closed, "incident_id"]))
+    if not withdrawn.empty:
+        withdrawn = withdrawn[rows.columns]
+        rows = withdrawn if rows.empty else pd.concat([rows, withdrawn], ignore_index=True)
     in_window = ranked["device_id"].isin(wanted) & (ranked["hour"] >= start) & (ranked["hour"] < end)
     return WindowIncidents(
         rows=rows,
         new_ids=new_ids,
+        withdrawn_ids=list(withdrawn["incident_id"]),
         devices_scored=len(wanted & set(panel.devices)),
         hours_scored=int(np.sum(in_window)),
     )
@@ -185,6 +221,7 @@ DEVICE_INCIDENTS_SQL = """
 SELECT incident_id, start_hour, end_hour, anomaly_type, severity, score, explanation
 FROM energy_analytics.anomalies
 WHERE device_id = @device_id AND end_hour > @start AND start_hour < @end
+  AND (status IS NULL OR status != 'withdrawn')
 ORDER BY start_hour
 """
 LAST_HOUR_SQL = (
@@ -251,12 +288,31 @@ def publish_new(incidents: WindowIncidents, publisher: Publisher, correlation_id
     return len(new)
 
 
-class ScoringContext(Protocol):
-    """The part of `shared.push.PushContext` scoring needs."""
+def publish_withdrawn(incidents: WindowIncidents, publisher: Publisher, correlation_id: str | None) -> int:
+    gone = incidents.rows[incidents.rows["incident_id"].isin(incidents.withdrawn_ids)]
+    for inc in gone.to_dict("records"):
+        event = AnomaliesWithdrawn(
+            incident_id=inc["incident_id"],
+            device_id=inc["device_id"],
+            anomaly_type=inc["anomaly_type"],
+            start_hour=pd.Timestamp(inc["start_hour"]).to_pydatetime(),
+            end_hour=pd.Timestamp(inc["end_hour"]).to_pydatetime(),
+            withdrawn_at=pd.Timestamp(inc["withdrawn_at"]).to_pydatetime(),
+            reason=WITHDRAWN_REASON,
+        )
+        publisher.publish(event, correlation_id=correlation_id)
+    return len(gone)
 
-    settings: Settings
-    publisher: Publisher
-    correlation_id: str | None
+
+class ScoringContext(Protocol):
+    """The part of `shared.push.PushContext` scoring needs (read-only, as PushContext is frozen)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def publisher(self) -> Publisher: ...
+    @property
+    def correlation_id(self) -> str | None: ...
 
 
 def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
@@ -264,8 +320,11 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
     redelivers the event and publishes those incidents again (at least once; AnomaliesDetected is
     deduped downstream on incident_id); publishing after the MERGE could lose an alert for good."""
     with open_warehouse(ctx.settings) as wh:
-        incidents = detect_window(event, wh, now=datetime.now(UTC))
+        incidents = detect_window(
+            event, wh, now=datetime.now(UTC), tariff_per_kwh=ctx.settings.chat_flat_tariff_per_kwh
+        )
         published = publish_new(incidents, ctx.publisher, ctx.correlation_id)
+        publish_withdrawn(incidents, ctx.publisher, ctx.correlation_id)
         written = write_incidents(wh, incidents)
     log.info(
         "anomalies scored",
@@ -275,6 +334,7 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
             "window": [event.window_start.isoformat(), event.window_end.isoformat()],
             "incidents_written": written,
             "new_incidents": len(incidents.new_ids),
+            "withdrawn_incidents": len(incidents.withdrawn_ids),
         },
     )
     return ScoreResult(
@@ -285,4 +345,5 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
         rows_written=written,
         new_incidents=incidents.new_ids,
         published=published,
+        withdrawn_incidents=incidents.withdrawn_ids,
     )

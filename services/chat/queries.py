@@ -200,6 +200,7 @@ SELECT a.incident_id, a.device_id, d.name, CAST(DATE(a.start_hour, @tz) AS STRIN
 FROM energy_analytics.anomalies AS a
 LEFT JOIN energy_analytics.dim_device AS d ON d.device_id = a.device_id
 WHERE a.start_hour < @end AND a.end_hour > @start
+  AND (a.status IS NULL OR a.status != 'withdrawn')
   AND {a_scope}
 ORDER BY a.start_hour DESC, a.incident_id
 LIMIT @limit

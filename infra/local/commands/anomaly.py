@@ -72,7 +72,8 @@ def score(
 def metrics_table(rows: list, title: str = "anomaly evaluation (point-wise and event-wise)") -> Table:
     """One table for `gridsight anomaly evaluate` and bench/bench_anomaly.py, so the two read alike."""
     table = Table(title=title)
-    for col in ("method", "AUC", "P", "R", "F1", "ev P", "ev R", "ev F1", "flagged"):
+    cols = ("method", "AUC", "P", "R", "F1", "ev P", "ev R", "ev F1", "flagged", "incidents", "false/m-yr")
+    for col in cols:
         table.add_column(col, justify="right" if col != "method" else "left")
     for m in rows:
         table.add_row(
@@ -85,21 +86,29 @@ def metrics_table(rows: list, title: str = "anomaly evaluation (point-wise and e
             f"{m.event_recall:.3f}",
             f"{m.event_f1:.3f}",
             f"{m.flagged_hours:,}",
+            f"{m.incidents:,}",
+            f"{m.false_incidents_per_meter_year:.1f}",
         )
     return table
 
 
-def _kind_table(rows: list) -> Table:
+def kind_table(
+    rows: list, title: str = "by kind: incident precision / event recall (point recall) / AUC"
+) -> Table:
+    """Per fault kind, for each method: precision of the incidents typed as that kind (gridsight
+    only: baselines give no type), events found, hours flagged, and ROC-AUC against clean hours."""
     kinds = sorted({k for m in rows for k in m.recall_by_kind})
-    table = Table(title="recall by kind: events found (hours flagged)")
+    table = Table(title=title)
     table.add_column("method")
     for k in kinds:
         table.add_column(k, justify="right")
     for m in rows:
-        cells = [
-            f"{m.recall_by_kind.get(k, float('nan')):.2f} ({m.point_recall_by_kind.get(k, float('nan')):.2f})"
-            for k in kinds
-        ]
+        cells = []
+        for k in kinds:
+            p = m.precision_by_kind.get(k)
+            recall, point = m.recall_by_kind.get(k, float("nan")), m.point_recall_by_kind.get(k, float("nan"))
+            auc = m.auc_by_kind.get(k, float("nan"))
+            cells.append(f"{'-' if p is None else f'{p:.2f}'} / {recall:.2f} ({point:.2f}) / {auc:.2f}")
         table.add_row(m.method, *cells)
     return table
 
@@ -118,16 +127,20 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json", dir_okay=False, help="Also write the metrics as JSON.")
     ] = None,
+    dev_until: Annotated[
+        int | None,
+        typer.Option(
+            min=1990,
+            max=2100,
+            help="Split by year: development = up to this year, test = later (default: by meter).",
+        ),
+    ] = None,
 ) -> None:
-    """Precision/recall/F1 (point and event) and ROC-AUC, beside two baselines from the same run."""
-    from services.anomaly.evaluate import (
-        evaluate_scores,
-        isolation_forest_scores,
-        join_scores,
-        label_events,
-        load_labels,
-        rolling_z_scores,
-    )
+    """Point and event precision/recall, false incidents per meter-year and ROC-AUC per kind, on a
+    development and a test split (baseline thresholds frozen on development), beside the
+    same-hour-last-week z, rolling z and isolation forest baselines; natural zeros apart."""
+    from services.anomaly.evaluate import join_scores, label_events, load_labels, split_meters
+    from services.anomaly.report import quality_report
 
     with _progress() as progress:
         task = progress.add_task("reading", total=None)
@@ -139,22 +152,25 @@ def evaluate(
         if "kwh" not in joined.columns:
             raise _fail("labels file needs a kwh column to compute the baselines")
         events = label_events(truth)
-        rows = [
-            evaluate_scores(
-                "gridsight", joined, joined["score"].to_numpy(), joined["is_anomaly"].to_numpy(bool), events
-            )
-        ]
-        progress.update(task, description="baseline: rolling robust z (causal, 168 h)")
-        z, z_flag = rolling_z_scores(joined)
-        rows.append(evaluate_scores("rolling z", joined, z, z_flag, events))
-        progress.update(task, description="baseline: isolation forest (fitted on all hours)")
-        iso, iso_flag = isolation_forest_scores(joined)
-        rows.append(evaluate_scores("iso forest", joined, iso, iso_flag, events))
+        if dev_until is None:
+            dev_meters, _ = split_meters(joined["meter_id"])
+            dev = joined["meter_id"].isin(dev_meters).to_numpy()
+        else:
+            dev = (joined["timestamp_utc"].dt.year <= dev_until).to_numpy()
+        progress.update(task, description="scoring baselines and splits")
+        report = quality_report(joined, dev, isolation=True)
     console.print(f"{len(joined):,} hours, {int(joined['label'].sum()):,} labelled, {len(events)} events")
-    console.print(metrics_table(rows))
-    console.print(_kind_table(rows))
+    console.print(metrics_table(report.rows))
+    console.print(kind_table(report.rows))
+    zeros = report.natural_zeros
+    if zeros is not None:
+        console.print(
+            f"natural zero readings (not in the table): {zeros.events_found}/{zeros.events} events found, "
+            f"{zeros.hours_flagged}/{zeros.hours} hours flagged"
+        )
+    console.print(f"same-hour-last-week z threshold frozen on dev: {report.same_week_threshold:.2f}")
     if json_out is not None:
-        json_out.write_text(pd.Series([m.model_dump() for m in rows]).to_json(orient="values", indent=1))
+        json_out.write_text(report.model_dump_json(indent=1))
 
 
 @anomaly_app.command("plot")

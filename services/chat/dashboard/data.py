@@ -179,6 +179,7 @@ _OPEN_INCIDENTS_SQL = f"""
 select {_INCIDENT_COLUMNS}
 from energy_analytics.anomalies
 where end_hour > @open_since
+  and (status is null or status != 'withdrawn')
   and device_id in (select device_id from energy_analytics.dim_device)
 order by start_hour desc, incident_id
 """
@@ -215,6 +216,7 @@ _DEVICE_INCIDENTS_SQL = f"""
 select {_INCIDENT_COLUMNS}
 from energy_analytics.anomalies
 where device_id = @device_id and end_hour > @start and start_hour < @end
+  and (status is null or status != 'withdrawn')
 order by start_hour, incident_id
 """
 

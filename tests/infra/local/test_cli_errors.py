@@ -93,6 +93,7 @@ BAD: dict[tuple[str, str], str] = {
     ("anomaly evaluate", "--scores"): MISSING,
     ("anomaly evaluate", "--labels"): MISSING,
     ("anomaly evaluate", "--json"): "DIR",
+    ("anomaly evaluate", "--dev-until"): "1800",
     ("anomaly plot", "--device"): "no-such-meter",
     ("anomaly plot", "--start"): "yesterday",
     ("anomaly plot", "--end"): "2018-12-31",

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 
 from shared.bus import Publisher
 from shared.bus.local import queue_path
-from shared.events import AnomaliesDetected, FeaturesRefreshed
+from shared.events import AnomaliesDetected, Event, FeaturesRefreshed
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
 
@@ -59,17 +60,22 @@ class Ctx:
     correlation_id: str | None = "corr-1"
 
 
-def published(settings: Settings) -> list[AnomaliesDetected]:
-    """AnomaliesDetected messages on the local bus (read straight from its durable store)."""
+E = TypeVar("E", bound=Event)
+
+
+def published_on(settings: Settings, kind: type[E]) -> list[E]:
+    """Messages of one event type on the local bus (read straight from its durable store)."""
     path = queue_path(settings)
     if not path.exists():
         return []
     with closing(sqlite3.connect(path)) as db:
-        rows = db.execute(
-            "SELECT data, attributes FROM messages WHERE topic = 'anomalies-detected'"
-        ).fetchall()
-    assert all(json.loads(a)["type"] == AnomaliesDetected.TYPE for _, a in rows)
-    return [AnomaliesDetected.model_validate_json(d) for d, _ in rows]
+        rows = db.execute("SELECT data, attributes FROM messages WHERE topic = ?", [kind.TOPIC]).fetchall()
+    assert all(json.loads(a)["type"] == kind.TYPE for _, a in rows)
+    return [kind.model_validate_json(d) for d, _ in rows]
+
+
+def published(settings: Settings) -> list[AnomaliesDetected]:
+    return published_on(settings, AnomaliesDetected)
 
 
 def fleet_with_shift(fleet: FleetFactory) -> pd.DataFrame:

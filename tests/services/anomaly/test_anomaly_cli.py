@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -74,13 +75,23 @@ def test_evaluate_prints_metrics_beside_both_baselines(labelled_csv: Path, tmp_p
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    for name in ("gridsight", "rolling z", "iso forest", "AUC"):
+    for name in ("gridsight", "same-hour-last-week z", "rolling z", "iso forest", "AUC", "false/m-yr"):
         assert name in result.output
-    rows = {m["method"]: m for m in pd.read_json(metrics).to_dict("records")}
-    assert set(rows) == {"gridsight", "rolling z", "iso forest"}
-    assert rows["gridsight"]["event_recall"] == 1.0
-    assert rows["gridsight"]["point_precision"] == 1.0
-    assert rows["gridsight"]["roc_auc"] > 0.95
+    report = json.loads(metrics.read_text())
+    rows = {m["method"]: m for m in report["rows"]}
+    methods = ("gridsight", "same-hour-last-week z", "rolling z", "iso forest (not causal)")
+    assert set(rows) == {f"{m} ({split})" for m in methods for split in ("dev", "test")}
+    # The one fault (dev-3, 49 h) is in the test half (dev-1, dev-3, dev-5): it was found, and the
+    # test half covers 3 meters x 6 weeks.
+    test = rows["gridsight (test)"]
+    assert test["event_recall"] == 1.0
+    assert test["meter_years"] == pytest.approx(3 * 6 * 168 / 8760)
+    assert test["false_incidents_per_meter_year"] == pytest.approx(
+        test["false_incidents"] / test["meter_years"]
+    )
+    assert test["point_precision"] == 1.0
+    assert test["roc_auc"] > 0.95
+    assert test["false_incidents"] == 0
 
 
 def test_plot_writes_a_png(labelled_csv: Path, tmp_path: Path) -> None:

@@ -154,23 +154,25 @@ def test_scores_are_in_unit_interval_and_half_at_threshold(fleet: FleetFactory) 
 
 
 def test_forecast_interval_is_the_expectation_where_one_exists(fleet: FleetFactory) -> None:
-    """Seasonally this hour is normal, but the forecast (say, for a holiday) said half of it with a
-    tight interval: judged against the forecast, the hour is a spike, and `expected` is its p50."""
+    """Seasonally this hour is normal, but the forecast (say, for a holiday) said a fifth of it with
+    a tight interval: judged against the forecast, the hour is a spike, and `expected` is its p50.
+    (A one-hour doubling is no longer raised: the calibration learned that on real buildings most
+    such hours are no fault.)"""
     frame = fleet()
     at = fault_hour(50, 13)
     hit = _mask(frame, at, 1)
     actual = float(frame.loc[hit, "energy_kwh"].iloc[0])
     frame = frame.assign(forecast_p10=float("nan"), forecast_p50=float("nan"), forecast_p90=float("nan"))
     frame.loc[hit, ["forecast_p10", "forecast_p50", "forecast_p90"]] = [
-        0.45 * actual,
-        0.5 * actual,
-        0.55 * actual,
+        0.18 * actual,
+        0.2 * actual,
+        0.22 * actual,
     ]
     flagged = _score(frame).query("is_anomaly")
     assert list(flagged[["device_id", "hour", "anomaly_type"]].itertuples(index=False, name=None)) == [
         (DEVICE, at, "spike")
     ]
-    assert flagged.iloc[0]["expected"] == 0.5 * actual
+    assert flagged.iloc[0]["expected"] == 0.2 * actual
 
 
 def test_short_burst_shows_in_peak_power_not_energy(fleet: FleetFactory) -> None:

@@ -1,0 +1,76 @@
+"""Late data and the incidents it disproves.
+
+A missing hour becomes a `dropout` incident once the fleet is `dropout_grace_h` hours past it, but
+some meters upload 6-hourly backlogs: the hours arrive later and the incident was false. When a
+refresh brings those hours in, re-scoring them no longer finds a dropout there; the incident is
+then *withdrawn* (status 'withdrawn', `withdrawn_at` set), never deleted, so the audit trail keeps
+what was raised and when, and whoever was alerted gets a follow-up. A withdrawn row is never
+matched again by later scoring, so no redelivery can reopen it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from services.anomaly.detectors import Panel
+
+__all__ = ["OPEN", "WITHDRAWN", "WITHDRAWN_REASON", "find_withdrawn", "is_withdrawn", "reissued_id"]
+
+OPEN = "open"
+WITHDRAWN = "withdrawn"
+WITHDRAWN_REASON = "late data arrived for every hour the dropout was raised on, and none of it is a dropout"
+
+
+def is_withdrawn(status: pd.Series) -> pd.Series:
+    return status.fillna(OPEN).astype(str) == WITHDRAWN
+
+
+def _all_present(panel: Panel, device_id: str, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    if device_id not in panel.devices:
+        return False
+    col = panel.devices.index(device_id)
+    rows = (panel.hours >= start) & (panel.hours < end)
+    return bool(rows.any()) and bool(np.all(panel.present[rows, col]))
+
+
+def find_withdrawn(
+    existing: pd.DataFrame, found: pd.DataFrame, panel: Panel, devices: set[str], now: datetime
+) -> pd.DataFrame:
+    """Existing open dropout incidents of `devices` that the data in `panel` now disproves: every
+    hour of the incident has a row, and no dropout found by this scoring overlaps it (a zero
+    reading is still a dropout, so it stays open). Returned as full rows ready to MERGE."""
+    if existing.empty:
+        return existing.iloc[0:0]
+    candidates = existing[
+        (existing["anomaly_type"] == "dropout")
+        & ~is_withdrawn(existing["status"])
+        & existing["device_id"].isin(devices)
+    ]
+    dropouts = found[found["anomaly_type"] == "dropout"] if not found.empty else found
+    keep = []
+    for inc in candidates.itertuples():
+        if not _all_present(panel, inc.device_id, inc.start_hour, inc.end_hour):
+            continue
+        if not dropouts.empty and bool(
+            (
+                (dropouts["device_id"] == inc.device_id)
+                & (dropouts["start_hour"] < inc.end_hour)
+                & (dropouts["end_hour"] > inc.start_hour)
+            ).any()
+        ):
+            continue
+        keep.append(inc.Index)
+    out = candidates.loc[keep].copy()
+    out["status"] = WITHDRAWN
+    out["withdrawn_at"] = pd.Timestamp(now)
+    return out
+
+
+def reissued_id(incident_id: str) -> str:
+    """The id of a new incident that starts on the same hour as a withdrawn one (its id is taken:
+    the withdrawn row stays), deterministic so re-scoring still finds the same id."""
+    return hashlib.sha256(f"{incident_id}|after-withdrawal".encode()).hexdigest()[:20]

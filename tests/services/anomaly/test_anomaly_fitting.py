@@ -1,0 +1,34 @@
+"""Fitting the calibration on labelled data keeps the recall it promises on the data it was fitted on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from anomaly_fleet import clean_fleet
+
+from services.anomaly.calibrate import CALIBRATED_TYPES
+from services.anomaly.fitting import fit_on_labels
+from services.anomaly.inject import inject_faults
+
+
+@pytest.mark.slow  # the greedy cut-off search runs ~100 evaluations: ~40 s on the shared machine
+def test_fit_freezes_cut_offs_that_keep_event_recall_on_development_meters(tmp_path: Path) -> None:
+    clean = clean_fleet(weeks=40).rename(
+        columns={"device_id": "meter_id", "hour": "timestamp_utc", "energy_kwh": "kwh"}
+    )
+    # Everyday surprises the labels do not call faults, so the model has both classes to tell apart.
+    rng = np.random.default_rng(5)
+    clean["kwh"] *= np.clip(1 + 0.12 * rng.standard_t(3, len(clean)), 0.3, None)
+    rows, _ = inject_faults(clean, seed=3)
+    path = tmp_path / "labelled.csv"
+    rows.to_csv(path, index=False)
+    cal, dev = fit_on_labels(str(path), min_event_recall=0.9, min_kind_recall=0.8)
+    assert set(cal.alert_probability) == set(CALIBRATED_TYPES)
+    assert all(0.0 <= c < 1.0 for c in cal.alert_probability.values())
+    assert dev.event_recall >= 0.9
+    knots = np.array(cal.isotonic)
+    assert (np.diff(knots[:, 0]) >= 0).all()  # a monotone map
+    assert (np.diff(knots[:, 1]) >= 0).all()
+    assert "development half" in cal.fitted_on
