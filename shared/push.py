@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from shared.bus import Publisher, open_publisher
 from shared.errors import GridsightError, InvalidEvent, SignatureError, status_for
-from shared.events import Event, PushEnvelope, decode_event, parse_envelope
+from shared.events import Event, PushEnvelope, check_event, decode_event, parse_envelope
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.runs import PipelineRun, has_succeeded, record_run
 from shared.settings import Settings
@@ -229,7 +229,7 @@ def handle_push(
     started = time.perf_counter()
     try:
         envelope = _parse(request, settings)
-        event = decode_event(envelope, expected)
+        event = check_event(decode_event(envelope, expected), envelope.message.attributes, settings)
     except GridsightError as exc:
         log.warning("push rejected", extra={"handler": handler, "status": exc.status, "reason": str(exc)})
         return error_response(exc.status, str(exc))

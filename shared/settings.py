@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     push_audience: str | None = None
     push_service_account: str | None = None
 
+    # --- what an event may ask of a service (shared/events.py check_event, before any work) -------
+    event_source: str = Field(default="gridsight", description="Accepted `source`: this or this/<handler>.")
+    event_max_window_hours: int = Field(
+        default=24 * 93, ge=1, description="A longer window is clamped to its most recent hours."
+    )
+    event_max_future_hours: float = Field(
+        default=24.0, ge=0, description="A window ending later than now + this is refused (400)."
+    )
+    event_max_devices: int = Field(default=10_000, ge=1, description="More device ids is refused (400).")
+
     # --- chat ------------------------------------------------------------------------------------
     chat_api_keys: SecretStr = SecretStr("local-dev-chat-key")
     chat_rate_limit_per_minute: int = 120
