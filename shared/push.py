@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel
 
+from shared.bodies import parse_json, read_body
 from shared.bus import Publisher, open_publisher
-from shared.errors import GridsightError, InvalidEvent, SignatureError, status_for
+from shared.errors import GridsightError, SignatureError, status_for
 from shared.events import Event, PushEnvelope, check_event, decode_event, parse_envelope
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.runs import PipelineRun, has_succeeded, record_run
@@ -211,10 +212,7 @@ def _parse(request: flask.Request, settings: Settings) -> PushEnvelope:
         verify_push_token(request.headers.get("Authorization"), settings)
     elif settings.push_auth == "token":
         verify_local_push_token(request.headers.get("Authorization"), request.args.get("token"), settings)
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidEvent("push body is not JSON")
-    return parse_envelope(body)
+    return parse_envelope(parse_json(read_body(request, settings.push_max_body_bytes), "push body"))
 
 
 def handle_push(
