@@ -55,31 +55,43 @@ times = st.one_of(
 )
 
 
-def _field(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """Mostly a good value (so valid readings, cursors and duplicates happen), sometimes anything."""
-    return st.one_of(good, good, good, bad)
-
-
 @st.composite
 def vendor_record(draw: st.DrawFn, device: str) -> Any:
+    """Six in ten a plausible reading (so cursors move, refreshes happen and duplicates conflict);
+    otherwise one to three fields replaced by anything, a missing field, an extra key, or not an
+    object at all."""
     if draw(st.integers(0, 40)) == 0:
-        return draw(st.one_of(junk, st.lists(st.integers(), max_size=3)))  # not an object at all
-    ts = draw(st.integers(min_value=-24 * 20, max_value=0)) * 15  # minutes: a small pool, duplicates
-    stamp = CLOCK + timedelta(minutes=ts)
+        return draw(st.one_of(junk, st.lists(st.integers(), max_size=3)))
+    minutes = draw(st.integers(min_value=-24 * 20, max_value=0)) * 15  # a small pool: duplicates
+    stamp = CLOCK + timedelta(minutes=minutes)
     record = {
-        "device_id": draw(_field(st.just(device), st.one_of(st.sampled_from(DEVICES), junk))),
-        "timestamp": draw(_field(st.just(_iso(stamp)), times)),
-        "power_w": draw(_field(st.floats(0, 20_000), numbers)),
-        "energy_wh": draw(_field(st.floats(0, 1e9), numbers)),
-        "voltage": draw(_field(st.floats(200, 250), st.one_of(numbers, st.none()))),
-        "temp_c": draw(_field(st.floats(-20, 40), st.one_of(numbers, st.none()))),
-        "occupancy": draw(_field(st.booleans(), junk)),
-        "received_at": draw(_field(st.just(_iso(stamp + timedelta(minutes=7))), times)),
+        "device_id": device,
+        "timestamp": _iso(stamp),
+        "power_w": draw(st.floats(0, 20_000)),
+        "energy_wh": draw(st.floats(0, 1e9)),
+        "voltage": draw(st.one_of(st.floats(200, 250), st.none())),
+        "temp_c": draw(st.one_of(st.floats(-20, 40), st.none())),
+        "occupancy": draw(st.one_of(st.booleans(), st.none())),
+        "received_at": _iso(stamp + timedelta(minutes=draw(st.integers(0, 600)))),
     }
-    for key in draw(st.lists(st.sampled_from(sorted(record)), max_size=2, unique=True)):
-        del record[key]  # missing fields
-    if draw(st.integers(0, 20)) == 0:
-        record[draw(st.text(max_size=5))] = draw(junk)  # unexpected extra keys, unicode names
+    if draw(st.integers(0, 9)) < 6:
+        return record
+    bad = {
+        "device_id": st.one_of(st.sampled_from(DEVICES), junk),
+        "timestamp": times,
+        "power_w": numbers,
+        "energy_wh": numbers,
+        "voltage": st.one_of(numbers, st.none()),
+        "temp_c": st.one_of(numbers, st.none()),
+        "occupancy": junk,
+        "received_at": times,
+    }
+    for key in draw(st.lists(st.sampled_from(sorted(bad)), min_size=1, max_size=3, unique=True)):
+        record[key] = draw(bad[key])
+    if draw(st.integers(0, 10)) == 0:
+        del record[draw(st.sampled_from(sorted(record)))]  # a missing field
+    if draw(st.integers(0, 10)) == 0:
+        record[draw(st.text(max_size=5))] = draw(junk)  # an unexpected key, any unicode name
     return record
 
 
