@@ -81,3 +81,16 @@ def test_unsized_chunked_push_body_is_still_bounded(
     assert response.request.headers.get("Transfer-Encoding") == "chunked"
     assert response.status_code == 413, response.text[:300]
     assert "4096 bytes" in response.json()["error"]
+
+
+def test_model_server_predict_body_over_the_limit_is_413_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.forecast.model_server import ModelStore, ServerConfig, create_app
+
+    assert ServerConfig().max_body_bytes == 8 * 1024 * 1024
+    client = create_app(ModelStore(tmp_path), ServerConfig(max_body_bytes=2048)).test_client()
+    response = client.post("/predict", data=b'{"instances": [' + b"1," * 2000 + b"1]}",
+                           content_type="application/json")  # fmt: skip
+    _assert_json_error(response, 413, "2048 bytes")
+    deep = client.post("/predict", data=b"[" * 1500, content_type="application/json")
+    assert deep.status_code == 400
+    assert deep.mimetype == "application/json"
