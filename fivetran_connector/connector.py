@@ -179,6 +179,7 @@ def update(configuration: dict, state: dict):
     }
     # The sync's own clock: no reading or cursor may be later than this (plus __CLOCK_SKEW).
     config["clock"] = datetime.now(UTC)
+    state["cursors"] = drop_future_cursors(state["cursors"], config["clock"])
     client = VendorClient(config["base_url"], config["api_key"])
     try:
         sync_sites(client, config)
@@ -191,6 +192,19 @@ def update(configuration: dict, state: dict):
         client.close()
     op.checkpoint(state)
     log.info(f"sync done: {len(device_ids)} devices, {client.requests_made} API requests")
+
+
+def drop_future_cursors(cursors: dict, clock: datetime) -> dict:
+    """Forget a cursor that is past the clock (left by a version that let a 2099 record move it):
+    that device is read again from start_date (upserts, so harmless), instead of staying blind."""
+    kept = {}
+    for device_id, cursor in cursors.items():
+        moment = _parse_time(cursor)
+        if moment is not None and moment <= clock + __CLOCK_SKEW:
+            kept[device_id] = cursor
+        else:
+            log.warning(f"cursor {cursor!r} of {device_id} is past the sync's clock; re-reading that device")
+    return kept
 
 
 def sync_sites(client: VendorClient, config: dict) -> None:

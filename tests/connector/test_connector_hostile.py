@@ -88,6 +88,12 @@ def test_a_reading_dated_2099_is_quarantined_and_does_not_blind_the_device(
     assert datetime.fromisoformat(later["timestamp"]) in {r["timestamp"] for r in op.table("reading")}
 
 
+def test_a_cursor_already_blinded_by_an_older_version_is_forgotten(connector: ModuleType) -> None:
+    cursors = {"dev-1": "2099-01-01T00:05:00Z", "dev-2": _at(1), "dev-3": "garbage"}
+    assert connector.drop_future_cursors(cursors, CLOCK) == {"dev-2": _at(1)}
+    assert connector._since(None, CONFIG) == "2026-01-01T00:00:00Z"  # so dev-1 is read from start_date
+
+
 # --- finding 2: one record stops every sync ---------------------------------------------------------
 @pytest.mark.parametrize("digits", [401, 5000])
 def test_a_400_digit_power_quarantines_the_record_and_the_sync_completes(

@@ -95,4 +95,4 @@ def vendor_record(draw: st.DrawFn, device: str) -> Any:
     return record
 
 
-feeds = st.fixed_dictionaries({d: st.lists(vendor_record(d), max_size=60) for d in DEVICES})
+feeds = st.fixed_dictionaries({d: st.lists(vendor_record(d), min_size=1, max_size=40) for d in DEVICES})
