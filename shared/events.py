@@ -183,7 +183,7 @@ def check_event(
 
     - the `source` attribute must be ours (`event_source`, or `event_source/<handler>`), and a
       SyncCompleted must name our Fivetran connection: a forged or misrouted event does nothing;
-    - a window must be non-empty, must not end after now + `event_max_future_hours` (no data
+    - a window must not be inverted, must not end after now + `event_max_future_hours` (no data
       can exist there: the 2099 reading of #18), and is clamped to its most recent
       `event_max_window_hours` (a 1970 start cannot make a service build a 129-year grid);
     - at most `event_max_devices` device ids (with the window, this bounds hours x devices).
@@ -212,8 +212,8 @@ def _bounded_window(event: FeaturesRefreshed, settings: Settings, now: datetime)
     start, end = event.window_start, event.window_end
     if start.tzinfo is None or end.tzinfo is None:
         raise InvalidEvent("window_start and window_end must carry a timezone (UTC)")
-    if end <= start:
-        raise InvalidEvent(f"empty window: window_end {end.isoformat()} <= window_start {start.isoformat()}")
+    if end < start:  # (an empty window, end == start, still names the forecast origin)
+        raise InvalidEvent(f"inverted window: window_end {end.isoformat()} < start {start.isoformat()}")
     latest = now + timedelta(hours=settings.event_max_future_hours)
     if end > latest:
         raise InvalidEvent(
