@@ -16,24 +16,31 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared.errors import GridsightError, InvalidEvent
 
-__all__ = ["PayloadTooLarge", "parse_json", "read_body"]
+__all__ = ["PayloadTooLarge", "limit_request", "parse_json", "read_body"]
 
 
 class PayloadTooLarge(GridsightError):
     status = 413
 
 
-def read_body(request: flask.Request, limit: int) -> bytes:
-    """The raw body, at most `limit` bytes; PayloadTooLarge (413) beyond that, before reading it all."""
+def limit_request(request: flask.Request, limit: int) -> None:
+    """Bound whatever reads this request's body from now on, this service or functions-framework
+    (which drains the body after every response, whatever the route): PayloadTooLarge (413) at once
+    for an announced size over `limit`, and an unsized (chunked) body is cut at `limit` + 1 bytes."""
     if request.content_length is not None and request.content_length > limit:
-        # functions-framework drains the body after the response (get_data, cached); hand it an
-        # empty one so an announced gigabyte is never read (the server closes the connection)
+        # hand the drain an empty body so an announced gigabyte is never read (the server then
+        # closes the connection)
         request._cached_data = b""
         size = request.content_length
         raise PayloadTooLarge(f"request body of {size} bytes is over the {limit} bytes limit")
-    # An unsized (chunked) body is cut at max_content_length without an error, so read one byte
-    # more than allowed: getting it means the body is too large.
+    # an unsized body is cut at max_content_length without an error, so allow one byte more than
+    # the limit: getting it means the body is too large (read_body)
     request.max_content_length = limit + 1
+
+
+def read_body(request: flask.Request, limit: int) -> bytes:
+    """The raw body, at most `limit` bytes; PayloadTooLarge (413) beyond that, before reading it all."""
+    limit_request(request, limit)
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge as exc:

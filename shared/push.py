@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel
 
-from shared.bodies import parse_json, read_body
+from shared.bodies import PayloadTooLarge, limit_request, parse_json, read_body
 from shared.bus import Publisher, open_publisher
 from shared.errors import GridsightError, SignatureError, status_for
 from shared.events import Event, PushEnvelope, check_event, decode_event, parse_envelope
@@ -90,7 +90,12 @@ def service_settings() -> Settings:
 def serve_push(
     request: flask.Request, *, service: str, routes: Mapping[str, PushRoute], settings: Settings
 ) -> flask.Response:
-    """The edge every push-driven service shares: health, 405 for non-POST, one route per path, 404."""
+    """The edge every push-driven service shares: health, 405 for non-POST, one route per path, 404.
+    Every request's body is bounded first, whatever its route (functions-framework drains it)."""
+    try:
+        limit_request(request, settings.push_max_body_bytes)
+    except PayloadTooLarge as exc:
+        return error_response(413, str(exc))
     if request.path == "/healthz":
         return flask.jsonify(service=service, ok=True)
     if request.method != "POST":

@@ -18,7 +18,7 @@ from services.chat.answer import ChatDeps, answer_question, build_deps
 from services.chat.api import ChatRequest
 from services.chat.dashboard import handle_dashboard
 from services.chat.ratelimit import AuthThrottle, RateLimited, RateLimiter, authenticate_throttled
-from shared.bodies import read_body
+from shared.bodies import PayloadTooLarge, limit_request, read_body
 from shared.errors import GridsightError, status_for
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
@@ -69,6 +69,10 @@ def handle_chat(
 @functions_framework.http
 def app(request: flask.Request) -> flask.Response:
     deps, limiter, throttle = _runtime()
+    try:  # every route, the dashboard's and 404s included: functions-framework drains the body
+        limit_request(request, deps.settings.chat_max_body_bytes)
+    except PayloadTooLarge as exc:
+        return _error(413, str(exc))
     if request.path == "/healthz":
         return flask.Response(json.dumps({"status": "ok", "service": "chat"}), mimetype="application/json")
     if request.path == "/v1/chat":

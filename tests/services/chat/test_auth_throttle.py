@@ -96,3 +96,14 @@ def test_deeply_nested_chat_body_is_json_400(call: Call) -> None:
     response = call("/v1/chat", data=b"[" * 60_000, headers=GOOD)
     assert response.status_code == 400
     assert response.mimetype == "application/json"
+
+
+def test_a_large_body_on_any_chat_route_is_413_before_routing(
+    call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDSIGHT_CHAT_MAX_BODY_BYTES", "2048")
+    main._runtime.cache_clear()
+    for path in ("/dashboard", "/api/dashboard/fleet", "/nowhere"):
+        response = call(path, data=b"x" * 10_000, headers=GOOD)
+        assert response.status_code == 413, path
+        assert "2048 bytes" in response.get_json()["error"]

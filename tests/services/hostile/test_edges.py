@@ -94,3 +94,15 @@ def test_model_server_predict_body_over_the_limit_is_413_json(tmp_path) -> None:
     deep = client.post("/predict", data=b"[" * 1500, content_type="application/json")
     assert deep.status_code == 400
     assert deep.mimetype == "application/json"
+
+
+@pytest.mark.parametrize(("service", "path"), [("anomaly", "/healthz"), ("forecast", "/nowhere"),
+                                               ("ingest", "/pubsub/sync-completed")])  # fmt: skip
+def test_every_route_bounds_the_body_not_only_the_push_routes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, service: str, path: str
+) -> None:
+    """functions-framework reads the whole body after any response (404, 405, health), so the limit
+    must hold before routing, or an announced gigabyte is read into memory anyway."""
+    monkeypatch.setenv("GRIDSIGHT_PUSH_MAX_BODY_BYTES", "4096")
+    response = _client(service, settings).post(path, data=b"x" * 50_000, content_type="application/json")
+    _assert_json_error(response, 413, "4096 bytes")
