@@ -33,7 +33,7 @@ from tests.connector.fakes import FeedClient, Recorder
 from tests.connector.vendor_strategies import CLOCK, DEVICES, feeds
 from tests.pushing import push_envelope, push_headers
 
-EXAMPLES = int(os.environ.get("GRIDSIGHT_PIPELINE_FUZZ_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("GRIDSIGHT_PIPELINE_FUZZ_EXAMPLES", "2"))
 MEMORY_BOUND_MB = 256  # Python/numpy allocations of one anomaly push on this two-device fleet
 DEVICE_BODIES = [
     {"device_id": "dev-1", "site_id": "s1", "name": "one", "meter_type": "single_phase",
