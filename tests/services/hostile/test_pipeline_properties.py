@@ -77,15 +77,21 @@ def _land_and_refresh(home: Path, readings: list[dict], invalid: list[dict]) -> 
     home.mkdir(parents=True, exist_ok=True)
     sites = pa.table({"site_id": ["s1"], "name": ["Site"], "site_type": ["residential"],
                       "timezone": ["Europe/Amsterdam"], "latitude": [52.0], "longitude": [4.9]})  # fmt: skip
-    devices = pa.Table.from_pylist([{**d, "installed_at": None} for d in DEVICE_BODIES]).set_column(
-        6, "installed_at", pa.array([CLOCK - timedelta(days=400)] * 2, pa.timestamp("us", tz="UTC"))
-    )
+    utc = pa.timestamp("us", tz="UTC")
+    devices = pa.Table.from_pylist(
+        [{**d, "installed_at": CLOCK - timedelta(days=400), "status": "active", "decommissioned_at": None}
+         for d in DEVICE_BODIES],
+        schema=pa.schema([("device_id", pa.string()), ("site_id", pa.string()), ("name", pa.string()),
+                          ("meter_type", pa.string()), ("nominal_voltage", pa.float64()),
+                          ("interval_minutes", pa.int32()), ("installed_at", utc), ("status", pa.string()),
+                          ("decommissioned_at", utc)]),
+    )  # fmt: skip
     latest: dict[tuple, dict] = {}
     for row in readings:  # the runner upserts on the primary key: the last write wins
         latest[(row["device_id"], row["timestamp"])] = row
     with RawStore(settings.raw_duckdb_path) as raw:
         raw.upsert("site", sites, CLOCK)
-        raw.upsert("device", devices.cast(devices.schema), CLOCK)
+        raw.upsert("device", devices, CLOCK)
         raw.upsert("reading", pa.Table.from_pylist(list(latest.values()), schema=READING_SCHEMA), CLOCK)
         if invalid:  # as the runner writes it; nothing modelled may read it into energy figures
             raw._conn.execute("CREATE TABLE tester.invalid_reading (record_id VARCHAR, reason VARCHAR)")
