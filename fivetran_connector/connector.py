@@ -33,8 +33,20 @@ from fivetran_connector_sdk import Operations as op  # noqa: N813
 __CHECKPOINT_EVERY_ROWS = 5000
 __MAX_PAGE_SIZE = 5000  # the vendor API's documented maximum
 __MAX_LOOKBACK_HOURS = 24 * 14
-# A meter's clock may run slightly ahead of the vendor's; beyond this a timestamp is "in the future".
+# A meter's clock may run slightly ahead of the vendor's, and the vendor's ahead of ours; beyond this
+# a timestamp (or received_at) is "in the future": after received_at, or after the sync's own clock.
 __CLOCK_SKEW = timedelta(minutes=5)
+# No smart-meter reading is older than this, whatever a device says about its installation.
+__FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
+# Physical bounds per meter type: (max power W, max register Wh). A single-phase service is at most
+# ~100 A x 250 V; a three-phase (commercial, CT-metered) one is capped at 50 MW, above the largest
+# building in the real data (5.2 MW). Registers: 1e11 Wh is a 9-digit kWh register (x100);
+# 1e14 Wh is 50 MW for 228 years. Anything else uses the three-phase bounds.
+__BOUNDS = {"single_phase": (100_000.0, 1e11), "three_phase": (50_000_000.0, 1e14)}
+__VOLTAGE_FACTOR = 2.0  # RMS voltage is within 0 .. 2 x the device's nominal voltage
+__DEFAULT_NOMINAL_V = {"single_phase": 230.0, "three_phase": 400.0}
+__MAX_VOLTAGE_V = 1000.0  # low-voltage metering, when the nominal voltage is unknown
+__TEMP_RANGE_C = (-90.0, 100.0)  # coldest air on Earth .. a meter's rated maximum with margin
 __REQUIRED_KEYS = ("base_url", "api_key", "page_size", "start_date", "lookback_hours")
 __MEASURES = ("power_w", "energy_wh", "voltage", "temp_c")
 __NULLABLE_MEASURES = ("voltage", "temp_c")
@@ -134,6 +146,21 @@ def schema(configuration: dict):
             },
         },
         {
+            # Data quality: two different records for one (device_id, timestamp). The later-received
+            # one is the `reading` row (last write wins); both sets of values are kept here.
+            "table": "reading_conflict",
+            "primary_key": ["conflict_id"],
+            "columns": {
+                "conflict_id": "STRING",
+                "device_id": "STRING",
+                "timestamp": "UTC_DATETIME",
+                "replaced_values": "STRING",
+                "kept_values": "STRING",
+                "replaced_received_at": "UTC_DATETIME",
+                "kept_received_at": "UTC_DATETIME",
+            },
+        },
+        {
             "table": "invalid_reading",
             "primary_key": ["record_id"],
             "columns": {
@@ -157,6 +184,9 @@ def update(configuration: dict, state: dict):
         # "deleted"), so devices an older version deleted without their status are sent once more
         "decommissioned": list((state or {}).get("decommissioned") or []),
     }
+    # The sync's own clock: no reading or cursor may be later than this (plus __CLOCK_SKEW).
+    config["clock"] = datetime.now(UTC)
+    state["cursors"] = drop_future_cursors(state["cursors"], config["clock"])
     client = VendorClient(config["base_url"], config["api_key"])
     try:
         sync_sites(client, config)
@@ -169,6 +199,19 @@ def update(configuration: dict, state: dict):
         client.close()
     op.checkpoint(state)
     log.info(f"sync done: {len(device_ids)} devices, {client.requests_made} API requests")
+
+
+def drop_future_cursors(cursors: dict, clock: datetime) -> dict:
+    """Forget a cursor that is past the clock (left by a version that let a 2099 record move it):
+    that device is read again from start_date (upserts, so harmless), instead of staying blind."""
+    kept = {}
+    for device_id, cursor in cursors.items():
+        moment = _parse_time(cursor)
+        if moment is not None and moment <= clock + __CLOCK_SKEW:
+            kept[device_id] = cursor
+        else:
+            log.warning(f"cursor {cursor!r} of {device_id} is past the sync's clock; re-reading that device")
+    return kept
 
 
 def sync_sites(client: VendorClient, config: dict) -> None:
@@ -186,9 +229,10 @@ def sync_sites(client: VendorClient, config: dict) -> None:
     log.info(f"sites synced: {count}")
 
 
-def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
-    """Upsert every device; a decommissioned one is upserted once more and then deleted (soft delete)."""
-    device_ids = []
+def sync_devices(client: VendorClient, config: dict, state: dict) -> dict:
+    """Upsert every device; a decommissioned one is upserted once more and then deleted (soft delete).
+    Returns device_id -> its validation profile (`_profile`), in the vendor's order."""
+    device_ids = {}
     deleted = set(state["decommissioned"])
     columns = (
         "device_id",
@@ -204,7 +248,7 @@ def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
     for page in client.pages("/v1/devices", {"page_size": min(config["page_size"], 1000)}):
         for device in page:
             device_id = device["device_id"]
-            device_ids.append(device_id)
+            device_ids[device_id] = _profile(device)
             decommissioned = device.get("status") == "decommissioned"
             if decommissioned and device_id in deleted:
                 continue
@@ -217,28 +261,83 @@ def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
     return device_ids
 
 
-def sync_readings(client: VendorClient, config: dict, state: dict, device_ids: list) -> None:
-    """Each device's change feed from its cursor minus the look-back; checkpoint every N rows."""
-    known = set(device_ids)
+def sync_readings(client: VendorClient, config: dict, state: dict, device_ids: dict) -> None:
+    """Each device's change feed from its cursor minus the look-back; checkpoint every N rows.
+
+    A cursor never passes the sync's clock, so a record dated 2099 cannot hide the device's real
+    readings from later syncs. Two different records for one (device, timestamp) within a sync
+    (the look-back included) also land in `reading_conflict`; the later one stays the reading.
+    """
+    clock = config.get("clock") or datetime.now(UTC)
     cursors = state["cursors"]
     since_checkpoint = 0
-    totals = {"reading": 0, "invalid_reading": 0}
+    totals = {"reading": 0, "invalid_reading": 0, "reading_conflict": 0}
     for device_id in device_ids:
         since = _since(cursors.get(device_id), config)
         params = {"received_since": since, "page_size": config["page_size"]}
+        seen: dict = {}  # timestamp -> reading row emitted in this sync, for conflicting duplicates
         for page in client.pages(client.readings_path(device_id), params):
             for record in page:
-                table, row = _classify(record, device_id, known)
+                table, row = _classify(record, device_id, device_ids, clock)
                 op.upsert(table, row)
                 totals[table] += 1
-            newest = _newest_received(page)
+                if table == "reading":
+                    earlier = seen.get(row["timestamp"])
+                    if earlier is not None and _values(earlier) != _values(row):
+                        op.upsert("reading_conflict", _conflict(earlier, row))
+                        totals["reading_conflict"] += 1
+                    seen[row["timestamp"]] = row
+            newest = _newest_received(page, clock)
             if newest and newest > cursors.get(device_id, ""):
                 cursors[device_id] = newest
             since_checkpoint += len(page)
             if since_checkpoint >= config["checkpoint_rows"]:
                 op.checkpoint(state)
                 since_checkpoint = 0
-    log.info(f"readings synced: {totals['reading']} valid, {totals['invalid_reading']} quarantined")
+    log.info(
+        f"readings synced: {totals['reading']} valid, {totals['invalid_reading']} quarantined,"
+        f" {totals['reading_conflict']} conflicting duplicates"
+    )
+
+
+__VALUE_COLUMNS = ("power_w", "energy_wh", "voltage", "temp_c", "occupancy")
+
+
+def _values(row: dict) -> tuple:
+    return tuple(row[c] for c in __VALUE_COLUMNS)
+
+
+def _conflict(earlier: dict, later: dict) -> dict:
+    replaced = json.dumps({c: earlier[c] for c in __VALUE_COLUMNS}, sort_keys=True)
+    kept = json.dumps({c: later[c] for c in __VALUE_COLUMNS}, sort_keys=True)
+    key = f"{later['device_id']}|{_iso(later['timestamp'])}|{replaced}|{kept}"
+    return {
+        "conflict_id": hashlib.sha256(key.encode()).hexdigest()[:32],
+        "device_id": later["device_id"],
+        "timestamp": later["timestamp"],
+        "replaced_values": replaced,
+        "kept_values": kept,
+        "replaced_received_at": earlier["received_at"],
+        "kept_received_at": later["received_at"],
+    }
+
+
+def _profile(device: dict) -> tuple:
+    """(max power W, max voltage V, max register Wh, earliest reading time) for one device body:
+    its meter type's bounds, 2 x its nominal voltage, no reading before its installation. Robust to
+    any body a vendor sends: what cannot be read falls back to the generic bounds."""
+    meter_type = device.get("meter_type")
+    power_max, register_max = __BOUNDS.get(meter_type, __BOUNDS["three_phase"])
+    voltage_max = __MAX_VOLTAGE_V
+    nominal = device.get("nominal_voltage", __DEFAULT_NOMINAL_V.get(meter_type))
+    try:
+        if not isinstance(nominal, bool) and isinstance(nominal, (int, float)) and 0 < nominal <= 1e6:
+            voltage_max = __VOLTAGE_FACTOR * float(nominal)
+    except (OverflowError, ValueError, TypeError):
+        pass
+    installed = _parse_time(device.get("installed_at"))
+    earliest = __FLOOR if installed is None else max(__FLOOR, installed - __CLOCK_SKEW)
+    return power_max, voltage_max, register_max, earliest
 
 
 def _since(cursor, config: dict) -> str:
@@ -252,12 +351,14 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _newest_received(page: list) -> str:
-    """Feed order is by received_at, so the last parseable one is the page's newest."""
+def _newest_received(page: list, clock: datetime) -> str:
+    """Feed order is by received_at, so the last parseable one not after the sync's clock is the
+    page's newest (a later one is a vendor error; the next sync re-reads it, and quarantines it)."""
     for record in reversed(page):
         text = record.get("received_at") if isinstance(record, dict) else None
-        if isinstance(text, str) and _parse_time(text) is not None:
-            return _iso(_parse_time(text))
+        moment = _parse_time(text)
+        if moment is not None and moment <= clock:
+            return _iso(moment)
     return ""
 
 
@@ -266,74 +367,143 @@ def _parse_time(text) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            return None
+        moment.astimezone(UTC)  # year 1 with a positive offset cannot be expressed in UTC
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo is not None else None
+    return moment
 
 
-def _classify(record, feed_device: str, known: set) -> tuple:
+def _classify(record, feed_device: str, known: dict, clock: datetime | None = None) -> tuple:
     """A valid record becomes a `reading` row; anything else an `invalid_reading` row with the reason.
+
+    `known` maps device_id -> `_profile`; `clock` is the sync's clock. Validation never raises: an
+    arithmetic error on a hostile value (OverflowError on a 400-digit integer, ...) quarantines the
+    record with that error as the reason, so one record can never fail the sync.
 
     Times go to the SDK as the aware datetimes validation already parsed: handed text, the SDK
     parses each one again with strptime, which was the largest single per-row cost (profiled).
     """
-    if isinstance(record, dict):
-        reason, timestamp, received = _check(record, feed_device, known)
-    else:
-        reason, timestamp, received = "record is not a JSON object", None, None
-    if reason is None:
-        voltage = record.get("voltage")
-        temp_c = record.get("temp_c")
-        return "reading", {
-            "device_id": record["device_id"],
-            "timestamp": timestamp,
-            "power_w": float(record["power_w"]),
-            "energy_wh": float(record["energy_wh"]),
-            "voltage": None if voltage is None else float(voltage),
-            "temp_c": None if temp_c is None else float(temp_c),
-            "occupancy": record.get("occupancy"),
-            "received_at": received,
-        }
-    raw = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    timestamp = received = None
+    try:
+        if isinstance(record, dict):
+            reason, timestamp, received = _check(record, feed_device, known, clock or datetime.now(UTC))
+        else:
+            reason = "record is not a JSON object"
+        if reason is None:
+            voltage = record.get("voltage")
+            temp_c = record.get("temp_c")
+            return "reading", {
+                "device_id": record["device_id"],
+                "timestamp": timestamp,
+                "power_w": float(record["power_w"]),
+                "energy_wh": float(record["energy_wh"]),
+                "voltage": None if voltage is None else float(voltage),
+                "temp_c": None if temp_c is None else float(temp_c),
+                "occupancy": record.get("occupancy"),
+                "received_at": received,
+            }
+    except Exception as exc:  # any failure of validation quarantines the record, never fails the sync
+        reason = f"validation failed: {type(exc).__name__}: {str(exc)[:200]}"
+    raw = _raw_json(record)
     if isinstance(record, dict) and received is None:
         received = _parse_time(record.get("received_at"))
+    if received is not None and received > (clock or datetime.now(UTC)) + __CLOCK_SKEW:
+        received = None  # a 2099 received_at is kept in raw_record, not as a time column
     return "invalid_reading", {
         "record_id": hashlib.sha256(raw.encode()).hexdigest()[:32],
-        "device_id": str(record.get("device_id")) if isinstance(record, dict) else None,
-        "timestamp": str(record.get("timestamp")) if isinstance(record, dict) else None,
+        "device_id": _text(record.get("device_id")) if isinstance(record, dict) else None,
+        "timestamp": _text(record.get("timestamp")) if isinstance(record, dict) else None,
         "reason": reason,
         "raw_record": raw,
         "received_at": _iso(received) if received else None,
     }
 
 
-def _check(record: dict, feed_device: str, known: set) -> tuple:
+def _raw_json(record) -> str:
+    """The record as canonical JSON (sorted keys), so a re-read quarantined record is the same row;
+    what JSON cannot hold (an integer of more than 4,300 digits) is named instead of failing."""
+    for sort_keys in (True, False):  # keys of mixed types cannot be sorted
+        try:
+            return json.dumps(record, sort_keys=sort_keys, separators=(",", ":"), default=str)
+        except (TypeError, ValueError):
+            continue
+    return json.dumps({"unserialisable_record": type(record).__name__})
+
+
+def _short(value) -> str:
+    """A value for a reason or a text column: its repr, cut at 80 characters, never an exception."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large to print
+        return f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _text(value) -> str | None:
+    """A text column of a quarantined record: at most 200 characters, always valid UTF-8 (JSON may
+    carry a lone surrogate, which the SDK cannot encode; the whole value stays in raw_record)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) <= 200:
+        try:
+            value.encode()
+            return value
+        except UnicodeEncodeError:
+            pass
+    return _short(value)
+
+
+def _check(record: dict, feed_device: str, known: dict, clock: datetime) -> tuple:
     """The first thing wrong with a record, in words an operator can act on (None when valid), with
     its parsed timestamp and received_at so the row reuses them."""
     device_id = record.get("device_id")
     if not isinstance(device_id, str) or device_id not in known:
-        return f"unknown device_id {device_id!r}", None, None
+        return f"unknown device_id {_short(device_id)}", None, None
     if device_id != feed_device:
         return f"device_id {device_id!r} appeared in the feed of {feed_device!r}", None, None
     timestamp = _parse_time(record.get("timestamp"))
     if timestamp is None:
-        return f"timestamp is not an ISO 8601 UTC time: {record.get('timestamp')!r}", None, None
+        return f"timestamp is not an ISO 8601 UTC time: {_short(record.get('timestamp'))}", None, None
     received = _parse_time(record.get("received_at"))
     if received is None:
-        return f"received_at is not an ISO 8601 UTC time: {record.get('received_at')!r}", None, None
+        return f"received_at is not an ISO 8601 UTC time: {_short(record.get('received_at'))}", None, None
+    latest = clock + __CLOCK_SKEW
+    if received > latest:
+        reason = f"received_at {_iso(received)} is in the future (the sync's clock is {_iso(clock)})"
+        return reason, timestamp, received
     if timestamp > received + __CLOCK_SKEW:
-        reason = f"timestamp {record['timestamp']} is in the future (received at {record['received_at']})"
+        reason = f"timestamp {_iso(timestamp)} is in the future (received at {_iso(received)})"
+        return reason, timestamp, received
+    power_max, voltage_max, register_max, earliest = known[device_id]
+    if timestamp < earliest:
+        reason = f"timestamp {_iso(timestamp)} is before the device could read ({_iso(earliest)})"
         return reason, timestamp, received
     for name in __MEASURES:
         value = record.get(name)
         if value is None and name in __NULLABLE_MEASURES:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"{name} is not a finite number: {value!r}", timestamp, received
+            return f"{name} is not a finite number: {_short(value)}", timestamp, received
     if record["energy_wh"] < 0:
         return f"energy_wh (cumulative register) is negative: {record['energy_wh']}", timestamp, received
+    if record["energy_wh"] > register_max:
+        reason = f"energy_wh {record['energy_wh']} is above the register maximum {register_max:g} Wh"
+        return reason, timestamp, received
     if record["power_w"] < 0:
         return f"power_w is negative: {record['power_w']}", timestamp, received
+    if record["power_w"] > power_max:
+        reason = f"power_w {record['power_w']} is above the meter type's maximum {power_max:g} W"
+        return reason, timestamp, received
+    voltage = record.get("voltage")
+    if voltage is not None and not 0 <= voltage <= voltage_max:
+        reason = f"voltage {voltage} V is outside 0..{voltage_max:g} V (2 x nominal)"
+        return reason, timestamp, received
+    temp_c = record.get("temp_c")
+    if temp_c is not None and not __TEMP_RANGE_C[0] <= temp_c <= __TEMP_RANGE_C[1]:
+        reason = f"temp_c {temp_c} is outside {__TEMP_RANGE_C[0]:g}..{__TEMP_RANGE_C[1]:g} C"
+        return reason, timestamp, received
     occupancy = record.get("occupancy")
     if occupancy is not None and not isinstance(occupancy, bool):
         return f"occupancy is not a boolean: {occupancy!r}", timestamp, received

@@ -12,12 +12,16 @@ import base64
 import binascii
 import uuid
 from abc import abstractmethod
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import InvalidEvent
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 __all__ = [
     "EVENT_TYPES",
@@ -29,6 +33,7 @@ __all__ = [
     "PubsubMessage",
     "PushEnvelope",
     "SyncCompleted",
+    "check_event",
     "decode_event",
     "encode_event",
     "parse_envelope",
@@ -185,3 +190,65 @@ def parse_envelope(body: Any) -> PushEnvelope:
         return PushEnvelope.model_validate(body)
     except ValidationError as exc:
         raise InvalidEvent(f"not a Pub/Sub push envelope: {exc.errors(include_url=False)}") from exc
+
+
+log = get_logger(__name__)
+
+
+def check_event(
+    event: E, attributes: dict[str, str], settings: Settings, *, now: datetime | None = None
+) -> E:
+    """Refuse (InvalidEvent, 400: dead-lettered, never retried) or clamp an event before any work
+    allocates for it, against the limits in settings:
+
+    - the `source` attribute must be ours (`event_source`, or `event_source/<handler>`), and a
+      SyncCompleted must name our Fivetran connection: a forged or misrouted event does nothing;
+    - a window must not be inverted, must not end after now + `event_max_future_hours` (no data
+      can exist there: the 2099 reading of #18), and is clamped to its most recent
+      `event_max_window_hours` (a 1970 start cannot make a service build a 129-year grid);
+    - at most `event_max_devices` device ids (with the window, this bounds hours x devices).
+    """
+    source = attributes.get("source", "")
+    prefix = settings.event_source
+    if source != prefix and not source.startswith(prefix + "/"):
+        raise InvalidEvent(f"event source {source[:100]!r} is not {prefix!r}: not published by gridsight")
+    if isinstance(event, SyncCompleted) and event.connection_id != settings.fivetran_connection_id:
+        raise InvalidEvent(
+            f"sync of connection {event.connection_id[:100]!r},"
+            f" not ours ({settings.fivetran_connection_id!r})"
+        )
+    devices = getattr(event, "device_ids", None)
+    if devices is not None and len(devices) > settings.event_max_devices:
+        raise InvalidEvent(
+            f"event names {len(devices)} devices; the limit is {settings.event_max_devices}"
+            " (GRIDSIGHT_EVENT_MAX_DEVICES)"
+        )
+    if isinstance(event, FeaturesRefreshed):
+        return _bounded_window(event, settings, now or _now())  # type: ignore[return-value]
+    return event
+
+
+def _bounded_window(event: FeaturesRefreshed, settings: Settings, now: datetime) -> FeaturesRefreshed:
+    start, end = event.window_start, event.window_end
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidEvent("window_start and window_end must carry a timezone (UTC)")
+    if end < start:  # (an empty window, end == start, still names the forecast origin)
+        raise InvalidEvent(f"inverted window: window_end {end.isoformat()} < start {start.isoformat()}")
+    latest = now + timedelta(hours=settings.event_max_future_hours)
+    if end > latest:
+        raise InvalidEvent(
+            f"window_end {end.isoformat()} is in the future (after {latest.isoformat()});"
+            " no reading can exist there"
+        )
+    span = timedelta(hours=settings.event_max_window_hours)
+    if end - start <= span:
+        return event
+    log.warning(
+        "event window clamped",
+        extra={
+            "dedupe_key": event.dedupe_key(),
+            "window": [start.isoformat(), end.isoformat()],
+            "clamped_start": (end - span).isoformat(),
+        },
+    )
+    return event.model_copy(update={"window_start": end - span})

@@ -33,9 +33,10 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel
 
+from shared.bodies import PayloadTooLarge, limit_request, parse_json, read_body
 from shared.bus import Publisher, open_publisher
-from shared.errors import GridsightError, InvalidEvent, SignatureError, status_for
-from shared.events import Event, PushEnvelope, decode_event, parse_envelope
+from shared.errors import GridsightError, SignatureError, status_for
+from shared.events import Event, PushEnvelope, check_event, decode_event, parse_envelope
 from shared.logging import bind_correlation_id, configure_logging, get_logger
 from shared.runs import PipelineRun, has_succeeded, record_run
 from shared.settings import Settings
@@ -90,7 +91,12 @@ def service_settings() -> Settings:
 def serve_push(
     request: flask.Request, *, service: str, routes: Mapping[str, PushRoute], settings: Settings
 ) -> flask.Response:
-    """The edge every push-driven service shares: health, 405 for non-POST, one route per path, 404."""
+    """The edge every push-driven service shares: health, 405 for non-POST, one route per path, 404.
+    Every request's body is bounded first, whatever its route (functions-framework drains it)."""
+    try:
+        limit_request(request, settings.push_max_body_bytes)
+    except PayloadTooLarge as exc:
+        return error_response(413, str(exc))
     if request.path == "/healthz":
         return flask.jsonify(service=service, ok=True)
     if request.method != "POST":
@@ -262,10 +268,7 @@ def _parse(request: flask.Request, settings: Settings) -> PushEnvelope:
         verify_push_token(request.headers.get("Authorization"), settings)
     elif settings.push_auth == "token":
         verify_local_push_token(request.headers.get("Authorization"), request.args.get("token"), settings)
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidEvent("push body is not JSON")
-    return parse_envelope(body)
+    return parse_envelope(parse_json(read_body(request, settings.push_max_body_bytes), "push body"))
 
 
 def handle_push(
@@ -280,7 +283,7 @@ def handle_push(
     started = time.perf_counter()
     try:
         envelope = _parse(request, settings)
-        event = decode_event(envelope, expected)
+        event = check_event(decode_event(envelope, expected), envelope.message.attributes, settings)
     except GridsightError as exc:
         log.warning("push rejected", extra={"handler": handler, "status": exc.status, "reason": str(exc)})
         return error_response(exc.status, str(exc))

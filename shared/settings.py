@@ -72,6 +72,21 @@ class Settings(BaseSettings):
     push_audience: str | None = None
     push_service_account: str | None = None
 
+    # --- request body limits (shared/bodies.py: 413 JSON beyond them) ----------------------------
+    push_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Pub/Sub push envelopes.")
+    webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Fivetran webhooks.")
+    chat_max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="POST /v1/chat.")
+
+    # --- what an event may ask of a service (shared/events.py check_event, before any work) -------
+    event_source: str = Field(default="gridsight", description="Accepted `source`: this or this/<handler>.")
+    event_max_window_hours: int = Field(
+        default=24 * 93, ge=1, description="A longer window is clamped to its most recent hours."
+    )
+    event_max_future_hours: float = Field(
+        default=24.0, ge=0, description="A window ending later than now + this is refused (400)."
+    )
+    event_max_devices: int = Field(default=10_000, ge=1, description="More device ids is refused (400).")
+
     # --- chat ------------------------------------------------------------------------------------
     chat_api_keys: SecretStr = SecretStr("local-dev-chat-key")
     chat_iam_protected: bool = Field(
@@ -79,6 +94,9 @@ class Settings(BaseSettings):
         description="Cloud Run IAM guards chat: Authorization holds an ID token, X-API-Key the key.",
     )
     chat_rate_limit_per_minute: int = 120
+    chat_auth_failures_per_minute: int = Field(
+        default=10, ge=1, description="Failed API-key checks per peer a minute before 429s (chat, dashboard)."
+    )
     chat_currency: str = "EUR"
     chat_flat_tariff_per_kwh: float = Field(default=0.30, gt=0)
     chat_tou_peak_per_kwh: float = Field(default=0.42, gt=0)

@@ -272,6 +272,8 @@ def write_incidents(wh: Warehouse, incidents: WindowIncidents) -> int:
 
 
 def publish_new(incidents: WindowIncidents, publisher: Publisher, correlation_id: str | None) -> int:
+    if incidents.rows.empty:  # nothing scored (e.g. no device of the event has data): nothing new
+        return 0
     new = incidents.rows[incidents.rows["incident_id"].isin(incidents.new_ids)]
     for inc in new.to_dict("records"):
         event = AnomaliesDetected(

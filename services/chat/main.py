@@ -8,9 +8,7 @@ at import, so importing this module does no I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from functools import cache
-from typing import cast
 
 import flask
 import functions_framework
@@ -19,8 +17,8 @@ from pydantic import ValidationError
 from services.chat.answer import ChatDeps, answer_question, build_deps
 from services.chat.api import ChatRequest
 from services.chat.dashboard import handle_dashboard
-from services.chat.ratelimit import RateLimited, RateLimiter
-from shared.api_keys import authenticate
+from services.chat.ratelimit import AuthThrottle, RateLimited, RateLimiter, authenticate_throttled
+from shared.bodies import PayloadTooLarge, limit_request, read_body
 from shared.errors import GridsightError, status_for
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
@@ -29,10 +27,11 @@ _log = get_logger(__name__)
 
 
 @cache
-def _runtime() -> tuple[ChatDeps, RateLimiter]:
+def _runtime() -> tuple[ChatDeps, RateLimiter, AuthThrottle]:
     configure_logging()
     settings = Settings()
-    return build_deps(settings), RateLimiter(settings.chat_rate_limit_per_minute)
+    throttle = AuthThrottle(settings.chat_auth_failures_per_minute)  # one for chat and dashboard
+    return build_deps(settings), RateLimiter(settings.chat_rate_limit_per_minute), throttle
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> flask.Response:
@@ -40,13 +39,15 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return flask.Response(body, status=status, mimetype="application/json", headers=headers or {})
 
 
-def handle_chat(request: flask.Request, deps: ChatDeps, limiter: RateLimiter) -> flask.Response:
+def handle_chat(
+    request: flask.Request, deps: ChatDeps, limiter: RateLimiter, throttle: AuthThrottle | None = None
+) -> flask.Response:
     if request.method != "POST":
         return _error(405, 'use POST with a JSON body {"question": ...}')
     try:
-        caller = authenticate(cast(Mapping[str, str], request.headers), deps.settings)
+        caller = authenticate_throttled(request, deps.settings, throttle)
         limiter.check(caller)
-        body = ChatRequest.model_validate_json(request.get_data() or b"{}")
+        body = ChatRequest.model_validate_json(read_body(request, deps.settings.chat_max_body_bytes) or b"{}")
         response = answer_question(body, caller, deps)
     except ValidationError as exc:
         return _error(
@@ -67,12 +68,16 @@ def handle_chat(request: flask.Request, deps: ChatDeps, limiter: RateLimiter) ->
 
 @functions_framework.http
 def app(request: flask.Request) -> flask.Response:
-    deps, limiter = _runtime()
+    deps, limiter, throttle = _runtime()
+    try:  # every route, the dashboard's and 404s included: functions-framework drains the body
+        limit_request(request, deps.settings.chat_max_body_bytes)
+    except PayloadTooLarge as exc:
+        return _error(413, str(exc))
     if request.path == "/healthz":
         return flask.Response(json.dumps({"status": "ok", "service": "chat"}), mimetype="application/json")
     if request.path == "/v1/chat":
-        return handle_chat(request, deps, limiter)
-    dashboard = handle_dashboard(request, deps.settings)
+        return handle_chat(request, deps, limiter, throttle)
+    dashboard = handle_dashboard(request, deps.settings, throttle)
     if dashboard is not None:
         return dashboard
     return _error(404, f"no route {request.path}")

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.forecast.artefact import ModelCard, latest_version, load_version
 from services.forecast.contract import Instance, Prediction, PredictRequest, PredictResponse
 from services.forecast.model import QuantileForecaster
+from shared.bodies import PayloadTooLarge, read_body
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
 
@@ -46,6 +47,9 @@ class ServerConfig(BaseSettings):
     storage_uri: str | None = None
     refresh_seconds: float | None = Field(
         default=None, ge=0, description="Min gap between storage re-checks (None: by storage kind)."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Larger /predict bodies are a 413 (shared/bodies.py)."
     )
 
 
@@ -132,7 +136,9 @@ def create_app(store: ModelStore, config: ServerConfig) -> Flask:
     @app.post(config.predict_route)
     def predict() -> Response | tuple[Response, int]:
         try:
-            parsed = PredictRequest.model_validate_json(request.get_data())
+            parsed = PredictRequest.model_validate_json(read_body(request, config.max_body_bytes))
+        except PayloadTooLarge as exc:
+            return _error(413, str(exc))
         except ValidationError as exc:
             details = [
                 {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}

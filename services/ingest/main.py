@@ -7,6 +7,7 @@ import functions_framework
 
 from services.ingest.refresh import refresh_on_sync
 from services.ingest.webhook import handle_fivetran_webhook
+from shared.bodies import read_body
 from shared.bus import open_publisher
 from shared.errors import GridsightError
 from shared.events import SyncCompleted
@@ -30,10 +31,15 @@ def app(request: flask.Request) -> flask.Response:
 
 
 def _fivetran_webhook(request: flask.Request, settings: Settings) -> flask.Response:
+    try:
+        body = read_body(request, settings.webhook_max_body_bytes)
+    except GridsightError as exc:
+        log.warning("webhook rejected", extra={"status": exc.status, "reason": str(exc)})
+        return error_response(exc.status, str(exc))
     publisher = open_publisher(settings, source="gridsight/ingest")
     try:
         outcome = handle_fivetran_webhook(
-            request.get_data(),
+            body,
             request.headers.get(SIGNATURE_HEADER),
             settings=settings,
             publisher=publisher,

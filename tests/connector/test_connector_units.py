@@ -35,6 +35,15 @@ GOOD = {
 }
 
 
+CLOCK = datetime(2026, 1, 6, tzinfo=UTC)  # the sync's clock for these records
+
+
+def _known(connector: ModuleType, *device_ids: str) -> dict:
+    """device_id -> validation profile, as sync_devices builds it from the vendor's device bodies."""
+    body = {"meter_type": "single_phase", "nominal_voltage": 230.0, "installed_at": "2025-06-01T00:00:00Z"}
+    return {d: connector._profile(body) for d in device_ids}
+
+
 def _record(**changes: object) -> dict:
     record: dict = {
         "device_id": "dev-00001",
@@ -80,7 +89,8 @@ def test_configuration_missing_a_key_names_it(connector: ModuleType) -> None:
 def test_malformed_records_are_quarantined_with_the_reason(
     connector: ModuleType, changes: dict, reason: str
 ) -> None:
-    table, row = connector._classify(_record(**changes), "dev-00001", {"dev-00001", "dev-00002"})
+    known = _known(connector, "dev-00001", "dev-00002")
+    table, row = connector._classify(_record(**changes), "dev-00001", known, CLOCK)
 
     assert table == "invalid_reading"
     assert reason in row["reason"]
@@ -89,14 +99,16 @@ def test_malformed_records_are_quarantined_with_the_reason(
 
 def test_the_same_bad_record_always_gets_the_same_id(connector: ModuleType) -> None:
     bad = _record(power_w="NaN")
-    first = connector._classify(bad, "dev-00001", {"dev-00001"})[1]["record_id"]
-    again = connector._classify(dict(reversed(list(bad.items()))), "dev-00001", {"dev-00001"})[1]["record_id"]
+    known = _known(connector, "dev-00001")
+    first = connector._classify(bad, "dev-00001", known, CLOCK)[1]["record_id"]
+    again = connector._classify(dict(reversed(list(bad.items()))), "dev-00001", known, CLOCK)[1]["record_id"]
 
     assert first == again
 
 
 def test_valid_record_becomes_a_reading_with_float_measures(connector: ModuleType) -> None:
-    table, row = connector._classify(_record(power_w=500, temp_c=None), "dev-00001", {"dev-00001"})
+    record = _record(power_w=500, temp_c=None)
+    table, row = connector._classify(record, "dev-00001", _known(connector, "dev-00001"), CLOCK)
 
     assert table == "reading"
     assert row["power_w"] == 500.0
@@ -106,7 +118,7 @@ def test_valid_record_becomes_a_reading_with_float_measures(connector: ModuleTyp
 
 def test_valid_record_times_are_the_parsed_utc_moments(connector: ModuleType) -> None:
     record = _record(timestamp="2026-01-05T01:15:00+01:00")
-    table, row = connector._classify(record, "dev-00001", {"dev-00001"})
+    table, row = connector._classify(record, "dev-00001", _known(connector, "dev-00001"), CLOCK)
 
     assert table == "reading"
     assert row["timestamp"] == datetime(2026, 1, 5, 0, 15, tzinfo=UTC)

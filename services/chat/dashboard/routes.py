@@ -15,7 +15,7 @@ from pathlib import Path
 import flask
 
 from services.chat.dashboard.data import MAX_DETAIL_HOURS, device_detail, fleet_overview
-from shared.api_keys import authenticate
+from services.chat.ratelimit import AuthThrottle, RateLimited, authenticate_throttled
 from shared.errors import GridsightError, NotFound, status_for
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -46,7 +46,9 @@ class BadQuery(GridsightError):
     status = 400
 
 
-def handle_dashboard(request: flask.Request, settings: Settings) -> flask.Response | None:
+def handle_dashboard(
+    request: flask.Request, settings: Settings, throttle: AuthThrottle | None = None
+) -> flask.Response | None:
     """Serve a dashboard path; None when the path is not the dashboard's, so the caller routes on."""
     path = request.path
     if not (path == "/dashboard" or path.startswith(("/dashboard/", "/api/dashboard/"))):
@@ -59,19 +61,23 @@ def handle_dashboard(request: flask.Request, settings: Settings) -> flask.Respon
         elif path.startswith(_STATIC_PREFIX):
             response = _static_file(request, path.removeprefix(_STATIC_PREFIX))
         else:
-            response = _api(request, settings, path)
+            response = _api(request, settings, path, throttle)
     except GridsightError as exc:
         response = _json_error(status_for(exc), str(exc))
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="gridsight"'
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
     except Exception:
         _log.exception("dashboard request failed", extra={"path": path})
         response = _json_error(500, "internal error while reading the dashboard data (see the service log)")
     return _secure(response)
 
 
-def _api(request: flask.Request, settings: Settings, path: str) -> flask.Response:
-    caller = authenticate(request.headers, settings)
+def _api(
+    request: flask.Request, settings: Settings, path: str, throttle: AuthThrottle | None
+) -> flask.Response:
+    caller = authenticate_throttled(request, settings, throttle)
     if path == "/api/dashboard/fleet":
         with open_warehouse(settings) as wh:
             body = fleet_overview(wh).model_dump_json()
