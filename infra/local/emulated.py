@@ -15,12 +15,18 @@ raw dataset, standing in for Fivetran's BigQuery destination, before the sync_en
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import typer
 from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from infra.local.demo import DemoError, DemoReport
 from infra.local.emulators import (
@@ -360,3 +366,67 @@ def run_emulated_demo(
         backends=backends(settings),
         model_versions=[newest] if newest else [],
     )
+
+
+# --- the CLI verbs (infra/local/commands/runtime.py calls these for --emulated-cloud) ---------------
+def demo(console: Console, settings: Settings, options: StackOptions, timeout_s: float) -> EmulatedDemoReport:
+    """`gridsight demo --emulated-cloud`: run, then the same report as `gridsight demo`, plus backends."""
+    from infra.local.commands.runtime import print_demo_report
+
+    started = time.monotonic()
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as bar:
+            task = bar.add_task("demo", total=None)
+            report = run_emulated_demo(
+                settings, options, lambda text: bar.update(task, description=text), timeout_s=timeout_s
+            )
+    except DemoError as exc:
+        console.print(f"[red]emulated demo failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    print_demo_report(console, report, settings)
+    console.print(backends_table(report.backends))
+    console.print(f"model versions in {model_root(settings)}: {report.model_versions}")
+    console.print(f"wall time: {time.monotonic() - started:.0f} s")
+    return report
+
+
+def backends_table(parts: list[Backend]) -> Table:
+    table = Table(title="backend per part (emulated cloud)")
+    for column in ("part", "backend", "where"):
+        table.add_column(column)
+    for part in parts:
+        table.add_row(part.part, part.backend, part.where)
+    return table
+
+
+def up(console: Console, settings: Settings, options: StackOptions) -> None:
+    """`gridsight up --emulated-cloud`: the emulators and services in the foreground; Ctrl-C stops."""
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print("starting the emulators and the stack (the Pub/Sub emulator takes about 10 s)")
+    missing = missing_emulators()
+    if missing:
+        console.print("[red]cannot run the emulated cloud:[/] " + "; ".join(missing))
+        raise typer.Exit(1)
+    with emulated_stack(settings, options) as stack:
+        table = Table(title=f"gridsight stack up on the emulators (state in {settings.home})")
+        for column in ("process", "pid", "address", "log"):
+            table.add_column(column)
+        for name, child in stack.children.items():
+            address = f"http://127.0.0.1:{child.spec.port}" if child.spec.port else "-"
+            pid = str(child.proc.pid if child.proc else "-")
+            table.add_row(name, pid, address, str(stack.log_dir / f"{name}.log"))
+        console.print(table)
+        console.print(backends_table(backends(settings)))
+        console.print(
+            "the connector lands raw tables in DuckDB; [bold]gridsight demo --emulated-cloud[/] runs a sync, "
+            "lands them in the BigQuery emulator and sends the webhook. Ctrl-C here stops everything"
+        )
+        while not stop.wait(1.0):
+            for name in stack.check():
+                console.print(f"[yellow]{name} exited and was restarted[/]")
+        console.print("stopping")
+    console.print("stopped")

@@ -24,6 +24,13 @@ __all__ = ["register"]
 Devices = Annotated[int, typer.Option("--devices", help="Simulated fleet size.")]
 Days = Annotated[int, typer.Option("--days", help="Days of history the simulator releases.")]
 Seed = Annotated[int, typer.Option("--seed", help="Same seed, same fleet.")]
+EmulatedCloud = Annotated[
+    bool,
+    typer.Option(
+        "--emulated-cloud",
+        help="Run on the Pub/Sub, BigQuery and Cloud Storage emulators instead of the embedded default.",
+    ),
+]
 
 dead_app = typer.Typer(help="Messages that ran out of delivery attempts.", no_args_is_help=True)
 
@@ -35,10 +42,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dead_app, name="dead-letters")
 
 
-def up(devices: Devices = 50, days: Days = 28, seed: Seed = 7) -> None:
+def up(devices: Devices = 50, days: Days = 28, seed: Seed = 7, emulated_cloud: EmulatedCloud = False) -> None:
     """Run the whole local stack in the foreground; Ctrl-C stops it cleanly."""
     console = Console()
     settings = Settings()
+    if emulated_cloud:
+        from infra.local import emulated
+
+        emulated.up(
+            console, emulated.emulated_settings(settings), StackOptions(devices=devices, days=days, seed=seed)
+        )
+        return
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -106,10 +120,21 @@ def demo(
     days: Days = 28,
     seed: Seed = 7,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each stage.")] = 900,
+    emulated_cloud: EmulatedCloud = False,
 ) -> None:
     """up + sync + wait until every event settled + report + stop; state stays in the home folder."""
     console = Console()
     settings = demo_settings(Settings())
+    if emulated_cloud:
+        from infra.local import emulated
+
+        emulated.demo(
+            console,
+            emulated.emulated_settings(settings),
+            StackOptions(devices=devices, days=days, seed=seed),
+            timeout,
+        )
+        return
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as bar:
