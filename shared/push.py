@@ -10,12 +10,20 @@ The raw push body is parsed here (not functions-framework's CloudEvent conversio
 `deliveryAttempt` and `subscription`). Delivery is at least once, so a succeeded run of
 (handler, event.dedupe_key()) in pipeline_runs turns a redelivery into a 204 without work; `work`
 itself must still be idempotent (MERGE), because a crash between work and record redelivers.
+Locally (`push_auth=token`, the default) a push must carry the per-installation token of
+`local_push_token` as `Authorization: Bearer <token>` (the dispatcher) or as a `token` query
+parameter (the Pub/Sub emulator cannot set headers): the same place and shape as the cloud's OIDC
+check, so no other process on the machine can forge an event.
 Status codes are Pub/Sub's contract: 204 ack, 400 InvalidEvent (never succeeds: retried until
 dead-lettered, and visible there), 401 bad token, 503 TransientError and 500 anything else (retried).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
+import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,8 +46,10 @@ __all__ = [
     "PushRoute",
     "error_response",
     "handle_push",
+    "local_push_token",
     "serve_push",
     "service_settings",
+    "verify_local_push_token",
     "verify_push_token",
 ]
 
@@ -133,6 +143,57 @@ def verify_push_token(
     return claims
 
 
+def local_push_token(settings: Settings) -> str:
+    """This installation's push secret, made once (256 random bits) in `<home>/run/push-token`, 0600.
+
+    Made by whichever process asks first (dispatcher, service, test); a temp file hard-linked into
+    place makes creation atomic, so two racing processes agree on one token and nobody ever reads a
+    half-written file.
+    """
+    path = settings.push_token_path
+    try:
+        return _read_token(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its token
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_token(path)
+
+
+def _read_token(path: os.PathLike[str]) -> str:
+    fd = os.open(path, os.O_RDONLY)
+    with os.fdopen(fd) as handle:
+        if os.fstat(handle.fileno()).st_mode & 0o077:
+            os.fchmod(handle.fileno(), 0o600)  # someone loosened it: a secret is never group/world-readable
+        token = handle.read().strip()
+    if not token:
+        raise SignatureError(f"{path} is empty; delete it and a new push token is made")
+    return token
+
+
+def verify_local_push_token(authorization: str | None, query_token: str | None, settings: Settings) -> None:
+    """Check a local push's token (header from the dispatcher, query parameter from the emulator),
+    in constant time; anything else is a 401."""
+    presented = None
+    if authorization and authorization.startswith("Bearer "):
+        presented = authorization.removeprefix("Bearer ").strip()
+    elif query_token:
+        presented = query_token
+    if not presented:
+        raise SignatureError("missing push token (Authorization: Bearer <token> or ?token=)")
+    expected = local_push_token(settings)
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise SignatureError("push token rejected")
+
+
 def _outcome(result: object) -> tuple[str | None, int | None]:
     """(detail, rows_written) for pipeline_runs from whatever `work` returned."""
     if result is None:
@@ -148,6 +209,8 @@ def _outcome(result: object) -> tuple[str | None, int | None]:
 def _parse(request: flask.Request, settings: Settings) -> PushEnvelope:
     if settings.push_auth == "oidc":
         verify_push_token(request.headers.get("Authorization"), settings)
+    elif settings.push_auth == "token":
+        verify_local_push_token(request.headers.get("Authorization"), request.args.get("token"), settings)
     body = request.get_json(silent=True)
     if body is None:
         raise InvalidEvent("push body is not JSON")

@@ -60,7 +60,11 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = SecretStr("local-dev-webhook-secret")
 
     # --- push authentication (Pub/Sub push -> Cloud Run) -----------------------------------------
-    push_auth: Literal["none", "oidc"] = "none"
+    push_auth: Literal["none", "token", "oidc"] = Field(
+        default="token",
+        description="oidc in the cloud; token locally (<home>/run/push-token, see shared/push.py); "
+        "none only for a test that wants an unauthenticated edge.",
+    )
     push_audience: str | None = None
     push_service_account: str | None = None
 
@@ -129,6 +133,12 @@ class Settings(BaseSettings):
     @cached_property
     def queue_dir(self) -> Path:
         return self.home / "queue"
+
+    @property
+    def push_token_path(self) -> Path:
+        """The per-installation secret local push endpoints require (mode 0600, made on first use).
+        A plain property: a `model_copy(update={"home": ...})` must not keep the old home's token."""
+        return self.home / "run" / "push-token"
 
     @cached_property
     def model_dir(self) -> Path:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from flask.testing import FlaskClient
+
 from shared.events import Event, encode_event
+from shared.push import local_push_token
+from shared.settings import Settings
 
 
 def push_envelope(
@@ -26,3 +30,14 @@ def push_envelope(
         "subscription": f"projects/p/subscriptions/{subscription}",
         "deliveryAttempt": attempt,
     }
+
+
+def push_headers(settings: Settings | None = None) -> dict[str, str]:
+    """What the local dispatcher presents on every push: this home's push token."""
+    return {"Authorization": f"Bearer {local_push_token(settings or Settings())}"}
+
+
+def authorized(client: FlaskClient, settings: Settings | None = None) -> FlaskClient:
+    """A test client that presents the push token on every request, as the dispatcher does."""
+    client.environ_base["HTTP_AUTHORIZATION"] = push_headers(settings)["Authorization"]
+    return client

@@ -25,6 +25,7 @@ from filelock import FileLock, Timeout
 
 from shared.bus.local import Lease, Outcome, QueueStore, effective_subscription, queue_path
 from shared.logging import bind_correlation_id, configure_logging, get_logger
+from shared.push import local_push_token
 from shared.settings import Settings
 from shared.topology import Subscription, Topology, load_topology
 
@@ -84,6 +85,8 @@ class Dispatcher:
         self._lock = FileLock(str(settings.queue_dir / "dispatcher.lock"))
         self._local = threading.local()
         self.delivered = 0
+        # presented on every push, as Pub/Sub presents its OIDC token (shared/push.py checks it)
+        self._headers = {"Authorization": f"Bearer {local_push_token(settings)}"}
 
     # --- one delivery (worker thread) ------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -97,7 +100,10 @@ class Dispatcher:
         url = self.endpoints[sub.service] + sub.path
         try:
             response = self._session().post(
-                url, json=push_body(lease, self.settings.gcp_project), timeout=sub.ack_deadline_seconds
+                url,
+                json=push_body(lease, self.settings.gcp_project),
+                headers=self._headers,
+                timeout=sub.ack_deadline_seconds,
             )
         except requests.RequestException as exc:
             return lease, None, f"{type(exc).__name__}: {exc}"

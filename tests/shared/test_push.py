@@ -23,12 +23,12 @@ from shared.bus import UnknownTopic, open_publisher
 from shared.bus.local import QueueStore
 from shared.errors import InvalidEvent, SignatureError, TransientError
 from shared.events import EVENT_TYPES, Event, FeaturesRefreshed, SyncCompleted
-from shared.push import PushContext, handle_push, verify_push_token
+from shared.push import PushContext, handle_push, local_push_token, verify_push_token
 from shared.runs import PipelineRun, find_run, recent_runs, record_run
 from shared.settings import REPO_ROOT, Settings
 from shared.topology import load_topology
 from shared.warehouse import open_warehouse
-from tests.pushing import push_envelope
+from tests.pushing import push_envelope, push_headers
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -60,11 +60,17 @@ def _write_forecasts(event: FeaturesRefreshed, ctx: PushContext) -> int:
         return wh.merge("forecasts", rows, key=["device_id", "target_hour"])
 
 
-def _post(settings: Settings, body: Any, work: Callable[..., object], **headers: str) -> flask.Response:
+def _post(
+    settings: Settings, body: Any, work: Callable[..., object], path: str = "/pubsub", **headers: str
+) -> flask.Response:
+    """POST through handle_push; it presents the local push token unless the test passes its own
+    Authorization header (or runs in another push_auth mode, where the token is not looked at)."""
     app = flask.Flask("test")
     data = body if isinstance(body, str | bytes) else json.dumps(body)
+    if settings.push_auth == "token" and "Authorization" not in headers:
+        headers = {**headers, **push_headers(settings)}
     with app.test_request_context(
-        "/pubsub", method="POST", data=data, content_type="application/json", headers=headers
+        path, method="POST", data=data, content_type="application/json", headers=headers
     ):
         return handle_push(
             flask.request, expected=FeaturesRefreshed, handler="forecast", work=work, settings=settings
@@ -181,6 +187,58 @@ def test_work_publishes_through_the_context_publisher_onto_the_durable_queue(set
     finally:
         store.close()
     assert [(s, st) for s, _, st, _ in states] == [("ingest-refresh", "pending")]
+
+
+# --- local push token (the default push_auth outside the cloud) ---------------------------------
+def test_local_push_token_is_made_once_private_and_stable(settings: Settings) -> None:
+    assert settings.push_auth == "token"  # the default: a local push is authenticated too
+    token = local_push_token(settings)
+    path = settings.home / "run" / "push-token"
+    assert path.read_text().strip() == token
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(token) >= 40  # 32 random bytes, url-safe base64
+    assert local_push_token(Settings()) == token  # another process of the same home agrees
+    other_home = settings.model_copy(update={"home": settings.home.parent / "other"})
+    assert local_push_token(other_home) != token
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": ""},  # what any local process could send before: no credentials at all
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ],
+)
+def test_forged_local_push_is_401_json_and_writes_nothing(
+    settings: Settings, headers: dict[str, str]
+) -> None:
+    calls: list[object] = []
+    response = _post(settings, _envelope(_event()), lambda e, c: calls.append(e), **headers)
+    assert response.status_code == 401
+    assert response.mimetype == "application/json"
+    assert "push token" in response.get_json()["error"]
+    assert calls == []
+    assert _forecast_rows(settings) == []
+
+
+def test_push_token_in_the_query_is_accepted_for_the_emulator(settings: Settings) -> None:
+    """The Pub/Sub emulator cannot set headers; its push URLs carry ?token=."""
+    token = local_push_token(settings)
+    ok = _post(
+        settings, _envelope(_event()), _write_forecasts, path=f"/pubsub?token={token}", Authorization=""
+    )
+    assert ok.status_code == 204
+    bad = _post(settings, _envelope(_event("r2")), _write_forecasts, path="/pubsub?token=x", Authorization="")
+    assert bad.status_code == 401
+    assert len(_forecast_rows(settings)) == 2  # only the first push wrote
+
+
+def test_a_token_made_world_readable_is_tightened_again(settings: Settings) -> None:
+    token = local_push_token(settings)
+    settings.push_token_path.chmod(0o644)
+    assert local_push_token(settings) == token
+    assert settings.push_token_path.stat().st_mode & 0o777 == 0o600
 
 
 # --- OIDC (cloud mode) ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ class Endpoint:
     name: str
     respond: Responder = lambda body: 204
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
     server: BaseWSGIServer | None = None
 
     @property
@@ -52,6 +53,7 @@ def serving(*endpoints: Endpoint) -> Iterator[dict[str, str]]:
         def push(_path: str, endpoint: Endpoint = endpoint) -> flask.Response:
             body = flask.request.get_json()
             endpoint.bodies.append(body)
+            endpoint.authorizations.append(flask.request.headers.get("Authorization"))
             return flask.Response(status=endpoint.respond(body))
 
         endpoint.server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -15,6 +15,7 @@ from infra.local.dispatcher import backoff_seconds
 from shared.bus import open_publisher
 from shared.bus.local import QueueStore
 from shared.events import FeaturesRefreshed, SyncCompleted
+from shared.push import local_push_token
 from shared.settings import Settings
 from shared.topology import load_topology
 
@@ -60,6 +61,8 @@ def test_fan_out_delivers_a_pubsub_push_envelope_to_every_subscriber(fast_settin
     assert len(anomaly.bodies) == 1
     assert body["subscription"] == f"projects/{fast_settings.gcp_project}/subscriptions/forecast-features"
     assert body["deliveryAttempt"] == 1
+    # every push carries this home's token, which shared/push.py checks (push_auth=token)
+    assert forecast.authorizations == [f"Bearer {local_push_token(fast_settings)}"]
     message = body["message"]
     assert message["messageId"] == message_id
     assert dt.datetime.fromisoformat(message["publishTime"]).tzinfo is not None

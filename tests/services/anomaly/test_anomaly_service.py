@@ -24,13 +24,13 @@ from typer.testing import CliRunner
 from infra.local.cli import build_app
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
-from tests.pushing import push_envelope
+from tests.pushing import authorized, push_envelope
 
 
 @pytest.fixture
 def client(settings: Settings) -> FlaskClient:
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/anomaly/main.py"))
-    return app.test_client()
+    return authorized(app.test_client(), settings)
 
 
 def _push(client: FlaskClient, body: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from shared.events import FeaturesRefreshed
 from shared.runs import find_run
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
-from tests.pushing import push_envelope
+from tests.pushing import authorized, push_envelope
 from tests.services.forecast.conftest import ORIGIN
 
 
@@ -38,7 +38,7 @@ def model_server(settings: Settings, model_root: Path, monkeypatch: pytest.Monke
 
 def _service():
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/forecast/main.py"))
-    return app.test_client()
+    return authorized(app.test_client())
 
 
 def _envelope(event: FeaturesRefreshed, message_id: str, attempt: int = 1) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from shared.push import handle_push
 from shared.runs import recent_runs
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import contract_for, open_warehouse
-from tests.pushing import push_envelope
+from tests.pushing import authorized, push_envelope, push_headers
 
 SNAPSHOT_TABLES = ("dim_device", "fct_reading", "hourly_consumption", "ml_features")
 
@@ -29,7 +29,7 @@ SNAPSHOT_TABLES = ("dim_device", "fct_reading", "hourly_consumption", "ml_featur
 @pytest.fixture
 def client(settings: Settings) -> FlaskClient:
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/ingest/main.py"))
-    return app.test_client()
+    return authorized(app.test_client(), settings)
 
 
 def _envelope(sync_id: str, message_id: str = "m1", attempt: int = 1) -> dict[str, Any]:
@@ -156,7 +156,10 @@ def test_crash_between_refresh_and_publish_is_recovered_by_redelivery(
 
     def deliver(attempt: int) -> int:
         with app.test_request_context(
-            "/pubsub/sync-completed", method="POST", json=_envelope("sync-1", "m1", attempt)
+            "/pubsub/sync-completed",
+            method="POST",
+            json=_envelope("sync-1", "m1", attempt),
+            headers=push_headers(settings),
         ):
             response = handle_push(
                 flask.request,
