@@ -43,6 +43,7 @@ from infra.local.webhook_client import send_sync_end
 from shared.bus.local import DeadLetter
 from shared.bus.pubsub_admin import DeadLetterMessage, PubsubAdmin
 from shared.errors import GridsightError
+from shared.push import local_push_token
 from shared.runs import find_run, run_counts
 from shared.settings import Settings
 from shared.topology import load_topology
@@ -105,14 +106,9 @@ def model_root(settings: Settings) -> str:
 
 
 def push_token(settings: Settings) -> str | None:
-    """The token local push endpoints require (#18, shared/push.py), carried in the push URL since
-    the emulator can set no header; None while push_auth is not "token"."""
-    if settings.push_auth != "token":  # type: ignore[comparison-overlap]
-        return None
-    from shared import push
-
-    token: str = push.local_push_token(settings)  # type: ignore[attr-defined]
-    return token
+    """The per-installation token local push endpoints require (shared/push.py), carried in the push
+    URL since the emulator can set no header; None when push_auth is not "token"."""
+    return local_push_token(settings) if settings.push_auth == "token" else None
 
 
 def emulated_specs(settings: Settings, options: StackOptions) -> list[ProcessSpec]:
