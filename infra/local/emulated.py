@@ -51,7 +51,6 @@ from shared.warehouse import open_warehouse
 
 __all__ = [
     "DEFAULT_BUCKET",
-    "EMULATED_DEMO_OPTIONS",
     "Backend",
     "ChainResult",
     "EmulatedDemoReport",
@@ -68,9 +67,6 @@ __all__ = [
 ]
 
 DEFAULT_BUCKET = "gridsight-models"
-# bqemulator runs DuckDB behind a REST API with row-by-row streaming inserts: a smaller default fleet
-# keeps the emulated demo in minutes (override with --devices / --days).
-EMULATED_DEMO_OPTIONS = StackOptions(devices=5, days=14)
 _RAW_TABLES = ("site", "device", "reading", "invalid_reading")
 _INSERT_CHUNK = 5_000
 _BQ_TYPES = {"string": "STRING", "double": "FLOAT64", "int32": "INT64", "int64": "INT64", "bool": "BOOL"}

@@ -67,7 +67,7 @@ class PubsubAdmin:
         publisher: Any = None,
         subscriber: Any = None,
     ) -> None:
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
         self.settings = settings
         self.project = settings.gcp_project
