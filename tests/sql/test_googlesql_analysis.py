@@ -187,6 +187,10 @@ def test_analyzer_rejects_a_misspelt_column_and_a_bigquery_only_rule(analyzer: G
         analyzer.analyze(
             "SELECT * FROM raw.reading QUALIFY ROW_NUMBER() OVER (PARTITION BY device_id) = 1", {}
         )
+    # ... and the GoogleSQL way to write that dedupe passes
+    analyzer.analyze(
+        "SELECT * FROM raw.reading WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY device_id) = 1", {}
+    )
 
 
 def test_raw_catalog_is_the_connector_schema_in_bigquery_types() -> None:
