@@ -29,8 +29,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from infra.local.demo import DemoError, DemoReport
+from infra.local.dispatcher import service_urls
 from infra.local.emulators import (
     bigquery_emulator_spec,
+    emulator_env,
     missing_emulators,
     pointed_at_emulators,
     pubsub_emulator_spec,
@@ -60,6 +62,7 @@ __all__ = [
     "emulated_specs",
     "emulated_stack",
     "land_raw",
+    "model_root",
     "prepare_cloud",
     "push_token",
     "run_chain",
@@ -113,8 +116,6 @@ def emulated_specs(settings: Settings, options: StackOptions) -> list[ProcessSpe
     missing = missing_emulators()
     if missing:
         raise DemoError("cannot run the emulated cloud: " + "; ".join(missing))
-    from infra.local.emulators import emulator_env
-
     env = emulator_env(settings)
     specs = [
         pubsub_emulator_spec(settings),
@@ -135,10 +136,7 @@ def prepare_cloud(settings: Settings) -> list[str]:
     """Create the topology (topics, dead-letter topics, push subscriptions to the local services)
     and the analytics dataset; safe to repeat. Returns the push subscriptions."""
     topology = load_topology()
-    urls = {
-        name: f"http://127.0.0.1:{getattr(settings, spec.port_setting)}"
-        for name, spec in topology.services.items()
-    }
+    urls = service_urls(settings, topology)
     with pointed_at_emulators(settings):
         admin = PubsubAdmin(settings, topology)
         try:

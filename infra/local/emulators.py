@@ -20,7 +20,6 @@ from shared.settings import REPO_ROOT, Settings
 
 __all__ = [
     "BQEMU",
-    "MissingEmulator",
     "bigquery_emulator_spec",
     "emulator_env",
     "missing_emulators",
@@ -31,10 +30,6 @@ __all__ = [
 
 BQEMU = REPO_ROOT / ".venv-bqemu" / "bin" / "bqemulator"
 _STORAGE = Path(sys.executable).with_name("gcp-storage-emulator")
-
-
-class MissingEmulator(RuntimeError):
-    """An emulator is not installed; the message says how to get it."""
 
 
 def missing_emulators() -> list[str]:
