@@ -4,7 +4,8 @@ Syncs four tables: `site`, `device`, `reading` (one row per device and reading t
 `invalid_reading` (records that failed validation, with the reason, so nothing is dropped
 silently). Readings are pulled per device from the vendor's change feed with a cursor on the time
 the vendor *received* them, re-reading `lookback_hours` each sync so late-published records land.
-A decommissioned device becomes a delete of its device row; its readings stay.
+A decommissioned device becomes a delete of its device row, upserted first with its `status` and
+`decommissioned_at` so the warehouse keeps its history; its readings stay.
 
 Run locally: `fivetran debug` in this folder (configuration.json beside it).
 """
@@ -112,6 +113,10 @@ def schema(configuration: dict):
                 "nominal_voltage": "DOUBLE",
                 "interval_minutes": "INT",
                 "installed_at": "UTC_DATETIME",
+                # kept on the soft-deleted row, so the warehouse can tell a decommissioned device
+                # (history stays) from one the vendor removed
+                "status": "STRING",
+                "decommissioned_at": "UTC_DATETIME",
             },
         },
         {
@@ -148,7 +153,9 @@ def update(configuration: dict, state: dict):
     config = validate_configuration(configuration)
     state = {
         "cursors": dict((state or {}).get("cursors") or {}),
-        "deleted": list((state or {}).get("deleted") or []),
+        # devices already upserted with status decommissioned and deleted; a new key (was
+        # "deleted"), so devices an older version deleted without their status are sent once more
+        "decommissioned": list((state or {}).get("decommissioned") or []),
     }
     client = VendorClient(config["base_url"], config["api_key"])
     try:
@@ -182,7 +189,7 @@ def sync_sites(client: VendorClient, config: dict) -> None:
 def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
     """Upsert every device; a decommissioned one is upserted once more and then deleted (soft delete)."""
     device_ids = []
-    deleted = set(state["deleted"])
+    deleted = set(state["decommissioned"])
     columns = (
         "device_id",
         "site_id",
@@ -191,6 +198,8 @@ def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
         "nominal_voltage",
         "interval_minutes",
         "installed_at",
+        "status",
+        "decommissioned_at",
     )
     for page in client.pages("/v1/devices", {"page_size": min(config["page_size"], 1000)}):
         for device in page:
@@ -202,7 +211,7 @@ def sync_devices(client: VendorClient, config: dict, state: dict) -> list:
             op.upsert("device", {k: device.get(k) for k in columns})
             if decommissioned:
                 op.delete("device", {"device_id": device_id})
-                state["deleted"].append(device_id)
+                state["decommissioned"].append(device_id)
                 deleted.add(device_id)
     log.info(f"devices synced: {len(device_ids)} ({len(deleted)} decommissioned)")
     return device_ids

@@ -219,17 +219,19 @@ def _model_window(
     changed: tuple[datetime, datetime],
     windows: dict[str, tuple[datetime, datetime]],
 ) -> tuple[datetime, datetime]:
-    """The changed hours, widened by what this model and the models it reads propagate forward."""
+    """The changed hours, widened by what this model and the models it reads propagate (forward, and
+    back for a model whose rows depend on later input rows)."""
     start, end = changed
     for upstream in model_inputs(contract):
         if upstream in windows:
             start, end = min(start, windows[upstream][0]), max(end, windows[upstream][1])
+    start -= timedelta(hours=contract.propagates_back_hours)
     end += timedelta(hours=contract.propagates_hours)
     if contract.time_column and contract.columns[contract.time_column] == "DATE":
         start = start.replace(hour=0, minute=0, second=0, microsecond=0)
         if end.time() != datetime.min.time():
             end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return start, min(end, ALL_TIME[1])
+    return max(start, ALL_TIME[0]), min(end, ALL_TIME[1])
 
 
 def _reported_window(

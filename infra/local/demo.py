@@ -2,10 +2,13 @@
 
 up (simulator, services, model server, dispatcher) → sync (history, `fivetran debug`) → the signed
 sync_end webhook → refresh → features-refreshed to forecast and anomaly → wait until every
-delivery is acked or dead-lettered → report → stop. No model exists before the first refresh, so
-the forecast delivery first fails with 503; the demo trains once the refresh has landed and the
-redelivery (or, if it was dead-lettered meanwhile, a replay) then succeeds. Retry backoff is
-shortened (settings) so this takes seconds, not Pub/Sub's 10 s..600 s.
+delivery is acked or dead-lettered → report → stop.
+
+No model exists before the first refresh has landed, so the forecast service starts only once the
+demo has trained one: its first delivery waits in the queue (redelivered with backoff, as Pub/Sub
+does while a push endpoint is down) instead of failing in the service. Retry backoff is shortened
+(settings) so this takes seconds, not Pub/Sub's 10 s..600 s; if training outlasts the delivery
+budget anyway, the dead-lettered delivery is replayed once the service is up.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
+from infra.local.counts import explain_counts
 from infra.local.runtime_status import RuntimeStatus, collect_status
 from infra.local.supervisor import StackOptions, Supervisor, stack_specs
 from infra.local.sync import run_sync
@@ -25,7 +29,7 @@ from shared.runs import find_run
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
 
-__all__ = ["DemoReport", "demo_settings", "run_demo", "wait_settled"]
+__all__ = ["DemoError", "DemoReport", "demo_settings", "run_demo", "wait_settled"]
 
 Step = Callable[[str], None]
 
@@ -35,10 +39,16 @@ class DemoError(RuntimeError):
 
 
 class DemoReport(BaseModel):
+    source: str = Field(description="what the vendor API served")
     sync_id: str
     sync_rows: dict[str, int]
     durations_s: dict[str, float] = Field(default_factory=dict)
     replayed_dead_letters: int = 0
+    started_after_training: list[str] = Field(default_factory=list)
+    forecast_attempts: list[int] = Field(
+        default_factory=list, description="delivery attempts of each forecast-features message"
+    )
+    counts_explained: dict[str, str] = Field(default_factory=dict)
     status: RuntimeStatus
 
 
@@ -93,7 +103,12 @@ def _train(settings: Settings) -> None:
         from services.forecast.training import train_from_warehouse
     except ImportError as exc:
         raise DemoError("forecast training (services.forecast.training) is not in this checkout") from exc
-    train_from_warehouse(settings)
+    try:
+        train_from_warehouse(settings)
+    except ValueError as exc:  # e.g. too little history for the first model
+        raise DemoError(
+            f"training the first forecast model failed: {exc} (the default --days 28 is enough)"
+        ) from exc
 
 
 def run_demo(settings: Settings, options: StackOptions, step: Step, timeout_s: float = 900.0) -> DemoReport:
@@ -103,8 +118,11 @@ def run_demo(settings: Settings, options: StackOptions, step: Step, timeout_s: f
     def mark(name: str) -> None:
         durations[name] = round(time.monotonic() - started, 1)
 
-    step(f"starting the stack ({options.devices} devices × {options.days} days)")
-    with Supervisor(settings, stack_specs(settings, options)) as stack:
+    what = f"replaying {options.replay.name}" if options.replay else f"{options.devices} devices"
+    step(f"starting the stack ({what}, {options.days} days)")
+    specs = stack_specs(settings, options)
+    deferred = frozenset({"forecast"} & {s.name for s in specs})
+    with Supervisor(settings, specs, deferred=deferred) as stack:
         stack.wait_healthy()
         mark("stack_up")
         step("syncing history through fivetran debug")
@@ -120,9 +138,14 @@ def run_demo(settings: Settings, options: StackOptions, step: Step, timeout_s: f
         key = f"{settings.fivetran_connection_id}/{result.sync_id}"
         _wait(_ingest_done(settings, key), stack, timeout_s, "the refresh")
         mark("refresh")
-        step("training the forecast model")
+        step("training the first forecast model")
         _train(settings)
         mark("train")
+        if deferred:
+            step("starting the forecast service now that a model exists")
+            started_late = stack.start_deferred()
+        else:
+            started_late = []
         step("waiting for forecast and anomaly deliveries to settle")
         wait_settled(settings, stack, timeout_s)
         replayed = _replay_forecast_dead_letters(settings)
@@ -130,13 +153,28 @@ def run_demo(settings: Settings, options: StackOptions, step: Step, timeout_s: f
             step(f"replaying {replayed} forecast delivery that ran out of attempts before the model existed")
             wait_settled(settings, stack, timeout_s)
         mark("settled")
+    status = collect_status(settings, runs=30, tables=True)
+    with open_warehouse(settings, read_only=True) as wh:
+        explained = explain_counts(wh, status.table_rows)
     return DemoReport(
+        source=f"replay of {options.replay}" if options.replay else f"simulated fleet (seed {options.seed})",
         sync_id=result.sync_id,
         sync_rows=result.rows,
         durations_s=durations,
         replayed_dead_letters=replayed,
-        status=collect_status(settings, runs=30, tables=True),
+        started_after_training=started_late,
+        forecast_attempts=_attempts(settings, "forecast-features"),
+        counts_explained=explained,
+        status=status,
     )
+
+
+def _attempts(settings: Settings, subscription: str) -> list[int]:
+    store = QueueStore.open(settings)
+    try:
+        return [a for sub, _m, _state, a in store.delivery_states() if sub == subscription]
+    finally:
+        store.close()
 
 
 def _replay_forecast_dead_letters(settings: Settings) -> int:

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infra.local.counts import explain_counts
 from infra.local.demo import DemoError, DemoReport
 from infra.local.dispatcher import service_urls
 from infra.local.emulators import (
@@ -346,8 +347,12 @@ def run_emulated_demo(
         status = collect_status(settings, runs=30, tables=True)
         status.dead_letters = emulated_dead_letters(settings)
         status.processes = {}
+        with open_warehouse(settings) as wh:
+            explained = explain_counts(wh, status.table_rows)
         newest = latest_version(model_root(settings))
     return EmulatedDemoReport(
+        source=f"replay of {options.replay}" if options.replay else f"simulated fleet (seed {options.seed})",
+        counts_explained=explained,
         sync_id=chain.sync_id,
         sync_rows=chain.sync_rows,
         durations_s=durations,

@@ -7,6 +7,11 @@ counts as up. A child that dies is restarted (a few times), since the durable qu
 restart lose nothing. Stopping sends SIGTERM (dispatcher first, so nothing is pushed at a service
 that is going away), waits, then SIGKILLs what is left. The pids go to `<home>/run/stack.json` so
 `gridsight status` can report on a stack started from another terminal.
+
+One stack per home: the supervisor holds `<home>/run/stack.lock` (an OS lock, released when the
+process dies however it dies) for as long as it runs, so a second `gridsight up` on the same home
+is refused with the first one's addresses before it starts anything, and can never remove the
+first one's `stack.json`. Ports that something else already listens on are reported up front too.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,13 +29,28 @@ from pathlib import Path
 from typing import IO
 
 import requests
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field, SecretStr
 
 from shared.bus.local import QueueStore
 from shared.logging import get_logger
 from shared.settings import REPO_ROOT, Settings
 
-__all__ = ["ProcessSpec", "StackOptions", "Supervisor", "settings_env", "stack_specs", "stack_state"]
+__all__ = [
+    "PortsInUse",
+    "ProcessSpec",
+    "StackFailed",
+    "StackOptions",
+    "StackRunning",
+    "Supervisor",
+    "ports_in_use",
+    "replay_start_date",
+    "running_start_date",
+    "settings_env",
+    "stack_settings",
+    "stack_specs",
+    "stack_state",
+]
 
 log = get_logger("infra.local.supervisor")
 _MAX_RESTARTS = 3
@@ -38,11 +59,39 @@ HEARTBEAT_KEY = "dispatcher_heartbeat"
 
 
 class StackOptions(BaseModel):
-    """The simulated fleet the stack serves (its size decides how long a history sync takes)."""
+    """What the stack's vendor API serves: a simulated fleet (its size decides how long a history
+    sync takes) or, with `replay`, a real meters CSV (devices and seed then do not apply)."""
 
     devices: int = Field(default=50, ge=1)
     days: int = Field(default=28, ge=1)
     seed: int = 7
+    replay: Path | None = Field(default=None, description="meter_id,timestamp_utc,kwh CSV to serve")
+    weather: Path | None = Field(default=None, description="weather CSV for replay")
+
+
+def replay_start_date(meters_csv: Path) -> str:
+    """The first UTC day of a meters CSV: where the connector's first sync must start."""
+    import pandas as pd  # only replay needs it; keeps `gridsight status` quick to start
+
+    first = pd.read_csv(meters_csv, usecols=["timestamp_utc"])["timestamp_utc"].min()
+    return str(pd.Timestamp(first).tz_localize(None).date()) if pd.notna(first) else "1970-01-01"
+
+
+def stack_settings(settings: Settings, options: StackOptions) -> Settings:
+    """The settings the stack's processes (and its syncs) run with: replayed data starts when the
+    data starts, unless GRIDSIGHT_CONNECTOR_START_DATE says otherwise."""
+    if options.replay is None or "connector_start_date" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"connector_start_date": replay_start_date(options.replay)})
+
+
+def running_start_date(settings: Settings) -> str | None:
+    """The connector start date the stack running from this home was started with, if any."""
+    state = _read_state(settings)
+    pid, value = state.get("supervisor_pid"), state.get("connector_start_date")
+    if not value or not pid or not _alive(int(str(pid))):
+        return None  # no stack, or a record left behind by one that died
+    return str(value)
 
 
 class ProcessSpec(BaseModel):
@@ -85,12 +134,9 @@ def stack_specs(settings: Settings, options: StackOptions) -> list[ProcessSpec]:
                 "serve",
                 "--port",
                 str(settings.simulator_port),
-                "--devices",
-                str(options.devices),
                 "--days",
                 str(options.days),
-                "--seed",
-                str(options.seed),
+                *_source_args(options),
             ],
             port=settings.simulator_port,
         )
@@ -136,19 +182,78 @@ def stack_specs(settings: Settings, options: StackOptions) -> list[ProcessSpec]:
     return specs
 
 
+class StackRunning(RuntimeError):
+    """Another supervisor holds this home's stack lock."""
+
+    def __init__(self, home: Path, supervisor_pid: int | None, urls: dict[str, str]) -> None:
+        self.home, self.supervisor_pid, self.urls = home, supervisor_pid, urls
+        who = f" (supervisor pid {supervisor_pid})" if supervisor_pid else ""
+        super().__init__(f"a gridsight stack is already running from {home}{who}")
+
+
+class PortsInUse(RuntimeError):
+    """Ports of this stack that something else already listens on (name -> port)."""
+
+    def __init__(self, taken: dict[str, int]) -> None:
+        self.taken = taken
+        listed = ", ".join(f"{port} ({name})" for name, port in taken.items())
+        super().__init__(f"port(s) already in use on 127.0.0.1: {listed}")
+
+
+class StackFailed(RuntimeError):
+    """A child exited or never answered during start-up, or keeps exiting; the message names its log."""
+
+
+def _source_args(options: StackOptions) -> list[str]:
+    if options.replay is None:
+        return ["--devices", str(options.devices), "--seed", str(options.seed)]
+    return [
+        "--replay",
+        str(options.replay),
+        *(["--weather", str(options.weather)] if options.weather else []),
+    ]
+
+
 def _state_path(settings: Settings) -> Path:
     return settings.home / "run" / "stack.json"
 
 
+def _lock_path(settings: Settings) -> Path:
+    return settings.home / "run" / "stack.lock"
+
+
+def _read_state(settings: Settings) -> dict[str, object]:
+    try:
+        state: dict[str, object] = json.loads(_state_path(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return state
+
+
 def stack_state(settings: Settings) -> dict[str, dict[str, object]]:
     """name -> {pid, port, alive, log} of the stack last started in this home (empty if none)."""
-    path = _state_path(settings)
-    if not path.exists():
-        return {}
-    state: dict[str, dict[str, object]] = json.loads(path.read_text())
+    raw = _read_state(settings).get("processes", {})
+    state: dict[str, dict[str, object]] = dict(raw) if isinstance(raw, dict) else {}
     for entry in state.values():
-        entry["alive"] = _alive(int(str(entry["pid"])))
+        pid = entry.get("pid")
+        entry["alive"] = pid is not None and _alive(int(str(pid)))
     return state
+
+
+def ports_in_use(specs: list[ProcessSpec]) -> dict[str, int]:
+    """name -> port for every spec whose port something already listens on (bind test, as the
+    servers themselves bind: SO_REUSEADDR, so a port in TIME_WAIT after the last stack counts as free)."""
+    taken: dict[str, int] = {}
+    for spec in specs:
+        if spec.port is None:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", spec.port))
+            except OSError:
+                taken[spec.name] = spec.port
+    return taken
 
 
 def _alive(pid: int) -> bool:
@@ -170,27 +275,74 @@ class _Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, specs: list[ProcessSpec]) -> None:
+    def __init__(
+        self, settings: Settings, specs: list[ProcessSpec], *, deferred: frozenset[str] = frozenset()
+    ) -> None:
+        """`deferred` names processes start() leaves out until start_deferred() (their ports are
+        still checked up front): the demo starts the forecast service once a model exists."""
         self.settings = settings
         self.specs = specs
+        self.deferred = deferred
         self.log_dir = settings.home / "logs"
         self.children: dict[str, _Child] = {}
         self._env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+        self._lock: FileLock | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
+    def claim(self) -> None:
+        """Take this home's stack lock and check the ports, before anything starts.
+
+        Raises StackRunning (with the running stack's addresses) or PortsInUse; either way this
+        supervisor owns nothing afterwards, so its stop() touches nothing."""
+        path = _lock_path(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout as exc:
+            raise self._running() from exc
+        taken = ports_in_use(self.specs)
+        if taken:
+            lock.release()
+            raise PortsInUse(taken)
+        self._lock = lock
+
+    def _running(self) -> StackRunning:
+        state = _read_state(self.settings)
+        pid = state.get("supervisor_pid")
+        urls = {
+            name: f"http://127.0.0.1:{entry['port']}"
+            for name, entry in stack_state(self.settings).items()
+            if entry.get("port")
+        }
+        return StackRunning(self.settings.home, int(str(pid)) if pid else None, urls)
+
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the servers, wait until they answer, then the processes that call them (the
         dispatcher), so the first deliveries are not spent on connection errors."""
+        if self._lock is None:
+            self.claim()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        servers = [s for s in self.specs if s.port is not None]
-        for group in (servers, [s for s in self.specs if s.port is None]):
-            for spec in group:
-                child = _Child(spec, (self.log_dir / f"{spec.name}.log").open("ab"))
-                self.children[spec.name] = child
-                self._spawn(child)
-            self._write_state()
+        now = [s for s in self.specs if s.name not in self.deferred]
+        servers = [s for s in now if s.port is not None]
+        for group in (servers, [s for s in now if s.port is None]):
+            self._start_group(group)
             if group is servers:
                 self.wait_healthy(timeout_s)
+
+    def start_deferred(self, timeout_s: float = 60.0) -> list[str]:
+        """Start the processes start() held back; returns their names once they answer."""
+        group = [s for s in self.specs if s.name in self.deferred and s.name not in self.children]
+        self._start_group(group)
+        self.wait_healthy(timeout_s)
+        return [s.name for s in group]
+
+    def _start_group(self, group: list[ProcessSpec]) -> None:
+        for spec in group:
+            child = _Child(spec, (self.log_dir / f"{spec.name}.log").open("ab"))
+            self.children[spec.name] = child
+            self._spawn(child)
+        self._write_state()
 
     def _spawn(self, child: _Child) -> None:
         child.proc = subprocess.Popen(
@@ -213,7 +365,7 @@ class Supervisor:
                 if healthy[name]:
                     continue
                 if child.proc is not None and child.proc.poll() is not None:
-                    raise RuntimeError(
+                    raise StackFailed(
                         f"{name} exited with code {child.proc.returncode} during start-up; "
                         f"see {self.log_dir / (name + '.log')}"
                     )
@@ -222,7 +374,7 @@ class Supervisor:
                 return healthy
             time.sleep(0.2)  # polling a condition with a deadline, not sleeping as synchronisation
         missing = [n for n, ok in healthy.items() if not ok]
-        raise RuntimeError(f"not healthy after {timeout_s:.0f} s: {missing}; logs in {self.log_dir}")
+        raise StackFailed(f"not healthy after {timeout_s:.0f} s: {missing}; logs in {self.log_dir}")
 
     def _is_healthy(self, child: _Child) -> bool:
         if child.spec.port is not None:
@@ -245,7 +397,9 @@ class Supervisor:
             if child.proc is None or child.proc.poll() is None:
                 continue
             if child.restarts >= _MAX_RESTARTS:
-                raise RuntimeError(f"{name} keeps exiting (code {child.proc.returncode}); see its log")
+                raise StackFailed(
+                    f"{name} keeps exiting (code {child.proc.returncode}); see {self.log_dir / f'{name}.log'}"
+                )
             log.warning("process exited; restarting", extra={"proc": name, "code": child.proc.returncode})
             child.restarts += 1
             self._spawn(child)
@@ -255,6 +409,8 @@ class Supervisor:
         return restarted
 
     def stop(self) -> None:
+        if self._lock is None:
+            return  # never claimed this home: another stack's processes and stack.json are not ours
         order = sorted(self.children.values(), key=lambda c: c.spec.name != "dispatcher")
         for child in order:
             if child.proc is not None and child.proc.poll() is None:
@@ -274,6 +430,8 @@ class Supervisor:
             child.log_file.close()
         with contextlib.suppress(FileNotFoundError):
             _state_path(self.settings).unlink()
+        self._lock.release()
+        self._lock = None
 
     def kill(self, name: str) -> None:
         """SIGKILL one child (tests and the benchmark use it to prove crashes lose nothing)."""
@@ -285,7 +443,7 @@ class Supervisor:
     def _write_state(self) -> None:
         path = _state_path(self.settings)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
+        processes = {
             name: {
                 "pid": child.proc.pid if child.proc else None,
                 "port": child.spec.port,
@@ -293,7 +451,14 @@ class Supervisor:
             }
             for name, child in self.children.items()
         }
-        path.write_text(json.dumps(state, indent=2))
+        state = {
+            "supervisor_pid": os.getpid(),
+            "connector_start_date": self.settings.connector_start_date,  # `gridsight sync` reads it
+            "processes": processes,
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)  # a reader (gridsight status) never sees half a file
 
     def __enter__(self) -> Supervisor:
         try:

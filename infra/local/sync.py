@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import requests
 from filelock import FileLock
 from pydantic import BaseModel
 
@@ -30,11 +32,14 @@ __all__ = [
     "CONNECTOR_SOURCE",
     "RAW_TABLES",
     "SyncResult",
+    "VendorApiUnavailable",
+    "check_vendor_api",
     "debug_command",
     "debug_env",
     "default_configuration",
     "prepare_project",
     "run_sync",
+    "start_after_data",
     "start_runner",
 ]
 
@@ -52,6 +57,61 @@ class SyncResult(BaseModel):
     raw_path: Path
     error: str | None = None
     log_path: Path
+
+
+_PROBE_TIMEOUT_S = 3.0
+_INTERRUPT_GRACE_S = 10.0
+
+
+class VendorApiUnavailable(RuntimeError):
+    """The vendor API does not answer (or rejects the key); says where it looked and how to fix it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def check_vendor_api(configuration: dict[str, str]) -> str | None:
+    """One cheap request before the runner starts: the connector's retries (right for a flaky API)
+    would otherwise spend a minute on an API that is simply not running. Returns the vendor's
+    clock (`as_of`: data exists up to then), when it says."""
+    url = configuration["base_url"].rstrip("/")
+    try:
+        response = requests.get(
+            f"{url}/v1/sites",
+            params={"page_size": 1},
+            headers={"Authorization": f"Bearer {configuration['api_key']}"},
+            timeout=_PROBE_TIMEOUT_S,
+        )
+    except requests.RequestException as exc:
+        raise VendorApiUnavailable(
+            f"no vendor API answering at {url}",
+            "start it with `gridsight simulator serve` or `gridsight up` "
+            "(GRIDSIGHT_SIMULATOR_PORT sets the port), then run `gridsight sync` again",
+        ) from exc
+    if response.status_code in (401, 403):
+        raise VendorApiUnavailable(
+            f"the vendor API at {url} rejected the API key ({response.status_code})",
+            "set GRIDSIGHT_SIMULATOR_API_KEY to the key the simulator was started with",
+        )
+    try:
+        as_of = response.json().get("as_of")
+    except ValueError:
+        return None
+    return str(as_of) if as_of else None
+
+
+def start_after_data(configuration: dict[str, str], as_of: str | None) -> bool:
+    """True when the first sync's start date is after everything the vendor has: it would land
+    sites and devices but no reading, with nothing to say why."""
+    if not as_of:
+        return False
+    try:
+        start = datetime.fromisoformat(configuration["start_date"]).replace(tzinfo=UTC)
+        now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return start > now
 
 
 def default_configuration(settings: Settings) -> dict[str, str]:
@@ -123,16 +183,19 @@ def run_sync(
             start_runner(project, config_path) as process,
         ):
             assert process.stdout is not None
-            for line in process.stdout:
-                log_file.write(line)
-                tail.append(line.rstrip())
-                if on_line:
-                    on_line(line.rstrip())
             try:
+                for line in process.stdout:
+                    log_file.write(line)
+                    tail.append(line.rstrip())
+                    if on_line:
+                        on_line(line.rstrip())
                 code = process.wait(timeout=settings.sync_timeout_s)
             except subprocess.TimeoutExpired:
                 process.kill()
                 code = process.wait()
+            except KeyboardInterrupt:
+                _stop_runner(process)  # its last checkpoint stays in files/state.json
+                raise
         ended = datetime.now(UTC)
         ok = code == 0
         rows = (
@@ -148,6 +211,17 @@ def run_sync(
             error=None if ok else _failure_message(list(tail), code),
             log_path=log_path,
         )
+
+
+def _stop_runner(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C reaches the runner too when typed in a terminal; a signal sent to us alone does not."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=_INTERRUPT_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def count_rows(raw_path: Path, *, since: datetime) -> dict[str, int]:

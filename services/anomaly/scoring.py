@@ -46,7 +46,7 @@ log = get_logger(__name__)
 HOURLY_SQL = """
 SELECT h.device_id, h.hour, h.energy_kwh, h.max_power_w, h.occupancy_share, h.coverage
 FROM energy_analytics.hourly_consumption AS h
-JOIN energy_analytics.dim_device AS d ON d.device_id = h.device_id
+JOIN energy_analytics.dim_device AS d ON d.device_id = h.device_id AND COALESCE(d.is_active, TRUE)
 WHERE h.hour >= @history_start AND h.hour < @window_end
 """
 READINGS_SQL = """

@@ -2,7 +2,7 @@
 
 The origin is the event's `window_end` (the first hour the refresh has no data for). Each device's
 instance is its last `HISTORY_HOURS` of hourly_consumption before that origin; decommissioned
-devices (no dim_device row) and devices with no history are skipped and counted.
+devices (not active in dim_device, or no row) and devices with no history are skipped and counted.
 
 Idempotent by construction: `made_at` is the forecast's data cut-off (the origin), not the wall
 clock, so a redelivered event MERGEs identical rows. Delivery is unordered too, so rows whose
@@ -32,7 +32,7 @@ log = get_logger(__name__)
 _HISTORY_SQL = """
 SELECT h.device_id, h.hour, h.energy_kwh, h.avg_temp_c
 FROM energy_analytics.hourly_consumption AS h
-JOIN energy_analytics.dim_device AS d ON d.device_id = h.device_id
+JOIN energy_analytics.dim_device AS d ON d.device_id = h.device_id AND COALESCE(d.is_active, TRUE)
 WHERE h.device_id IN UNNEST(@device_ids) AND h.hour >= @since AND h.hour < @origin
 """
 

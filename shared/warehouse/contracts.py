@@ -29,6 +29,9 @@ class TableContract(BaseModel):
     partition_by: str | None = None
     cluster_by: tuple[str, ...] = ()
     propagates_hours: int = Field(default=0, ge=0)
+    # A changed input row changes this model's rows up to this many hours *before* it (an interval
+    # closed by a reading covers hours before the reading), so the refresh widens the window back.
+    propagates_back_hours: int = Field(default=0, ge=0)
     sql_path: Path | None = None
 
     @model_validator(mode="after")

@@ -99,12 +99,19 @@ def render(sql: str | exp.Expr, dialect: str, table_map: TableMap, *, pretty: bo
     expression = parse_one_statement(sql) if isinstance(sql, str) else sql
     expression = _map_tables(expression, table_map)
     if dialect == "duckdb":
-        expression = expression.transform(_epoch_arithmetic)
+        expression = expression.transform(_epoch_arithmetic).transform(_local_date)
     return expression.sql(dialect=dialect, pretty=pretty)
 
 
 # Microseconds per unit for the fixed-length units GoogleSQL truncates and diffs TIMESTAMPs in.
-_MICROS = {"SECOND": 1_000_000, "MINUTE": 60_000_000, "HOUR": 3_600_000_000, "DAY": 86_400_000_000}
+_MICROS = {
+    "MICROSECOND": 1,
+    "MILLISECOND": 1_000,
+    "SECOND": 1_000_000,
+    "MINUTE": 60_000_000,
+    "HOUR": 3_600_000_000,
+    "DAY": 86_400_000_000,
+}
 
 
 def _epoch_arithmetic(node: exp.Expr) -> exp.Expr:
@@ -139,6 +146,15 @@ def _epoch_arithmetic(node: exp.Expr) -> exp.Expr:
                     this=exp.IntDiv(this=exp.func("ABS", difference), expression=exp.Literal.number(micros))
                 ),
             )
+    return node
+
+
+def _local_date(node: exp.Expr) -> exp.Expr:
+    """DATE(ts, zone) as DuckDB's TIMEZONE(zone, ts): the wall-clock time in that zone, whatever the
+    session zone (sqlglot's rendering casts through the session zone, wrong outside UTC)."""
+    if isinstance(node, exp.Date) and node.args.get("zone") is not None:
+        local = exp.func("TIMEZONE", node.args["zone"].copy(), node.this.copy())
+        return exp.cast(local, exp.DataType.build("DATE"))
     return node
 
 

@@ -36,6 +36,8 @@ _COLUMNS = {
         "nominal_voltage": "DOUBLE",
         "interval_minutes": "INTEGER",
         "installed_at": "TIMESTAMPTZ",
+        "status": "VARCHAR",
+        "decommissioned_at": "TIMESTAMPTZ",
     },
     "reading": {
         "device_id": "VARCHAR",
@@ -129,6 +131,8 @@ def make_fleet(
             "nominal_voltage": [230.0] * n_devices,
             "interval_minutes": pa.array([interval_minutes] * n_devices, pa.int32()),
             "installed_at": pa.array([datetime(2025, 1, 1)] * n_devices, pa.timestamp("us", tz="UTC")),
+            "status": ["active"] * n_devices,
+            "decommissioned_at": pa.array([None] * n_devices, pa.timestamp("us", tz="UTC")),
         }
     )
     return sites, devices

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from shared.settings import Settings
 from shared.warehouse import load_contracts, open_warehouse
@@ -109,3 +110,78 @@ def mirror_raw_to_bigquery(duck: Settings, bq: Settings) -> None:
     finally:
         con.close()
         client.close()
+
+
+def land_rows(
+    settings: Settings,
+    *,
+    devices: Sequence[Mapping[str, object]],
+    readings: Sequence[tuple[str, str, float, float]],
+    synced_at: datetime = SYNC_1,
+    timezone: str = "Europe/Amsterdam",
+) -> None:
+    """Hand-written meters: `devices` override make_fleet's defaults per device (device_id, meter_type,
+    interval_minutes, site_id...), `readings` are (device_id, 'YYYY-MM-DD HH:MM' UTC, register Wh,
+    power W). Every device's site is `site-0000` unless given; one sync."""
+    site_ids = sorted({str(d.get("site_id", "site-0000")) for d in devices})
+    sites = pa.table(
+        {
+            "site_id": site_ids,
+            "name": site_ids,
+            "site_type": ["residential"] * len(site_ids),
+            "timezone": [timezone] * len(site_ids),
+            "latitude": [52.0] * len(site_ids),
+            "longitude": [4.9] * len(site_ids),
+        }
+    )
+    base = {
+        "site_id": "site-0000",
+        "name": "Meter",
+        "meter_type": "single_phase",
+        "nominal_voltage": 230.0,
+        "interval_minutes": 15,
+        "installed_at": datetime(2025, 1, 1, tzinfo=UTC),
+        "status": "active",
+        "decommissioned_at": None,
+    }
+    fleet = pa.Table.from_pylist(
+        [{**base, **d} for d in devices],
+        schema=pa.schema(
+            [
+                ("device_id", pa.string()),
+                ("site_id", pa.string()),
+                ("name", pa.string()),
+                ("meter_type", pa.string()),
+                ("nominal_voltage", pa.float64()),
+                ("interval_minutes", pa.int32()),
+                ("installed_at", pa.timestamp("us", tz="UTC")),
+                ("status", pa.string()),
+                ("decommissioned_at", pa.timestamp("us", tz="UTC")),
+            ]
+        ),
+    )
+    times = [utc(t) for _, t, _, _ in readings]
+    rows = pa.table(
+        {
+            "device_id": [d for d, _, _, _ in readings],
+            "timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "power_w": [float(p) for _, _, _, p in readings],
+            "energy_wh": [float(r) for _, _, r, _ in readings],
+            "voltage": [230.0] * len(readings),
+            "temp_c": [10.0] * len(readings),
+            "occupancy": [True] * len(readings),
+            "received_at": pa.array(times, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+    def write(raw: RawStore) -> None:
+        raw.upsert("site", sites, synced_at)
+        raw.upsert("device", fleet, synced_at)
+        raw.upsert("reading", rows, synced_at)
+
+    land(settings, write)
+
+
+def utc(text: str) -> datetime:
+    """'2026-03-01 10:15' -> an aware UTC datetime (the tests write times the way people read them)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)

@@ -14,6 +14,7 @@ from shared.warehouse.models import ordered_models
 from tests.sql.landing import START
 
 MODELS = [c.table for c in load_contracts().values() if c.is_model]
+MAY_BE_EMPTY = {"data_quality"}  # the fixture fleet's registers never go backwards
 
 
 def test_models_run_after_the_models_they_read() -> None:
@@ -38,7 +39,7 @@ def test_model_output_matches_its_contract(landed: Settings) -> None:
             )
             nulls = " OR ".join(f"{k} IS NULL" for k in contract.unique_key)
             null_keys = wh.query(f"SELECT COUNT(*) AS n FROM energy_analytics.{table} WHERE {nulls}")
-            assert total > 0, table
+            assert total > 0 or table in MAY_BE_EMPTY, table
             assert keys.to_pylist()[0]["n"] == total, f"{table}: duplicate keys"
             assert null_keys.to_pylist()[0]["n"] == 0, f"{table}: NULL keys"
 

@@ -82,8 +82,10 @@ def test_incremental_after_new_data_equals_full_rebuild(landed: Settings, tmp_pa
     land(landed, next_day)
     result = refresh_features(landed)
     assert not result.full
-    assert result.rows_changed["hourly_consumption"] == N_DEVICES * 24
-    assert result.window_start == end
+    # the new day's 24 hours, and the last old hour: the 00:00 reading closes its last quarter
+    assert result.rows_changed["hourly_consumption"] == N_DEVICES * (24 + 1)
+    # a reading can close an interval reaching 24 h back, so those hours were recomputed too
+    assert result.window_start == end - timedelta(hours=24)
     assert result.window_end == end + timedelta(days=1)
     assert_same_tables(snapshot(landed), full_rebuild_elsewhere(landed, tmp_path))
 
@@ -113,8 +115,9 @@ def test_late_readings_for_old_hours_are_picked_up(settings: Settings, tmp_path:
     land(settings, lambda raw: raw.upsert("reading", readings.filter(is_late), SYNC_1 + timedelta(hours=1)))
     result = refresh_features(settings)
     assert result.device_ids == ["dev-00002"]
-    assert result.window_start == late_hour
-    # the two late hours appear, and the next hour's first reading no longer spans the gap
+    assert result.window_start == late_hour - timedelta(hours=24)
+    # the gap (29:45, 32:00] was spread pro rata over hours 29-31: those three hours now hold
+    # measured quarters instead (hour 29 gains the 30:00 reading's quarter)
     assert result.rows_changed["hourly_consumption"] == 3
     assert result.rows_changed["fct_reading"] == 8 + 1  # 8 late readings + the next one's interval energy
     assert_same_tables(snapshot(settings), full_rebuild_elsewhere(settings, tmp_path))
@@ -140,8 +143,9 @@ def test_deleted_device_and_reading_leave_the_models(landed: Settings, tmp_path:
         hour = wh.query_df(
             "SELECT reading_count FROM energy_analytics.hourly_consumption"
             " WHERE device_id = 'dev-00003' AND hour = @h",
-            {"h": START + timedelta(hours=5)},
+            {"h": START + timedelta(hours=4)},
         )
+    # the 05:00 reading closed (04:45, 05:00], so hour 04 lost it
     assert hour["reading_count"].tolist() == [3]
     assert_same_tables(snapshot(landed), full_rebuild_elsewhere(landed, tmp_path))
 

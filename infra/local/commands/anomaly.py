@@ -3,6 +3,7 @@ labels and drawn, with the same code the anomaly service runs on the warehouse."
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -23,19 +24,28 @@ def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """2: a file given on the command line is unusable (a bad value); 1: the warehouse lacks data."""
     console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
+    return typer.Exit(code=code)
 
 
 @anomaly_app.command("score")
 def score(
-    energy: Annotated[Path, typer.Option(help="CSV with meter_id,timestamp_utc,kwh (hourly).")],
+    energy: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="CSV with meter_id,timestamp_utc,kwh (hourly).")
+    ],
     out: Annotated[
-        Path, typer.Option(help="Where to write meter_id,timestamp_utc,score,is_anomaly,anomaly_type.")
+        Path,
+        typer.Option(
+            dir_okay=False, help="Where to write meter_id,timestamp_utc,score,is_anomaly,anomaly_type."
+        ),
     ],
     weather: Annotated[
-        Path | None, typer.Option(help="Optional weather CSV; validated, not used by the detectors.")
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Optional weather CSV; validated, not used by the detectors."
+        ),
     ] = None,
 ) -> None:
     """Score every input hour causally (an hour's score uses only data up to that hour)."""
@@ -96,9 +106,18 @@ def _kind_table(rows: list) -> Table:
 
 @anomaly_app.command("evaluate")
 def evaluate(
-    scores: Annotated[Path, typer.Option(help="Output of `gridsight anomaly score`.")],
-    labels: Annotated[Path, typer.Option(help="CSV with meter_id,timestamp_utc,kwh,label[,anomaly_kind].")],
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
+    scores: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Output of `gridsight anomaly score`.")
+    ],
+    labels: Annotated[
+        Path,
+        typer.Option(
+            exists=True, dir_okay=False, help="CSV with meter_id,timestamp_utc,kwh,label[,anomaly_kind]."
+        ),
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", dir_okay=False, help="Also write the metrics as JSON.")
+    ] = None,
 ) -> None:
     """Precision/recall/F1 (point and event) and ROC-AUC, beside two baselines from the same run."""
     from services.anomaly.evaluate import (
@@ -141,17 +160,27 @@ def evaluate(
 @anomaly_app.command("plot")
 def plot(
     device: Annotated[str, typer.Option(help="Device (meter_id) to draw.")],
-    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("anomalies.png"),
+    out: Annotated[Path, typer.Option(dir_okay=False, help="PNG to write.")] = Path("anomalies.png"),
     energy: Annotated[
         Path | None,
-        typer.Option(help="Score this CSV (meter_id,timestamp_utc,kwh[,label]); default: the warehouse."),
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Score this CSV (meter_id,timestamp_utc,kwh[,label]); default: the warehouse.",
+        ),
     ] = None,
-    start: Annotated[str | None, typer.Option(help="First day to draw (UTC), e.g. 2019-03-01.")] = None,
-    end: Annotated[str | None, typer.Option(help="Day after the last one to draw (UTC).")] = None,
+    start: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day to draw (UTC), e.g. 2019-03-01.")
+    ] = None,
+    end: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day after the last one to draw (UTC).")
+    ] = None,
 ) -> None:
     """PNG of a device's load and expected load, its incidents shaded by type."""
     from services.anomaly.plot import plot_incidents
 
+    if start is not None and end is not None and end <= start:
+        raise typer.BadParameter(f"{end:%Y-%m-%d} is not after --start {start:%Y-%m-%d}", param_hint="--end")
     lo = pd.Timestamp(start, tz="UTC") if start else None
     hi = pd.Timestamp(end, tz="UTC") if end else None
     labels = None
@@ -215,7 +244,7 @@ def _warehouse_view(
                 end=end.to_pydatetime() if end is not None else None,
             )
     except GridsightError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), code=1) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 __all__ = ["register"]
@@ -18,9 +18,10 @@ forecast_app = typer.Typer(help="Backtest, plot and serve the forecaster.", no_a
 console = Console(width=120)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """2: a file given on the command line is unusable (a bad value); 1: the warehouse lacks data."""
     console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
+    return typer.Exit(code=code)
 
 
 def _progress() -> Progress:
@@ -34,7 +35,7 @@ def _progress() -> Progress:
 
 
 def _reporter(progress: Progress):
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def report(step: str, done: int, total: int) -> None:
         if step not in tasks:
@@ -55,8 +56,13 @@ def _scores_table(title: str, scores: list) -> Table:
 
 
 def train(
-    energy: Annotated[Path | None, typer.Option(help="Train from this CSV instead of the warehouse.")] = None,
-    weather: Annotated[Path | None, typer.Option(help="Weather CSV for --energy.")] = None,
+    energy: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Train from this CSV instead of the warehouse."),
+    ] = None,
+    weather: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Weather CSV for --energy.")
+    ] = None,
     vertex: Annotated[bool, typer.Option(help="Submit a Vertex AI custom training job instead.")] = False,
 ) -> None:
     """Train a new model version (warehouse by default) into the model directory / bucket."""
@@ -75,7 +81,7 @@ def train(
             else:
                 card = train_from_warehouse(settings, progress=report)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(str(exc), code=2 if energy is not None else 1) from exc
     console.print(f"model [bold]{card.version}[/bold]: {card.devices} devices, {card.training_rows:,} rows")
     for model, m in card.backtest.items():
         console.print(
@@ -86,17 +92,26 @@ def train(
 
 @forecast_app.command("backtest")
 def backtest(
-    energy: Annotated[Path, typer.Option(help="CSV meter_id,timestamp_utc,kwh (hourly).")],
+    energy: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="CSV meter_id,timestamp_utc,kwh (hourly).")
+    ],
     start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First origin day (00:00 UTC).")],
     end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last origin day.")],
-    out: Annotated[Path, typer.Option(help="Where to write meter_id,origin_utc,timestamp_utc,p10,p50,p90.")],
-    weather: Annotated[Path | None, typer.Option(help="CSV timestamp_utc,air_temperature_c.")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(dir_okay=False, help="Where to write meter_id,origin_utc,timestamp_utc,p10,p50,p90."),
+    ],
+    weather: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="CSV timestamp_utc,air_temperature_c.")
+    ] = None,
     mstl: Annotated[bool, typer.Option(help="Also score statsforecast MSTL (slow; cached).")] = True,
 ) -> None:
     """Forecast each day start..end at 00:00 UTC from earlier data only; compare with baselines."""
     from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv, run_backtest
     from shared.settings import Settings
 
+    if end < start:
+        raise typer.BadParameter(f"{end:%Y-%m-%d} is before --start {start:%Y-%m-%d}", param_hint="--end")
     try:
         panel = build_panel(load_energy_csv(energy), load_weather_csv(weather) if weather else None)
         with _progress() as progress:
@@ -123,9 +138,11 @@ def backtest(
 
 @forecast_app.command("plot")
 def plot(
-    forecasts: Annotated[Path, typer.Option(help="Backtest output CSV.")],
-    energy: Annotated[Path, typer.Option(help="The actuals: CSV meter_id,timestamp_utc,kwh.")],
-    out: Annotated[Path, typer.Option(help="PNG to write.")],
+    forecasts: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Backtest output CSV.")],
+    energy: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="The actuals: CSV meter_id,timestamp_utc,kwh.")
+    ],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="PNG to write.")],
     meter: Annotated[list[str] | None, typer.Option(help="Meter(s) to draw (default: the first 4).")] = None,
 ) -> None:
     """Draw actual vs p50 with the p10–p90 band."""
@@ -148,8 +165,13 @@ def plot(
 @forecast_app.command("serve")
 def serve() -> None:
     """Run the model server (Vertex custom-container contract) on settings.model_server_port."""
+    from infra.local.supervisor import ProcessSpec, ports_in_use
     from services.forecast.model_server import main
+    from shared.settings import Settings
 
+    port = Settings().model_server_port
+    if ports_in_use([ProcessSpec(name="model-server", argv=[], port=port)]):
+        raise _fail(f"port {port} is already in use; set GRIDSIGHT_MODEL_SERVER_PORT to a free one", code=1)
     main()
 
 

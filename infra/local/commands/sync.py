@@ -9,7 +9,17 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from infra.local.sync import SyncResult, run_sync
+from infra.local.commands.errors import INTERRUPTED, fail
+from infra.local.commands.output import terminal
+from infra.local.supervisor import running_start_date
+from infra.local.sync import (
+    SyncResult,
+    VendorApiUnavailable,
+    check_vendor_api,
+    default_configuration,
+    run_sync,
+    start_after_data,
+)
 from infra.local.webhook_client import WebhookDeliveryError, send_sync_end
 from shared.settings import Settings
 
@@ -28,8 +38,23 @@ def sync(
     ),
 ) -> None:
     """Pull the vendor API into the raw tables (files/warehouse.db under the state home)."""
-    console = Console()
+    console = terminal()
     settings = Settings()
+    recorded = running_start_date(settings)
+    if recorded and "connector_start_date" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"connector_start_date": recorded})  # e.g. up --replay
+    configuration = default_configuration(settings)
+    try:
+        as_of = check_vendor_api(configuration)
+    except VendorApiUnavailable as exc:
+        raise fail(str(exc), exc.hint) from exc
+    if start_after_data(configuration, as_of):
+        terminal(stderr=True).print(
+            f"[yellow]warning:[/] the connector starts at {configuration['start_date']}, after everything "
+            f"the vendor API has (its clock is {as_of}), so no readings will land.\n"
+            "Set GRIDSIGHT_CONNECTOR_START_DATE to the data's first day (for the Cambridge meters "
+            "2019-01-01), or use `gridsight up --replay PATH`, which sets it from the data."
+        )
     with Progress(
         SpinnerColumn(), TextColumn("[bold]sync[/] {task.description}"), TimeElapsedColumn(), console=console
     ) as bar:
@@ -40,10 +65,17 @@ def sync(
             if match and match.group(1):
                 bar.update(task, description=match.group(1)[:80])
 
-        result = run_sync(settings, on_line=show)
+        try:
+            result = run_sync(settings, configuration=configuration, on_line=show)
+        except KeyboardInterrupt as exc:
+            raise fail(
+                "sync interrupted; what it landed up to its last checkpoint is kept",
+                "run `gridsight sync` again: it resumes from that checkpoint",
+                exit_code=INTERRUPTED,
+            ) from exc
     _print_result(console, result)
     if not result.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(1)  # _print_result said why and where the log is
     if webhook:
         _notify(console, settings, result.sync_id)
 
@@ -53,8 +85,11 @@ def _notify(console: Console, settings: Settings, sync_id: str) -> None:
     try:
         answer = send_sync_end(settings, sync_id=sync_id)
     except WebhookDeliveryError as exc:
-        console.print(f"[yellow]webhook not delivered:[/] {exc}; raw tables landed, nothing refreshed")
-        raise typer.Exit(2) from exc
+        raise fail(
+            f"the raw tables landed, but the sync_end webhook was not delivered: {exc}",
+            "with the stack up, `gridsight sync` again delivers it; without one, `gridsight refresh` "
+            "updates the modelled tables (use --no-webhook to skip this step)",
+        ) from exc
     console.print(f"sync_end webhook: {answer['status']} (follow it with [bold]gridsight status[/])")
 
 

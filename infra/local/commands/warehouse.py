@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infra.local.commands.output import format_value, terminal
 from shared.errors import GridsightError
 from shared.readonly_sql import ReadOnlyViolation, ensure_read_only
 from shared.refresh import RefreshResult, refresh_features
@@ -31,7 +32,7 @@ def refresh(
     full: Annotated[bool, typer.Option("--full", help="Rebuild every model from all raw data.")] = False,
 ) -> None:
     """Recompute the modelled tables from what the connector landed (incremental by default)."""
-    console = Console()
+    console = terminal()
     steps = len(ordered_models())
     with Progress(
         TextColumn("[bold]refresh[/] {task.description:<24}"),
@@ -62,29 +63,31 @@ def query(
     sql: Annotated[
         str, typer.Argument(help="One read-only GoogleSQL SELECT over raw.* / energy_analytics.*")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON rows (full precision) instead of a rounded table.")
+    ] = False,
 ) -> None:
     """Run one read-only GoogleSQL query against the configured warehouse."""
-    console = Console()
+    console = terminal()
     try:
         ensure_read_only(sql)
         with open_warehouse(Settings(), read_only=True) as wh:
             rows = wh.query(sql).to_pylist()
     except ReadOnlyViolation as exc:
-        Console(stderr=True).print(f"[red]refused:[/] {exc}")
+        terminal(stderr=True).print(f"[red]refused:[/] {exc}")
         raise typer.Exit(2) from exc
     except (GridsightError, ValueError) as exc:
-        Console(stderr=True).print(f"[red]query failed:[/] {exc}")
+        terminal(stderr=True).print(f"[red]query failed:[/] {exc}")
         raise typer.Exit(1) from exc
     except Exception as exc:  # the engine's own errors (unknown column, type mismatch): message only
-        Console(stderr=True).print(f"[red]query failed:[/] {type(exc).__name__}: {exc}")
+        terminal(stderr=True).print(f"[red]query failed:[/] {type(exc).__name__}: {exc}")
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(rows, default=str))
         return
     table = Table(*(rows[0].keys() if rows else []), show_lines=False)
     for row in rows[:MAX_TABLE_ROWS]:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        table.add_row(*(format_value(v) for v in row.values()))
     console.print(table)
     shown = min(len(rows), MAX_TABLE_ROWS)
     console.print(

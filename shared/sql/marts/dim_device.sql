@@ -1,4 +1,5 @@
--- dim_device: installed devices with their site's type and time zone.
+-- dim_device: every device the vendor has not removed, with its site's type and time zone. A
+-- decommissioned device stays (is_active false, decommissioned_at set): its history is still ours.
 with devices as (
     select * from staging.stg_device
 ),
@@ -9,7 +10,7 @@ sites as (
 
 live_devices as (
     select * from devices
-    where not is_deleted
+    where not is_removed
 ),
 
 with_site as (
@@ -21,6 +22,8 @@ with_site as (
         live_devices.nominal_voltage,
         live_devices.interval_minutes,
         live_devices.installed_at,
+        live_devices.decommissioned_at,
+        not live_devices.is_decommissioned as is_active,
         sites.site_type,
         sites.timezone,
         live_devices.synced_at

@@ -1,7 +1,16 @@
 -- fct_reading: one row per device and reading in [@window_start, @window_end), deduplicated, with
--- connector deletes and decommissioned devices removed and the interval energy derived from the
--- cumulative register. The previous reading is looked up at most 24 h back: a longer gap leaves the
--- interval energy unknown (NULL) rather than lumping days of energy into one hour.
+-- connector deletes removed (a decommissioned device keeps its readings; a device the vendor
+-- removed loses them) and the interval energy derived from the cumulative register.
+-- A reading at t closes the interval (previous reading, t]: its energy, and its power, temperature
+-- and occupancy samples, describe that interval, so `hour` is the UTC hour the interval ends in
+-- (the hour holding the instant just before t). hourly_consumption spreads the energy over every
+-- hour the interval covers. The previous reading is looked up at most 24 h back: after a longer
+-- gap the reading closes no known interval (previous_reading_at, interval_s and energy NULL)
+-- rather than lumping days of energy into one hour.
+-- Register decreases (per meter type, see stg_meter_type): a wrap at the register maximum is a
+-- rollover (energy modulo the maximum), a drop to near zero a reset (energy = the new value), any
+-- other decrease a correction (energy NULL, flagged in data_quality; the next interval counts
+-- from the corrected value).
 with readings as (
     select * from staging.stg_reading
     where
@@ -13,12 +22,31 @@ devices as (
     select * from staging.stg_device
 ),
 
+meter_types as (
+    select * from staging.stg_meter_type
+),
+
+register_rules as (
+    select
+        devices.device_id,
+        coalesce(declared.register_max_wh, fallback.register_max_wh) as register_max_wh,
+        coalesce(declared.reset_threshold_wh, fallback.reset_threshold_wh) as reset_threshold_wh
+    from devices
+    left join meter_types as declared
+        on devices.meter_type = declared.meter_type
+    cross join (select * from meter_types where meter_type = 'default') as fallback
+    where not devices.is_removed
+),
+
 live_readings as (
-    select readings.*
+    select
+        readings.*,
+        register_rules.register_max_wh,
+        register_rules.reset_threshold_wh
     from readings
-    inner join devices
-        on readings.device_id = devices.device_id
-    where not readings.is_deleted and not devices.is_deleted
+    inner join register_rules
+        on readings.device_id = register_rules.device_id
+    where not readings.is_deleted
 ),
 
 deduplicated as (
@@ -29,13 +57,44 @@ deduplicated as (
     ) = 1
 ),
 
+with_lag as (
+    select
+        *,
+        lag(reading_at) over by_time as lag_reading_at,
+        lag(register_wh) over by_time as lag_register_wh
+    from deduplicated
+    window by_time as (partition by device_id order by reading_at)
+),
+
+-- the previous reading counts only within 24 h (the lag above may see further back in a full build
+-- than in an incremental one, so anything beyond is dropped to keep both the same)
 with_previous as (
     select
         *,
-        lag(reading_at) over by_time as previous_reading_at,
-        lag(register_wh) over by_time as previous_register_wh
-    from deduplicated
-    window by_time as (partition by device_id order by reading_at)
+        case
+            when timestamp_diff(reading_at, lag_reading_at, second) <= 86400 then lag_reading_at
+        end as previous_reading_at,
+        case
+            when timestamp_diff(reading_at, lag_reading_at, second) <= 86400 then lag_register_wh
+        end as previous_register_wh
+    from with_lag
+),
+
+classified as (
+    select
+        *,
+        timestamp_diff(reading_at, previous_reading_at, second) as interval_s,
+        case
+            when previous_register_wh is null or register_wh >= previous_register_wh then null
+            when
+                register_max_wh is not null
+                and previous_register_wh >= register_max_wh - reset_threshold_wh
+                and register_wh <= reset_threshold_wh
+                then 'rollover'
+            when register_wh <= reset_threshold_wh then 'reset'
+            when register_wh < previous_register_wh then 'correction'
+        end as register_event
+    from with_previous
 ),
 
 interval_energy as (
@@ -45,20 +104,22 @@ interval_energy as (
 
         -- timestamps
         reading_at,
-        timestamp_trunc(reading_at, hour) as hour,
+        timestamp_trunc(timestamp_sub(reading_at, interval 1 microsecond), hour) as hour,
+        previous_reading_at,
 
         -- measures
         power_w,
         register_wh,
+        previous_register_wh,
         case
             when previous_reading_at is null then null
-            when timestamp_diff(reading_at, previous_reading_at, second) > 86400 then null
-            -- the register went backwards: the meter restarted from zero
-            when register_wh < previous_register_wh then register_wh
-            else register_wh - previous_register_wh
+            when register_event is null then register_wh - previous_register_wh
+            when register_event = 'rollover' then register_wh + register_max_wh - previous_register_wh
+            when register_event = 'reset' then register_wh
         end as energy_wh,
-        timestamp_diff(reading_at, previous_reading_at, second) as interval_s,
-        coalesce(register_wh < previous_register_wh, false) as is_register_reset,
+        interval_s,
+        coalesce(register_event = 'reset', false) as is_register_reset,
+        register_event,
         voltage,
         temp_c,
         occupancy,
@@ -66,7 +127,7 @@ interval_energy as (
         -- connector
         received_at,
         synced_at
-    from with_previous
+    from classified
 ),
 
 in_window as (

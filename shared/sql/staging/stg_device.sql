@@ -1,4 +1,6 @@
--- stg_device: the only reader of raw.device. A decommissioned device arrives as a deleted row.
+-- stg_device: the only reader of raw.device. The connector soft-deletes a decommissioned device's
+-- row after upserting it with status = 'decommissioned' and decommissioned_at: such a row is a
+-- decommissioning (the device's history stays); any other deleted row was removed by the vendor.
 with source as (
     select * from raw.device
 ),
@@ -19,11 +21,23 @@ renamed as (
 
         -- timestamps
         cast(installed_at as timestamp) as installed_at,
+        cast(decommissioned_at as timestamp) as decommissioned_at,
+
+        -- flags
+        coalesce(status = 'decommissioned' or decommissioned_at is not null, false) as is_decommissioned,
 
         -- connector
         cast(_fivetran_synced as timestamp) as synced_at,
         coalesce(_fivetran_deleted, false) as is_deleted
     from source
+),
+
+classified as (
+    select
+        *,
+        -- removed by the vendor: gone with its readings (a decommissioning is not a removal)
+        is_deleted and not is_decommissioned as is_removed
+    from renamed
 )
 
-select * from renamed
+select * from classified

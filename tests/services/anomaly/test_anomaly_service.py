@@ -114,7 +114,7 @@ def test_plot_from_the_warehouse_shades_stored_incidents(
     assert "1 incidents" in result.output
     assert out.read_bytes()[:4] == b"\x89PNG"
     missing = CliRunner().invoke(build_app(), ["anomaly", "plot", "--device", "nope", "--out", str(out)])
-    assert missing.exit_code == 2
+    assert missing.exit_code == 1  # missing data is a failure (exit 1), not a usage error
     assert "no hourly consumption for device 'nope'" in missing.output
 
 

@@ -25,7 +25,8 @@ def runner_env(chat_settings: Settings) -> dict[str, str]:
 
 
 def test_a_question_prints_the_answer_and_its_sql(runner_env: dict[str, str]) -> None:
-    result = CliRunner().invoke(build_app(), ["chat", "Which meter used the most last week?"], env=runner_env)
+    question = "Which meter used the most last week?"
+    result = CliRunner().invoke(build_app(), ["chat", "--show-sql", question], env=runner_env)
     assert result.exit_code == 0, result.output
     assert "HVAC plant" in result.output
     assert "SQL (1 row)" in result.output

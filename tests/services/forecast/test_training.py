@@ -29,5 +29,5 @@ def test_train_with_an_empty_warehouse_says_what_is_missing(settings: Settings) 
     from infra.local.cli import build_app
 
     result = CliRunner().invoke(build_app(), ["train"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # missing data is a failure (exit 1), not a usage error
     assert "hourly_consumption has no rows" in result.output

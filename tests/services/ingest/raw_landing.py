@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS tester.site (site_id VARCHAR PRIMARY KEY, name VARCHA
     _fivetran_deleted BOOLEAN);
 CREATE TABLE IF NOT EXISTS tester.device (device_id VARCHAR PRIMARY KEY, site_id VARCHAR, name VARCHAR,
     meter_type VARCHAR, nominal_voltage DOUBLE, interval_minutes INTEGER, installed_at TIMESTAMPTZ,
-    _fivetran_synced TIMESTAMPTZ, _fivetran_deleted BOOLEAN);
+    status VARCHAR, decommissioned_at TIMESTAMPTZ, _fivetran_synced TIMESTAMPTZ, _fivetran_deleted BOOLEAN);
 CREATE TABLE IF NOT EXISTS tester.reading (device_id VARCHAR, "timestamp" TIMESTAMPTZ, power_w DOUBLE,
     energy_wh DOUBLE, voltage DOUBLE, temp_c DOUBLE, occupancy BOOLEAN, received_at TIMESTAMPTZ,
     _fivetran_synced TIMESTAMPTZ, _fivetran_deleted BOOLEAN, PRIMARY KEY (device_id, "timestamp"));
@@ -62,8 +62,8 @@ def land(
                 device_id = f"dev-{d:03d}"
                 if dimensions:
                     con.execute(
-                        "INSERT OR REPLACE INTO tester.device VALUES (?, 's1', ?, 'smart', 230.0, 15, ?, ?,"
-                        " false)",
+                        "INSERT OR REPLACE INTO tester.device VALUES (?, 's1', ?, 'smart', 230.0, 15, ?,"
+                        " 'active', NULL, ?, false)",
                         [device_id, f"Meter {d}", START - dt.timedelta(days=30), synced],
                     )
                 for i in range(hours * 4):

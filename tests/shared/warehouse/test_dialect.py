@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import duckdb
 import pytest
@@ -47,4 +47,20 @@ def test_epoch_rewrite_matches_googlesql_semantics(expression: str, expected: ob
     assert "EPOCH_US" in sql
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")  # the rewrite must not depend on the session zone
+    assert con.execute(sql).fetchone() == (expected,)
+
+
+@pytest.mark.parametrize(
+    ("instant", "expected"),
+    [
+        ("2026-03-28 22:59:59+00", date(2026, 3, 28)),  # 23:59:59 CET
+        ("2026-03-28 23:00:00+00", date(2026, 3, 29)),  # 00:00 CET
+        ("2026-03-29 21:59:59+00", date(2026, 3, 29)),  # 23:59:59 CEST, after the spring change
+        ("2026-03-29 22:00:00+00", date(2026, 3, 30)),  # 00:00 CEST
+    ],
+)
+def test_local_date_follows_the_zone_not_the_session(instant: str, expected: date) -> None:
+    sql = render(f"SELECT DATE(TIMESTAMP '{instant}', 'Europe/Amsterdam') AS d", "duckdb", DUCK)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'America/New_York'")
     assert con.execute(sql).fetchone() == (expected,)
