@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint fmt venv bench clean
+.PHONY: demo demo-cloud test lint fmt venv bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/gridsight demo
+
+# The same demo on Google's emulators: Pub/Sub (gcloud), BigQuery (bqemulator), Cloud Storage
+# (gcp-storage-emulator, a dev dependency); infra/local/emulated.py.
+demo-cloud: $(STAMP) bqemu
+	$(BIN)/gridsight demo --emulated-cloud --devices 5 --days 14
 
 test: $(STAMP) test-deps
 	$(BIN)/ruff check .

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     anomaly_port: int = 8703
     chat_port: int = 8704
     model_server_port: int = 8705
+    # the emulators of `gridsight up|demo --emulated-cloud` (infra/local/emulated.py)
+    pubsub_emulator_port: int = 8706
+    bigquery_emulator_port: int = 8707
+    bigquery_emulator_grpc_port: int = 8708
+    storage_emulator_port: int = 8709
 
     # --- forecast (model server, endpoint client, trainer) ---------------------------------------
     model_server_host: str = Field(default="127.0.0.1", description="0.0.0.0 inside the Vertex container.")

@@ -11,8 +11,8 @@ from shared.settings import REPO_ROOT, Settings
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-# bqemulator as a session fixture (`bqemu_endpoint`) for the BigQuery differential tests
-pytest_plugins = ["tests.emulator"]
+# bqemulator (`bqemu_endpoint`), Pub/Sub and Cloud Storage emulators as session fixtures
+pytest_plugins = ["tests.emulator", "tests.cloud_emulators"]
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

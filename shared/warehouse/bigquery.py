@@ -33,7 +33,7 @@ from shared.warehouse.contracts import TableContract, contract_for, load_contrac
 from shared.warehouse.dialect import TableMap, inline_timestamps, render, transpile
 from shared.warehouse.statements import merge_sql
 
-__all__ = ["BigQueryWarehouse", "table_map"]
+__all__ = ["BigQueryWarehouse", "rows_merge_sql", "table_map"]
 
 MERGE_CHUNK_ROWS = 2_000  # keeps each request well under BigQuery's 10 MB query size
 
@@ -96,8 +96,7 @@ class BigQueryWarehouse:
         contract = contract_for(table)
         arrow = _rows.to_arrow(rows)
         columns = _rows.merge_columns(contract, arrow, key)
-        fields = ", ".join(f"CAST(r.{c} AS {contract.columns[c]}) AS {c}" for c in columns)
-        statement = merge_sql(contract, f"SELECT {fields} FROM UNNEST(@rows) AS r", columns=columns, key=key)
+        statement = rows_merge_sql(contract, columns, key)
         changed = 0
         for offset in range(0, arrow.num_rows, MERGE_CHUNK_ROWS):
             chunk = arrow.slice(offset, MERGE_CHUNK_ROWS).select(columns).to_pylist()
@@ -171,6 +170,12 @@ class BigQueryWarehouse:
             return self._client.query(text, job_config=config)
         except (gexc.ServiceUnavailable, gexc.TooManyRequests, gexc.InternalServerError) as exc:
             raise TransientError(f"BigQuery unavailable: {exc}") from exc
+
+
+def rows_merge_sql(contract: TableContract, columns: Sequence[str], key: Sequence[str]) -> str:
+    """The MERGE `merge` runs: rows arrive as `@rows`, an ARRAY<STRUCT> of the contract's columns."""
+    fields = ", ".join(f"CAST(r.{c} AS {contract.columns[c]}) AS {c}" for c in columns)
+    return merge_sql(contract, f"SELECT {fields} FROM UNNEST(@rows) AS r", columns=columns, key=key)
 
 
 def _parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter:

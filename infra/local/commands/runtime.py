@@ -52,6 +52,13 @@ Replay = Annotated[
 Weather = Annotated[
     Path | None, typer.Option("--weather", exists=True, dir_okay=False, help="Weather CSV for --replay.")
 ]
+EmulatedCloud = Annotated[
+    bool,
+    typer.Option(
+        "--emulated-cloud",
+        help="Run on the Pub/Sub, BigQuery and Cloud Storage emulators instead of the embedded default.",
+    ),
+]
 
 dead_app = typer.Typer(help="Messages that ran out of delivery attempts.", no_args_is_help=True)
 
@@ -78,11 +85,17 @@ def up(
     seed: Seed = 7,
     replay: Replay = None,
     weather: Weather = None,
+    emulated_cloud: EmulatedCloud = False,
 ) -> None:
     """Run the whole local stack in the foreground; Ctrl-C stops it cleanly."""
     console = terminal()
     options = stack_options(devices, days, seed, replay, weather)
     settings = stack_settings(Settings(), options)
+    if emulated_cloud:
+        from infra.local import emulated
+
+        emulated.up(console, emulated.emulated_settings(settings), options)
+        return
     stack = Supervisor(settings, stack_specs(settings, options))
     claim_stack(stack)
     stop = threading.Event()
@@ -195,11 +208,17 @@ def demo(
     timeout: Annotated[
         float, typer.Option("--timeout", callback=positive, help="Seconds to wait for each stage.")
     ] = 900,
+    emulated_cloud: EmulatedCloud = False,
 ) -> None:
     """up + sync + wait until every event settled + report + stop; state stays in the home folder."""
     console = terminal()
     options = stack_options(devices, days, seed, replay, weather)
     settings = stack_settings(demo_settings(Settings()), options)
+    if emulated_cloud:
+        from infra.local import emulated
+
+        emulated.demo(console, emulated.emulated_settings(settings), options, timeout)
+        return
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as bar:
