@@ -38,12 +38,8 @@ _SQL_START = re.compile(r"^\s*(select|with|merge|insert|update|delete)\b", re.IG
 _NAMES_WAREHOUSE = re.compile(r"\b(energy_analytics|raw|staging)\.[a-z_]+\b")
 _SCANNED = ("services", "shared")
 
-# id prefix -> why it does not pass yet (xfail, not strict: the fix lands on another branch).
-_KNOWN = {
-    "model:fct_reading": "data engineer rewriting: the dedupe step is `SELECT * ... QUALIFY` without "
-    "WHERE/GROUP BY/HAVING, which GoogleSQL rejects",
-    "merge:fct_reading": "data engineer rewriting: embeds fct_reading's QUALIFY dedupe (model:fct_reading)",
-}
+# id prefix -> why it does not pass (an xfail with the reason); empty: every statement passes.
+_KNOWN: dict[str, str] = {}
 
 
 def _models() -> Iterator[tuple[str, str]]:

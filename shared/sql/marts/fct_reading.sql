@@ -51,6 +51,8 @@ live_readings as (
 
 deduplicated as (
     select * from live_readings
+    -- GoogleSQL allows QUALIFY only beside WHERE, GROUP BY or HAVING
+    where true
     qualify row_number() over (
         partition by device_id, reading_at
         order by synced_at desc, received_at desc
