@@ -291,6 +291,8 @@ def publish_new(incidents: WindowIncidents, publisher: Publisher, correlation_id
 
 
 def publish_withdrawn(incidents: WindowIncidents, publisher: Publisher, correlation_id: str | None) -> int:
+    if incidents.rows.empty:  # nothing scored: nothing can have been withdrawn
+        return 0
     gone = incidents.rows[incidents.rows["incident_id"].isin(incidents.withdrawn_ids)]
     for inc in gone.to_dict("records"):
         event = AnomaliesWithdrawn(

@@ -50,6 +50,8 @@ NOT_SET_IN_CLOUD = {
     "bus_max_backoff_s": "local dispatcher override (see bus_min_backoff_s)",
     "bus_max_delivery_attempts": "local dispatcher override (see bus_min_backoff_s)",
     "bus_ack_deadline_s": "local dispatcher override (see bus_min_backoff_s)",
+    "push_max_body_bytes": "a tunable whose default holds in the cloud: push envelopes of our events "
+    "are far below its 1 MiB (shared/bodies.py)",
 }
 
 

@@ -42,7 +42,9 @@ def test_a_saved_version_lands_in_the_bucket_and_loads_back(gcs_root: str, train
 
 def test_the_model_server_hot_loads_a_newer_gcs_version(gcs_root: str, trained, panel_slice: Panel) -> None:
     model, card = trained
-    client = create_app(ModelStore(gcs_root), ServerConfig()).test_client()
+    # re-check the bucket on every call here; a deployed server lists it at most once a minute
+    # (GCS_REFRESH_SECONDS, tested in test_model_store_refresh.py)
+    client = create_app(ModelStore(gcs_root, refresh_seconds=0.0), ServerConfig()).test_client()
     assert client.get("/health").status_code == 503  # nothing in the bucket yet
     save_version(model, card, gcs_root)
     assert client.get("/health").get_json()["model_version"] == card.version
