@@ -779,7 +779,7 @@ def test_switched_on_alert_settings_parse_as_the_service_reads_them(
 ) -> None:
     cfg = alert_settings_from(alert_locals["on"]["env"], monkeypatch)
     assert cfg.webhook_url == "https://hooks.example.org/gridsight"
-    assert (cfg.smtp_host, cfg.smtp_port, cfg.mail_to) == ("relay.example.org", 25, "ops@example.org")
+    assert (cfg.smtp_host, cfg.smtp_port, cfg.mail_to) == ("relay.example.org", 587, "ops@example.org")
     assert (cfg.quiet_start_hour, cfg.quiet_end_hour, cfg.quiet_timezone) == (22, 7, "Europe/London")
     assert (cfg.attempts, cfg.timeout_s, cfg.backoff_s, cfg.min_severity) == (3, 10.0, 2.0, "high")
 
@@ -818,3 +818,15 @@ def test_a_worst_case_alert_delivery_fits_the_anomaly_request_timeout(
         '${each.key != "anomaly" || local.alert_worst_case_seconds + 30 '
         "<= local.service_timeout_seconds[each.key]}"
     )
+
+
+def test_the_module_refuses_smtp_port_25_which_google_cloud_blocks(module: dict[str, Any]) -> None:
+    """Outbound port 25 to external addresses is blocked on Google Cloud: the code's local default (25)
+    would make every cloud e-mail time out, so the module defaults to 587 and refuses 25."""
+    from services.anomaly.alerts import AlertSettings
+
+    variable = blocks(module["variables.tf"], "variable")["anomaly_alerts"]
+    assert re.search(r"smtp_port\s*=\s*optional\(number, 587\)", unquote(variable["type"]))
+    rules = [unquote(v["condition"]) for v in variable["validation"]]
+    assert "${var.anomaly_alerts.smtp_port != 25}" in rules
+    assert AlertSettings.model_fields["smtp_port"].default == 25  # why Terraform must set it
