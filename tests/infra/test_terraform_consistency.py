@@ -688,6 +688,10 @@ def test_every_setting_of_a_service_own_settings_class_reaches_its_cloud_run_ser
         pytest.skip(f"services/{service}/main.py does not exist yet")
     env = service_env(module_locals, service)
     secrets = module_locals["service_needs"][service]["secrets"]
+    run = (MODULE_DIR / "run.tf").read_text()
+    # run.tf puts each service's own env on its container, leaving out nulls (= the code's default)
+    assert re.search(r"merge\(local\.common_env, each\.value\.env, \{", run)
+    assert re.search(r"name => value if value != null", run)
     for cls in own_settings_classes(service):
         for field, name in env_names(cls).items():
             if cls.model_fields[field].annotation is SecretStr:
