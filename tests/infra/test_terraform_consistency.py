@@ -834,3 +834,13 @@ def test_the_module_refuses_smtp_port_25_which_google_cloud_blocks(module: dict[
     rules = [unquote(v["condition"]) for v in variable["validation"]]
     assert "${var.anomaly_alerts.smtp_port != 25}" in rules
     assert AlertSettings.model_fields["smtp_port"].default == 25  # why Terraform must set it
+
+
+def test_the_placeholder_alert_matches_the_line_the_anomaly_service_logs(resources: dict[str, Any]) -> None:
+    """The log-match alert must match alerts.py's warning, or a skipped alert would go unnoticed."""
+    condition = resources["google_monitoring_alert_policy.alert_secret_placeholder"]["conditions"][0]
+    log_filter = unquote(condition["condition_matched_log"][0]["filter"])
+    phrase = re.search(r'jsonPayload\.message:\\?"([^"\\]+)', log_filter).group(1)
+    assert "severity=WARNING" in log_filter
+    alerts = (SERVICES_DIR / "anomaly" / "alerts.py").read_text()
+    assert re.search(rf'log\.warning\(\s*"{re.escape(phrase)}', alerts)
