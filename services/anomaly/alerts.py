@@ -13,6 +13,9 @@ Rules, in order, for a new incident:
    handler raises TransientError, so Pub/Sub redelivers and, after the subscription's max delivery
    attempts, dead-letters it. With `smtp_host` set the same alert also goes by e-mail; with neither
    configured the decision is 'no_channel'.
+   The webhook is skipped (one warning line) while its secret is still Terraform's placeholder version
+   (shared/settings.py SECRET_PLACEHOLDER, a public constant): a body signed with it proves nothing and
+   anyone could forge one. With no other channel the decision is then 'secret_placeholder'.
 
 The outcome is stored on the incident (`alert_status`, `alerted_at`): a redelivery of an alerted
 incident sends nothing. A withdrawn incident that was alerted gets one follow-up
@@ -40,7 +43,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 from shared.errors import InvalidEvent, TransientError
 from shared.events import AnomaliesDetected, AnomaliesWithdrawn
 from shared.logging import get_logger
-from shared.settings import Settings
+from shared.settings import SECRET_PLACEHOLDER, Settings
 from shared.warehouse import Warehouse, open_warehouse
 
 __all__ = [
@@ -102,8 +105,23 @@ def in_quiet_hours(now: datetime, cfg: AlertSettings) -> bool:
     return start <= hour < end if start <= end else hour >= start or hour < end
 
 
-def _post(body: dict[str, object], cfg: AlertSettings) -> None:
+def webhook_ready(cfg: AlertSettings) -> bool:
+    """A webhook URL is set and its signing secret is a real one. The placeholder is public, so a
+    receiver could not tell our alerts from forged ones: refuse it, loudly, rather than sign with it."""
     if not cfg.webhook_url:
+        return False
+    if cfg.webhook_secret.get_secret_value().strip() == SECRET_PLACEHOLDER:
+        log.warning(
+            "alert webhook skipped: GRIDSIGHT_ALERT_WEBHOOK_SECRET is still the placeholder version; "
+            "add the real one (gcloud secrets versions add <prefix>-alert-webhook-secret, infra/README.md)",
+            extra={"webhook_url": cfg.webhook_url},
+        )
+        return False
+    return True
+
+
+def _post(body: dict[str, object], cfg: AlertSettings) -> None:
+    if not webhook_ready(cfg):
         return
     raw = json.dumps(body, sort_keys=True, default=str).encode()
     headers = {
@@ -207,8 +225,9 @@ def deliver_alert(
                 incident_id=event.incident_id, status=f"already {inc['alert_status'] or 'withdrawn'}"
             )
         decision = _decide(inc, wh, now, cfg)
-    if decision == "sent" and not cfg.webhook_url and not (cfg.smtp_host and cfg.mail_to):
-        decision = "no_channel"  # nothing configured to deliver to: say so rather than "sent"
+    if decision == "sent" and not (cfg.smtp_host and cfg.mail_to) and not webhook_ready(cfg):
+        # nothing to deliver to: say so rather than "sent" (and why, when only the secret is missing)
+        decision = "secret_placeholder" if cfg.webhook_url else "no_channel"
     if decision == "sent":
         body = {"type": "incident", **inc, "alerted_at": now.isoformat()}
         _post(body, cfg)

@@ -9,6 +9,7 @@ Terraform will really create, not on a copy of them.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from shared.settings import Settings
 from shared.topology import TOPOLOGY_FILE, load_topology
@@ -27,7 +29,7 @@ from tests.infra.images import (
     reachable,
     read_requirements,
 )
-from tests.infra.tfcommon import MODULE_DIR, REPO_ROOT, TEST_VARS, blocks, unquote
+from tests.infra.tfcommon import MODULE_DIR, REPO_ROOT, TEST_VARS, blocks, terraform_console, unquote
 
 CLOUDBUILD = REPO_ROOT / "cloudbuild.yaml"
 SERVICES_DIR = REPO_ROOT / "services"
@@ -50,8 +52,7 @@ NOT_SET_IN_CLOUD = {
     "bus_max_backoff_s": "local dispatcher override (see bus_min_backoff_s)",
     "bus_max_delivery_attempts": "local dispatcher override (see bus_min_backoff_s)",
     "bus_ack_deadline_s": "local dispatcher override (see bus_min_backoff_s)",
-    "push_max_body_bytes": "a tunable whose default holds in the cloud: push envelopes of our events "
-    "are far below its 1 MiB (shared/bodies.py)",
+    "push_max_body_bytes": "a request body limit (shared/bodies.py) whose default holds in the cloud too",
 }
 
 
@@ -410,10 +411,21 @@ def test_the_build_trigger_passes_every_substitution_cloudbuild_uses(resources: 
 # --- settings each service reads in the cloud ---------------------------------------------------------
 
 
+def service_env(module_locals: dict[str, Any], service: str) -> dict[str, Any]:
+    """A service's own settings (service_needs.<service>.env), following one `local.<name>` reference."""
+    env = module_locals["service_needs"][service]["env"]
+    if isinstance(env, str):
+        reference = re.fullmatch(r"\$\{local\.([a-z_]+)\}", unquote(env))
+        assert reference, f"service_needs.{service}.env: expected a map or local.<name>, got {env}"
+        env = module_locals[reference.group(1)]
+    return dict(env)
+
+
 def provided_env(module_locals: dict[str, Any], service: str) -> set[str]:
     run = (MODULE_DIR / "run.tf").read_text()
     common = set(module_locals["common_env"]) | set(re.findall(r"(GRIDSIGHT_[A-Z_]+)\s*=", run))
-    return common | set(module_locals["service_needs"][service]["secrets"])
+    own = set(service_env(module_locals, service))
+    return common | own | set(module_locals["service_needs"][service]["secrets"])
 
 
 def settings_read(modules: dict[str, Path]) -> set[str]:
@@ -639,3 +651,196 @@ def test_the_stale_forecast_metric_counts_the_log_line_the_forecast_push_really_
     assert {route.handler for route in ROUTES.values()} == {handler}
     logging_module = (REPO_ROOT / "shared" / "logging.py").read_text()
     assert '"message"' in logging_module  # the JSON key Cloud Logging puts in jsonPayload.message
+
+
+# --- the anomaly service's alert settings (services/anomaly/alerts.py) ---------------------------------
+
+
+def own_settings_classes(service: str) -> list[type[BaseSettings]]:
+    """BaseSettings classes besides the shared Settings defined in what `service` imports: settings
+    with their own env prefix (GRIDSIGHT_ALERT_*) that settings_read cannot see."""
+    modules, _ = reachable(f"services.{service}.main")
+    found = []
+    for name in modules:
+        for value in vars(importlib.import_module(name)).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseSettings)
+                and value is not Settings
+                and value.__module__ == name
+            ):
+                found.append(value)
+    return found
+
+
+def env_names(cls: type[BaseSettings]) -> dict[str, str]:
+    prefix = cls.model_config.get("env_prefix", "")
+    return {field: f"{prefix}{field}".upper() for field in cls.model_fields}
+
+
+@pytest.mark.parametrize("service", service_folders())
+def test_every_setting_of_a_service_own_settings_class_reaches_its_cloud_run_service(
+    service: str, module_locals: dict[str, Any]
+) -> None:
+    """Every GRIDSIGHT_ALERT_* field alerts.py reads is set on the anomaly service: secrets by
+    Secret Manager reference, the rest from var.anomaly_alerts (null there = the code's default)."""
+    if module_file(f"services.{service}.main") is None:
+        pytest.skip(f"services/{service}/main.py does not exist yet")
+    env = service_env(module_locals, service)
+    secrets = module_locals["service_needs"][service]["secrets"]
+    run = (MODULE_DIR / "run.tf").read_text()
+    # run.tf puts each service's own env on its container, leaving out nulls (= the code's default)
+    assert re.search(r"merge\(local\.common_env, each\.value\.env, \{", run)
+    assert re.search(r"name => value if value != null", run)
+    for cls in own_settings_classes(service):
+        for field, name in env_names(cls).items():
+            if cls.model_fields[field].annotation is SecretStr:
+                assert name in secrets, f"{service}: secret {name} is not a Secret Manager reference"
+                assert name not in env, f"{service}: secret {name} must not be a plain env value"
+            else:
+                assert name in env, f"{service}: {cls.__name__}.{field} ({name}) is not set by Terraform"
+    if service == "anomaly":
+        from services.anomaly.alerts import AlertSettings
+
+        assert AlertSettings in own_settings_classes("anomaly")
+        assert unquote(secrets["GRIDSIGHT_ALERT_WEBHOOK_SECRET"]) == "alert-webhook-secret"
+
+
+def test_only_the_anomaly_service_account_may_read_the_alert_secret(
+    module_locals: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """secretAccessor per (service, secret) it references (iam.tf service_secret_pairs) and Cloud
+    Build's own short list: the alert signing secret is granted to exactly one runtime account."""
+    readers = [
+        s
+        for s, needs in module_locals["service_needs"].items()
+        if "alert-webhook-secret" in map(unquote, needs["secrets"].values())
+    ]
+    assert readers == ["anomaly"]
+    runtime = resources["google_secret_manager_secret_iam_member.runtime"]
+    assert runtime["for_each"] == "${local.service_secret_pairs}"
+    assert runtime["member"] == "${google_service_account.run[each.value.service].member}"
+    assert unquote(runtime["role"]) == "roles/secretmanager.secretAccessor"
+    build = resources["google_secret_manager_secret_iam_member.build"]
+    assert "alert-webhook-secret" not in str(build["for_each"])
+    accessors = [n for n in resources if n.startswith("google_secret_manager_secret_iam")]
+    assert sorted(accessors) == [
+        "google_secret_manager_secret_iam_member.build",
+        "google_secret_manager_secret_iam_member.runtime",
+    ]
+
+
+@pytest.fixture(scope="module")
+def alert_locals(terraform: str | None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """alert_env and alert_worst_case_seconds as Terraform computes them, at the defaults and with
+    e-mail and a webhook switched on (3 attempts, 10 s timeout, 2 s backoff)."""
+    if terraform is None:
+        pytest.skip("no terraform binary: alert settings not evaluated")
+    expression = (
+        "{env = local.alert_env, worst = local.alert_worst_case_seconds, "
+        "timeout = local.service_timeout_seconds}"
+    )
+    on = (
+        '{webhook_url = "https://hooks.example.org/gridsight", smtp_host = "relay.example.org", '
+        'mail_to = "ops@example.org", attempts = 3, timeout_s = 10, backoff_s = 2, '
+        'quiet_start_hour = 22, quiet_end_hour = 7, quiet_timezone = "Europe/London", min_severity = "high"}'
+    )
+    return {
+        "default": terraform_console(terraform, expression, tmp_path_factory.mktemp("tf-alerts-default")),
+        "on": terraform_console(
+            terraform, expression, tmp_path_factory.mktemp("tf-alerts-on"), {"anomaly_alerts": on}
+        ),
+    }
+
+
+def alert_settings_from(env: dict[str, str | None], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What the anomaly service would read from the env Terraform sets (run.tf drops the nulls)."""
+    from services.anomaly.alerts import AlertSettings
+
+    for name in env_names(AlertSettings).values():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    return AlertSettings()
+
+
+def test_alerts_are_off_by_default_in_the_cloud(
+    alert_locals: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = alert_locals["default"]["env"]
+    assert env["GRIDSIGHT_ALERT_WEBHOOK_URL"] is None
+    assert env["GRIDSIGHT_ALERT_SMTP_HOST"] is None
+    assert env["GRIDSIGHT_ALERT_MAIL_TO"] is None
+    cfg = alert_settings_from(env, monkeypatch)
+    assert (cfg.webhook_url, cfg.smtp_host) == (None, None)  # deliver_alert records 'no_channel'
+    assert (cfg.quiet_start_hour, cfg.quiet_end_hour) == (None, None)
+    assert (cfg.attempts, cfg.timeout_s, cfg.backoff_s, cfg.min_severity) == (4, 5.0, 1.0, "medium")
+
+
+def test_switched_on_alert_settings_parse_as_the_service_reads_them(
+    alert_locals: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = alert_settings_from(alert_locals["on"]["env"], monkeypatch)
+    assert cfg.webhook_url == "https://hooks.example.org/gridsight"
+    assert (cfg.smtp_host, cfg.smtp_port, cfg.mail_to) == ("relay.example.org", 587, "ops@example.org")
+    assert (cfg.quiet_start_hour, cfg.quiet_end_hour, cfg.quiet_timezone) == (22, 7, "Europe/London")
+    assert (cfg.attempts, cfg.timeout_s, cfg.backoff_s, cfg.min_severity) == (3, 10.0, 2.0, "high")
+
+
+def test_the_severities_terraform_accepts_are_those_the_service_knows(module: dict[str, Any]) -> None:
+    from typing import get_args
+
+    from services.anomaly.alerts import AlertSettings
+
+    variable = blocks(module["variables.tf"], "variable")["anomaly_alerts"]
+    rules = " ".join(unquote(v["condition"]) for v in variable["validation"])
+    accepted = re.search(
+        r'contains\(\[("[a-z]+"(?:, "[a-z]+")*)\], var\.anomaly_alerts\.min_severity\)', rules
+    )
+    assert accepted, "min_severity validation not found"
+    assert re.findall(r'"([a-z]+)"', accepted.group(1)) == list(
+        get_args(AlertSettings.model_fields["min_severity"].annotation)
+    )
+
+
+def test_a_worst_case_alert_delivery_fits_the_anomaly_request_timeout(
+    alert_locals: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """By hand: defaults = 4 attempts x 5 s + waits 1 + 2 + 4 s = 27 s; switched on = 3 x 10 s + waits
+    2 + 4 s + e-mail 8 x 10 s = 116 s. run.tf refuses the plan unless it leaves 30 s of the timeout."""
+    assert alert_locals["default"]["worst"] == 27
+    assert alert_locals["on"]["worst"] == 116
+    timeout = alert_locals["default"]["timeout"]["anomaly"]
+    assert timeout == min(
+        s.ack_deadline_seconds for s in load_topology().subscriptions.values() if s.service == "anomaly"
+    )
+    assert alert_locals["default"]["worst"] + 30 <= timeout  # the default plan passes
+    assert alert_locals["on"]["worst"] + 30 > timeout  # this one would be refused
+    [precondition] = resources["google_cloud_run_v2_service.service"]["lifecycle"][0]["precondition"]
+    assert unquote(precondition["condition"]) == (
+        '${each.key != "anomaly" || local.alert_worst_case_seconds + 30 '
+        "<= local.service_timeout_seconds[each.key]}"
+    )
+
+
+def test_the_module_refuses_smtp_port_25_which_google_cloud_blocks(module: dict[str, Any]) -> None:
+    """Outbound port 25 to external addresses is blocked on Google Cloud: the code's local default (25)
+    would make every cloud e-mail time out, so the module defaults to 587 and refuses 25."""
+    from services.anomaly.alerts import AlertSettings
+
+    variable = blocks(module["variables.tf"], "variable")["anomaly_alerts"]
+    assert re.search(r"smtp_port\s*=\s*optional\(number, 587\)", unquote(variable["type"]))
+    rules = [unquote(v["condition"]) for v in variable["validation"]]
+    assert "${var.anomaly_alerts.smtp_port != 25}" in rules
+    assert AlertSettings.model_fields["smtp_port"].default == 25  # why Terraform must set it
+
+
+def test_the_placeholder_alert_matches_the_line_the_anomaly_service_logs(resources: dict[str, Any]) -> None:
+    """The log-match alert must match alerts.py's warning, or a skipped alert would go unnoticed."""
+    condition = resources["google_monitoring_alert_policy.alert_secret_placeholder"]["conditions"][0]
+    log_filter = unquote(condition["condition_matched_log"][0]["filter"])
+    phrase = re.search(r'jsonPayload\.message:\\?"([^"\\]+)', log_filter).group(1)
+    assert "severity=WARNING" in log_filter
+    alerts = (SERVICES_DIR / "anomaly" / "alerts.py").read_text()
+    assert re.search(rf'log\.warning\(\s*"{re.escape(phrase)}', alerts)

@@ -53,12 +53,15 @@ def blocks(parsed: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def terraform_console(terraform: str, expression: str, workdir: Path) -> Any:
-    """Evaluate `jsonencode(expression)` over locals.tf + variables.tf with TEST_VARS."""
+def terraform_console(
+    terraform: str, expression: str, workdir: Path, variables: dict[str, str] | None = None
+) -> Any:
+    """Evaluate `jsonencode(expression)` over locals.tf + variables.tf with TEST_VARS (and `variables`,
+    HCL values such as '{smtp_host = "relay"}', on top)."""
     for name in ("locals.tf", "variables.tf"):
         shutil.copy(MODULE_DIR / name, workdir / name)
     args = [terraform, "console"]
-    for key, value in TEST_VARS.items():
+    for key, value in {**TEST_VARS, **(variables or {})}.items():
         args += ["-var", f"{key}={value}"]
     env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
     result = subprocess.run(

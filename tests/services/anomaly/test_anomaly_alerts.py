@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from services.anomaly.scoring import score_window
 from shared.bus import open_publisher
 from shared.errors import TransientError
 from shared.events import AnomaliesDetected, AnomaliesWithdrawn
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import REPO_ROOT, SECRET_PLACEHOLDER, Settings
 from tests.pushing import authorized, push_envelope
 
 SECRET = "test-alert-secret"
@@ -83,7 +84,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 @pytest.fixture
 def client(settings: Settings) -> FlaskClient:
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/anomaly/main.py"))
-    return authorized(app.test_client(), settings)
+    return authorized(app.test_client(), settings)  # presents the local push token, as the dispatcher does
 
 
 def _push(client: FlaskClient, event: AnomaliesDetected | AnomaliesWithdrawn, message_id: str) -> int:
@@ -273,3 +274,25 @@ def test_without_a_channel_the_incident_says_so(settings: Settings, fleet: Fleet
     )
     assert outcome.status == "no_channel"
     assert read_anomalies(settings).iloc[0]["alert_status"] == "no_channel"
+
+
+def test_placeholder_secret_sends_nothing_and_says_why(
+    client: FlaskClient,
+    settings: Settings,
+    fleet: FleetFactory,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before a real version is added, Secret Manager serves Terraform's placeholder: a public
+    constant anyone could sign with, so no webhook call goes out and the reason is logged and kept."""
+    monkeypatch.setenv("GRIDSIGHT_ALERT_WEBHOOK_SECRET", SECRET_PLACEHOLDER)
+    event = _scored_shift(settings, fleet)
+    with caplog.at_level(logging.WARNING, logger="services.anomaly.alerts"):
+        assert _push(client, event, "p1") == 204  # acknowledged: retrying cannot make the secret real
+    assert receiver.calls == []
+    assert read_anomalies(settings).iloc[0]["alert_status"] == "secret_placeholder"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("placeholder" in w and "gcloud secrets versions add" in w for w in warnings)
+    assert _push(client, event, "p2") == 204  # redelivered: still nothing sent
+    assert receiver.calls == []

@@ -15,6 +15,7 @@ provider "fivetran" {}
 module "gridsight" {
   source = "../../modules/gridsight"
 
+  anomaly_alerts                = var.anomaly_alerts
   bq_location                   = var.bq_location
   budget                        = var.budget
   chat_invokers                 = var.chat_invokers

@@ -1,5 +1,25 @@
 # The dev environment's inputs, alphabetical; descriptions and validation live in the module.
 
+variable "anomaly_alerts" {
+  description = "Incident alerts (webhook, e-mail, quiet hours; see the module). Off by default. Defaults live in the module: an attribute left out here is null, which the module replaces by its default."
+  type = object({
+    attempts         = optional(number)
+    backoff_s        = optional(number)
+    dedupe_hours     = optional(number)
+    mail_from        = optional(string)
+    mail_to          = optional(string)
+    min_severity     = optional(string)
+    quiet_end_hour   = optional(number)
+    quiet_start_hour = optional(number)
+    quiet_timezone   = optional(string)
+    smtp_host        = optional(string)
+    smtp_port        = optional(number)
+    timeout_s        = optional(number)
+    webhook_url      = optional(string)
+  })
+  default = {}
+}
+
 variable "bq_location" {
   description = "BigQuery location of both datasets."
   type        = string

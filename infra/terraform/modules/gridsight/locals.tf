@@ -45,7 +45,8 @@ locals {
 
   # What each service needs beyond the common settings. `writes` = dataEditor on the modelled
   # dataset; `reads_raw` = dataViewer on the Fivetran dataset; `vertex` = the predict-only custom
-  # role (iam.tf); `secrets` maps a GRIDSIGHT_* variable to a key of local.secrets.
+  # role (iam.tf); `secrets` maps a GRIDSIGHT_* variable to a key of local.secrets; `env` = settings
+  # only this service reads, beyond common_env.
   # Sizes come from measured needs (README "Forecasts"/"Anomalies", infra/README.md "Sizing"):
   # forecast peaks at 675 MB for 1,000 devices per event and anomaly, holding every device x 9
   # weeks, at 1,830 MB (bench/bench_push_memory.py), so both take one event per instance (concurrency 1; Pub/Sub push parallelism is
@@ -57,7 +58,8 @@ locals {
       cpu         = "2"
       memory      = "4Gi"
       reads_raw   = false
-      secrets     = {}
+      secrets     = { GRIDSIGHT_ALERT_WEBHOOK_SECRET = "alert-webhook-secret" }
+      env         = local.alert_env
       vertex      = false
       writes      = true
     }
@@ -67,6 +69,7 @@ locals {
       memory      = "1Gi"
       reads_raw   = false
       secrets     = { GRIDSIGHT_CHAT_API_KEYS = "chat-api-keys" }
+      env         = {}
       vertex      = true
       writes      = false
     }
@@ -76,6 +79,7 @@ locals {
       memory      = "2Gi"
       reads_raw   = false
       secrets     = {}
+      env         = {}
       vertex      = true
       writes      = true
     }
@@ -85,6 +89,7 @@ locals {
       memory      = "1Gi"
       reads_raw   = true
       secrets     = { GRIDSIGHT_WEBHOOK_SECRET = "webhook-secret" }
+      env         = {}
       vertex      = false
       writes      = true
     }
@@ -129,11 +134,42 @@ locals {
   # so none is in state. The placeholder must equal shared/settings.py SECRET_PLACEHOLDER (tested).
   secret_placeholder = "gridsight-placeholder: add a real version with gcloud secrets versions add"
   secrets = {
-    chat-api-keys    = "Comma-separated API keys accepted by POST /v1/chat."
-    fivetran-api-key = "Base64 'key:secret' Fivetran API key used by Cloud Build for `fivetran deploy`."
-    vendor-api-key   = "The smart-meter vendor API key, passed to the connector's configuration."
-    webhook-secret   = "HMAC secret Fivetran signs its webhooks with (X-Fivetran-Signature-256)."
+    alert-webhook-secret = "HMAC secret the anomaly service signs outgoing alert webhooks with (X-Gridsight-Signature-256); the receiver verifies with the same value."
+    chat-api-keys        = "Comma-separated API keys accepted by POST /v1/chat."
+    fivetran-api-key     = "Base64 'key:secret' Fivetran API key used by Cloud Build for `fivetran deploy`."
+    vendor-api-key       = "The smart-meter vendor API key, passed to the connector's configuration."
+    webhook-secret       = "HMAC secret Fivetran signs its webhooks with (X-Fivetran-Signature-256)."
   }
+
+  # The anomaly service's alert settings (services/anomaly/alerts.py AlertSettings, prefix
+  # GRIDSIGHT_ALERT_), every field but the secret above. null = leave unset (run.tf drops nulls), so
+  # the code's "not configured" applies: with var.anomaly_alerts at its default, nothing is delivered.
+  alert_env = {
+    GRIDSIGHT_ALERT_ATTEMPTS         = tostring(var.anomaly_alerts.attempts)
+    GRIDSIGHT_ALERT_BACKOFF_S        = tostring(var.anomaly_alerts.backoff_s)
+    GRIDSIGHT_ALERT_DEDUPE_HOURS     = tostring(var.anomaly_alerts.dedupe_hours)
+    GRIDSIGHT_ALERT_MAIL_FROM        = var.anomaly_alerts.mail_from
+    GRIDSIGHT_ALERT_MAIL_TO          = var.anomaly_alerts.mail_to
+    GRIDSIGHT_ALERT_MIN_SEVERITY     = var.anomaly_alerts.min_severity
+    GRIDSIGHT_ALERT_QUIET_END_HOUR   = var.anomaly_alerts.quiet_end_hour == null ? null : tostring(var.anomaly_alerts.quiet_end_hour)
+    GRIDSIGHT_ALERT_QUIET_START_HOUR = var.anomaly_alerts.quiet_start_hour == null ? null : tostring(var.anomaly_alerts.quiet_start_hour)
+    GRIDSIGHT_ALERT_QUIET_TIMEZONE   = var.anomaly_alerts.quiet_timezone
+    GRIDSIGHT_ALERT_SMTP_HOST        = var.anomaly_alerts.smtp_host
+    GRIDSIGHT_ALERT_SMTP_PORT        = tostring(var.anomaly_alerts.smtp_port)
+    GRIDSIGHT_ALERT_TIMEOUT_S        = tostring(var.anomaly_alerts.timeout_s)
+    GRIDSIGHT_ALERT_WEBHOOK_URL      = var.anomaly_alerts.webhook_url
+  }
+
+  # The longest one alert delivery can take: every webhook attempt times out, with tenacity's
+  # exponential waits between them (backoff_s x 2^n, capped at 30 x backoff_s), then the e-mail:
+  # smtplib bounds each blocking step by timeout_s (connect, greeting, EHLO, MAIL, RCPT, DATA, the
+  # message, QUIT: 8). run.tf checks it fits the anomaly service's request timeout with 30 s to spare
+  # for the warehouse reads and the MERGE, so Cloud Run never cuts a delivery it would then repeat.
+  alert_worst_case_seconds = (
+    var.anomaly_alerts.attempts * var.anomaly_alerts.timeout_s
+    + sum(concat([0], [for n in range(var.anomaly_alerts.attempts - 1) : min(var.anomaly_alerts.backoff_s * pow(2, n), 30 * var.anomaly_alerts.backoff_s)]))
+    + (var.anomaly_alerts.smtp_host == null ? 0 : 8 * var.anomaly_alerts.timeout_s)
+  )
 
   # Images CI builds and pushes (cloudbuild.yaml uses the same names; a test compares them).
   repository_id = var.prefix

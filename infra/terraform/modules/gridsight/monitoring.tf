@@ -141,6 +141,33 @@ resource "google_monitoring_alert_policy" "forecasts_stale" {
   }
 }
 
+# Incident alerts are configured but reach nobody: the anomaly service skipped the webhook because
+# its signing secret is still the placeholder version (services/anomaly/alerts.py logs this line).
+resource "google_monitoring_alert_policy" "alert_secret_placeholder" {
+  project               = var.project_id
+  display_name          = "gridsight: incident alerts skipped, alert-webhook-secret is the placeholder"
+  combiner              = "OR"
+  notification_channels = local.alert_common.notification_channels
+  user_labels           = local.alert_common.user_labels
+  documentation {
+    content   = "The anomaly service did not send an incident webhook: ${var.prefix}-alert-webhook-secret holds only the placeholder. Add the real value (infra/README.md, step 13); incidents meanwhile record alert_status 'secret_placeholder'."
+    mime_type = "text/markdown"
+  }
+  conditions {
+    display_name = "alert webhook skipped"
+    condition_matched_log {
+      filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.run_services["anomaly"]}\" AND severity=WARNING AND jsonPayload.message:\"alert webhook skipped\""
+    }
+  }
+  # Log-match conditions notify at most once per period.
+  alert_strategy {
+    notification_rate_limit {
+      period = "3600s"
+    }
+  }
+  depends_on = [google_project_service.api]
+}
+
 # --- chat SLO: availability and latency, with burn-rate alerts ------------------------------------
 
 resource "google_monitoring_custom_service" "chat" {

@@ -44,12 +44,15 @@ resource "google_cloud_run_v2_service" "service" {
         }
       }
 
+      # Common settings, then this service's own (null = unset: the code's default applies).
       dynamic "env" {
-        for_each = merge(local.common_env, {
-          GRIDSIGHT_PUSH_AUDIENCE        = local.push_audience[each.key]
-          GRIDSIGHT_PUSH_AUTH            = local.push_auth[each.key]
-          GRIDSIGHT_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
-        })
+        for_each = {
+          for name, value in merge(local.common_env, each.value.env, {
+            GRIDSIGHT_PUSH_AUDIENCE        = local.push_audience[each.key]
+            GRIDSIGHT_PUSH_AUTH            = local.push_auth[each.key]
+            GRIDSIGHT_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
+          }) : name => value if value != null
+        }
         content {
           name  = env.key
           value = env.value
@@ -79,6 +82,12 @@ resource "google_cloud_run_v2_service" "service" {
       client_version,
       template[0].containers[0].image,
     ]
+
+    # A delivery cut by the request timeout is redelivered and sent again (locals.tf alert_worst_case_seconds).
+    precondition {
+      condition     = each.key != "anomaly" || local.alert_worst_case_seconds + 30 <= local.service_timeout_seconds[each.key]
+      error_message = "anomaly_alerts: attempts x timeout_s + backoff (+ 8 x timeout_s with smtp_host) must leave 30 s of the anomaly service's request timeout (the shortest ack deadline of its subscriptions, infra/events.yaml); lower attempts or timeout_s."
+    }
   }
 
   # `latest` must resolve when the revision is created: secrets.tf gives every secret a

@@ -26,6 +26,51 @@ variable "analytics_dataset" {
   }
 }
 
+variable "anomaly_alerts" {
+  description = "Incident alerts from the anomaly service (services/anomaly/alerts.py, GRIDSIGHT_ALERT_*). Off by default: without webhook_url and smtp_host nothing is delivered (incidents record 'no_channel'). The webhook's signing secret is the <prefix>-alert-webhook-secret secret, added out of band (infra/README.md); while it holds the placeholder no webhook is sent. Quiet hours (local to quiet_timezone, end exclusive) hold back all but 'high'; dedupe_hours = one alert per device per window; attempts x timeout_s (+ backoff) must fit the anomaly service's request timeout (checked in run.tf). smtp_port defaults to 587 (Google Cloud blocks outbound 25); the code speaks plain SMTP without AUTH or STARTTLS, so the relay must accept this service unauthenticated."
+  type = object({
+    attempts         = optional(number, 4)
+    backoff_s        = optional(number, 1)
+    dedupe_hours     = optional(number, 24)
+    mail_from        = optional(string, "gridsight@localhost")
+    mail_to          = optional(string)
+    min_severity     = optional(string, "medium")
+    quiet_end_hour   = optional(number)
+    quiet_start_hour = optional(number)
+    quiet_timezone   = optional(string, "UTC")
+    smtp_host        = optional(string)
+    smtp_port        = optional(number, 587)
+    timeout_s        = optional(number, 5)
+    webhook_url      = optional(string)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.anomaly_alerts.webhook_url == null || can(regex("^https://[^/\\s]+", var.anomaly_alerts.webhook_url))
+    error_message = "anomaly_alerts.webhook_url must be an https:// URL (incident details leave the project), or null for no webhook."
+  }
+  validation {
+    condition     = contains(["low", "medium", "high"], var.anomaly_alerts.min_severity)
+    error_message = "anomaly_alerts.min_severity must be low, medium or high."
+  }
+  validation {
+    condition     = (var.anomaly_alerts.quiet_start_hour == null) == (var.anomaly_alerts.quiet_end_hour == null) && alltrue([for h in [var.anomaly_alerts.quiet_start_hour, var.anomaly_alerts.quiet_end_hour] : h == null ? true : h >= 0 && h <= 23 && floor(h) == h])
+    error_message = "anomaly_alerts.quiet_start_hour and quiet_end_hour are set together (whole hours 0-23) or not at all."
+  }
+  validation {
+    condition     = (var.anomaly_alerts.smtp_host == null) == (var.anomaly_alerts.mail_to == null) && var.anomaly_alerts.smtp_port >= 1 && var.anomaly_alerts.smtp_port <= 65535
+    error_message = "anomaly_alerts.smtp_host and mail_to are set together (e-mail needs both) or not at all; smtp_port is 1-65535."
+  }
+  validation {
+    condition     = var.anomaly_alerts.smtp_port != 25
+    error_message = "anomaly_alerts.smtp_port must not be 25: Google Cloud blocks outbound connections to port 25 on external addresses (and this module gives Cloud Run no VPC egress), so every e-mail would time out. Use the relay's submission port (587, or e.g. 2525)."
+  }
+  validation {
+    condition     = var.anomaly_alerts.attempts >= 1 && var.anomaly_alerts.attempts <= 10 && floor(var.anomaly_alerts.attempts) == var.anomaly_alerts.attempts && var.anomaly_alerts.timeout_s > 0 && var.anomaly_alerts.backoff_s >= 0 && var.anomaly_alerts.dedupe_hours >= 0
+    error_message = "anomaly_alerts: attempts a whole number 1-10, timeout_s > 0, backoff_s >= 0, dedupe_hours >= 0."
+  }
+}
+
 variable "bootstrap_image" {
   description = "Image the Cloud Run services start with before CI deploys theirs; CI owns the image after that (ignore_changes)."
   type        = string
