@@ -51,6 +51,7 @@ from shared.runs import find_run, run_counts
 from shared.settings import Settings
 from shared.topology import load_topology
 from shared.warehouse import open_warehouse
+from shared.warehouse.bigquery import BigQueryWarehouse
 
 __all__ = [
     "DEFAULT_BUCKET",
@@ -144,8 +145,12 @@ def prepare_cloud(settings: Settings) -> list[str]:
             subscriptions = admin.ensure_topology(urls, token=push_token(settings))
         finally:
             admin.close()
-        with open_warehouse(settings):
-            pass  # creates the dataset and every contract table
+        # what `terraform apply` does in a project: the services never create datasets or tables
+        warehouse = BigQueryWarehouse.from_settings(settings)
+        try:
+            warehouse.create_schema()
+        finally:
+            warehouse.close()
     return subscriptions
 
 
