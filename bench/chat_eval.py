@@ -46,7 +46,8 @@ def main() -> None:
         for r in [*public.results, *red.results]:
             if r.outcome != "correct":
                 print(
-                    f"- [{r.outcome}/{r.kind}{'/refused' if r.refused else ''}] {r.question!r}: {r.detail[:300]!r}"
+                    f"- [{r.outcome}/{r.kind}{'/refused' if r.refused else ''}] {r.question!r}: "
+                    f"{r.detail[:300]!r}"
                 )
     if args.json:
         args.json.write_text(

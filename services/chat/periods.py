@@ -14,7 +14,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-__all__ = ["HourWindow", "Period", "parse_hours", "parse_period", "shift_period", "utc_bounds"]
+__all__ = [
+    "HourWindow",
+    "ImpossibleDate",
+    "Period",
+    "parse_hours",
+    "parse_period",
+    "shift_period",
+    "utc_bounds",
+]
 
 MONTHS = {
     name: i
@@ -41,6 +49,27 @@ WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 _MONTH_RE = "|".join(sorted(MONTHS, key=len, reverse=True))
 _UNITS = {"hour": "hour", "hours": "hour", "day": "day", "days": "day", "week": "week", "weeks": "week"}
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ten": 10}
+
+
+class ImpossibleDate(ValueError):
+    """A date that cannot exist or could mean two days; its message is the clarifying question."""
+
+
+def _date(year: int, month: int, day: int) -> date:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        if not 1 <= month <= 12:
+            raise ImpossibleDate(
+                f"There is no month {month}. Which date did you mean? Write it as YYYY-MM-DD, "
+                "e.g. 2026-11-12."
+            ) from None
+        name = date(2000, month, 1).strftime("%B")
+        raise ImpossibleDate(
+            f"There is no {day} {name} {year}. Which day did you mean?"
+            if day > 28
+            else f"{year}-{month:02d}-{day:02d} is not a date I can read. Which day did you mean?"
+        ) from None
 
 
 class Period(BaseModel):
@@ -83,12 +112,22 @@ def _week_of(d: date) -> date:
 def parse_period(text: str, today: date) -> Period | None:
     """The first date or range named in `text` (lower-case), relative to the data clock's `today`."""
     t = text.lower()
+    if m := re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b", t):
+        a, b = int(m[1]), int(m[2])
+        if a <= 12 and b <= 12 and a != b:
+            first, second = (date(2000, b, 1).strftime("%B"), date(2000, a, 1).strftime("%B"))
+            raise ImpossibleDate(
+                f"{m[0]} could be {a} {first} or {b} {second}. Which did you mean? Write it as YYYY-MM-DD."
+            )
+        day, month = (a, b) if b <= 12 else (b, a)
+        year = int(m[3]) + (2000 if m[3] and len(m[3]) == 2 else 0) if m[3] else None
+        return _day(_resolve_day(day, month, str(year) if year else None, today))
     if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\s*(?:to|until|and|-)\s*(\d{4})-(\d{2})-(\d{2})\b", t):
-        a = date(int(m[1]), int(m[2]), int(m[3]))
-        b = date(int(m[4]), int(m[5]), int(m[6]))
+        a = _date(int(m[1]), int(m[2]), int(m[3]))
+        b = _date(int(m[4]), int(m[5]), int(m[6]))
         return Period(start=a, end=b + timedelta(days=1), label=f"{a} to {b}", unit="range")
     if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\b", t):
-        return _day(date(int(m[1]), int(m[2]), int(m[3])))
+        return _day(_date(int(m[1]), int(m[2]), int(m[3])))
     if m := re.search(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH_RE})\b(?:\s+(\d{{4}}))?", t):
         return _day(_resolve_day(int(m[1]), MONTHS[m[2]], m[3], today))
     if m := re.search(rf"\b({_MONTH_RE})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}}))?", t):
@@ -147,6 +186,9 @@ def parse_period(text: str, today: date) -> Period | None:
         month = MONTHS[m[1]]
         year = int(m[2]) if m[2] else (today.year if month <= today.month else today.year - 1)
         return _month_period(year, month)
+    if m := re.search(r"\b(?:in|during|for|of|throughout)\s+((?:19|20)\d{2})\b(?!-)", t):
+        year = int(m[1])
+        return Period(start=date(year, 1, 1), end=date(year + 1, 1, 1), label=f"in {year}", unit="range")
     if m := re.search(r"\b(last|on|this|next)?\s*(" + "|".join(WEEKDAYS) + r")\b", t):
         wd = WEEKDAYS.index(m[2])
         if m[1] == "next":
@@ -159,9 +201,9 @@ def parse_period(text: str, today: date) -> Period | None:
 
 def _resolve_day(day: int, month: int, year: str | None, today: date) -> date:
     if year:
-        return date(int(year), month, day)
-    candidate = date(today.year, month, day)
-    return candidate if candidate <= today + timedelta(days=2) else date(today.year - 1, month, day)
+        return _date(int(year), month, day)
+    candidate = _date(today.year, month, day)
+    return candidate if candidate <= today + timedelta(days=2) else _date(today.year - 1, month, day)
 
 
 def shift_period(text: str, period: Period) -> Period | None:
