@@ -36,6 +36,7 @@ from services.chat.understanding import (
     DATA_INTENTS,
     Catalog,
     Entity,
+    Slots,
     Understanding,
     understand,
     unsafe_reason,
@@ -247,7 +248,16 @@ def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps
         # only when devices, sites or incidents changed; the index has its own file and lock
         deps.index.sync(_doc_source(wh, fleet.devices, fleet.sites))
         deps.indexed_signature = fleet.signature
-    u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
+    try:
+        u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
+    except (ValueError, LookupError, OverflowError) as exc:  # a failure to understand is a reply, not a 500
+        _log.warning("question not understood", extra={"error": repr(exc)})
+        u = Understanding(
+            intent="clarify",
+            slots=Slots(),
+            reason="I could not read that question. Could you rephrase it, naming the meter or site and "
+            "the period?",
+        )
     if u.intent == "unknown" and deps.index is not None:
         u = _intent_from_examples(question, u, deps.index)
     tz = u.slots.tz
@@ -295,7 +305,7 @@ def _unknown_message(u: Understanding) -> str:
     for name in u.slots.unknown_names:
         kind = (
             "a meter"
-            if re.match(r"(meter|device|dev)\b", name)
+            if re.match(r"(meter|device|dev)\b", name) or ("-" in name and not name.startswith("site"))
             else "a site"
             if re.match(r"(site|office|home|building)\b", name)
             else "a meter or site"

@@ -439,7 +439,8 @@ _INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
         "silent_devices",
         re.compile(
             r"\b(silent|stopped reporting|not reporting|offline|gone quiet|no data from|"
-            r"haven'?t reported|stale|missing data|dead meters?)\b"
+            r"haven'?t reported|stale|missing data|dead meters?|stopped sending|not sending|"
+            r"no longer (sending|reporting))\b"
         ),
     ),
     (
