@@ -48,7 +48,8 @@ def test_an_unknown_meter_is_named_and_never_becomes_the_fleet(
     response = ask(demo_deps, "How much energy did meter ZZ-NOPE-404 use on 2026-11-12?")
     assert "I don't know a meter called 'zz-nope-404'" in response.answer
     assert "fleet" not in response.answer
-    assert response.values == [] and response.citations == []
+    assert response.values == []
+    assert response.citations == []
 
 
 def test_office_55_is_not_office_5(demo_deps: ChatDeps) -> None:
@@ -62,15 +63,19 @@ def test_questions_with_drop_or_change_in_them_are_answered_not_refused(
     demo_deps: ChatDeps, fleet: Fleet
 ) -> None:
     dropped = ask(demo_deps, "Did consumption drop last week?")
-    assert not dropped.refused and dropped.intent == "trend"
+    assert not dropped.refused
+    assert dropped.intent == "trend"
     assert _value(dropped, "energy_kwh") == pytest.approx(_kwh(fleet, "2026-11-09", "2026-11-16"), abs=0.0015)
     assert _value(dropped, "previous_energy_kwh") == pytest.approx(
         _kwh(fleet, "2026-11-02", "2026-11-09"), abs=0.0015
     )
     voltage = ask(demo_deps, "What was the voltage drop at Office 5?")
-    assert not voltage.refused and "voltage measurements" in voltage.answer and voltage.values == []
+    assert not voltage.refused
+    assert "voltage measurements" in voltage.answer
+    assert voltage.values == []
     change = ask(demo_deps, "How does the load change from 5 to 7 pm?")
-    assert not change.refused and change.intent == "load_profile"
+    assert not change.refused
+    assert change.intent == "load_profile"
     assert [v.label for v in change.values] == ["hour_17", "hour_18"]
 
 
@@ -81,7 +86,8 @@ def test_31_february_gets_a_clarification_with_status_200(demo_deps: ChatDeps) -
         response = handle_chat(flask.request, demo_deps, RateLimiter(100))
     assert response.status_code == 200
     reply = response.get_json()
-    assert "There is no 31 February" in reply["answer"] and reply["answer"].endswith("?")
+    assert "There is no 31 February" in reply["answer"]
+    assert reply["answer"].endswith("?")
     assert reply["values"] == []
 
 
@@ -106,7 +112,8 @@ def test_average_power_on_weekday_working_hours_applies_both_filters(
     ]
     assert len(rows) == 5 * 8
     assert _value(response, "avg_power_w") == pytest.approx(round(rows["avg_power_w"].mean(), 1), abs=0.051)
-    assert "weekdays" in response.answer and "09:00-17:00" in response.answer
+    assert "weekdays" in response.answer
+    assert "09:00-17:00" in response.answer
 
 
 def test_most_energy_per_device_ranks_by_the_normalised_figure(demo_deps: ChatDeps, fleet: Fleet) -> None:
@@ -118,7 +125,8 @@ def test_most_energy_per_device_ranks_by_the_normalised_figure(demo_deps: ChatDe
     ]
     per = week.groupby("site_id")["energy_kwh"].sum() / week.groupby("site_id")["device_id"].nunique()
     first = response.values[0]
-    assert first.label == "energy_per_device_kwh" and first.entity_id == per.idxmax()
+    assert first.label == "energy_per_device_kwh"
+    assert first.entity_id == per.idxmax()
     assert float(first.value) == pytest.approx(round(per.max(), 3), abs=0.0015)  # type: ignore[arg-type]
 
 
@@ -145,7 +153,7 @@ def test_trending_compares_the_last_seven_full_days_with_the_seven_before(
     demo_deps: ChatDeps, fleet: Fleet
 ) -> None:
     response = ask(demo_deps, "Is Office 0's consumption trending up?")
-    # Helsinki's today is 2026-11-21; full days 2026-11-14..20 local = 2026-11-13 22:00 .. 2026-11-20 22:00 UTC
+    # Helsinki's today is 2026-11-21; full days 11-14..20 local = 2026-11-13 22:00 .. 2026-11-20 22:00 UTC
     now = _kwh(fleet, "2026-11-13 22:00", "2026-11-20 22:00", site_id="site-00000")
     before = _kwh(fleet, "2026-11-06 22:00", "2026-11-13 22:00", site_id="site-00000")
     assert _value(response, "energy_kwh") == pytest.approx(now, abs=0.0015)
@@ -189,7 +197,9 @@ def test_highest_peak_demand_names_a_meter_not_the_fleet_peak_hour(demo_deps: Ch
 def test_a_units_question_in_a_conversation_explains_units_instead_of_repeating(demo_deps: ChatDeps) -> None:
     first = ask(demo_deps, "How much did Office 5 use yesterday?")
     units = ask(demo_deps, "What units are these numbers in?", first.conversation_id)
-    assert units.intent == "units" and "kWh" in units.answer and units.values == []
+    assert units.intent == "units"
+    assert "kWh" in units.answer
+    assert units.values == []
     assert units.answer != first.answer
 
 
@@ -205,4 +215,5 @@ def test_fleet_wide_periods_are_utc_and_say_so(demo_deps: ChatDeps, fleet: Fleet
     assert _value(response, "energy_kwh") == pytest.approx(
         _kwh(fleet, "2026-11-19", "2026-11-20"), abs=0.0015
     )
-    assert "(UTC)" in response.answer and "several time zones" in response.answer
+    assert "(UTC)" in response.answer
+    assert "several time zones" in response.answer

@@ -45,7 +45,8 @@ def test_requests_that_would_write_read_outside_or_leak_are_refused_with_a_reaso
     request_text: str, because: str
 ) -> None:
     reason = unsafe_reason(request_text)
-    assert reason is not None and because in reason
+    assert reason is not None
+    assert because in reason
 
 
 def test_normalise_folds_width_invisible_characters_and_lookalikes() -> None:
