@@ -52,6 +52,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXAMPLE_MATCH = 0.55  # cosine similarity above which a rephrased question takes a known question's intent
 MAX_INCIDENT_DOCS = 500
 
+_BREAKDOWN = re.compile(r"\b(of each|for each|for every|broken down|break ?down|grouped|split by|per|by)\b")
 # One query for everything a question needs before its template: devices with their sites, the data
 # clock and the anomalies' signature (which says when incident documents must be re-indexed).
 CONTEXT_SQL = """
@@ -325,7 +326,13 @@ def _subject(u: Understanding) -> str:
 
 
 def _intent_from_examples(question: str, u: Understanding, index: VectorIndex) -> Understanding:
-    """A rephrased question takes the intent of the nearest known-good question, if it is near enough."""
+    """A rephrased question takes the intent of the nearest known-good question, if it is near enough.
+
+    Not when it asks for a breakdown ("of each meter type", "by site"): the known question would
+    answer it without the breakdown, which is another question's answer.
+    """
+    if _BREAKDOWN.search(question.lower()):
+        return u
     hits = index.search(question, k=1, kinds=["example"])
     if not hits or hits[0].score < EXAMPLE_MATCH:
         return u
