@@ -28,6 +28,7 @@ from services.chat.documents import (
 from services.chat.generation import GenerationInput, Generator, LocalGenerator
 from services.chat.grounding import check_grounding
 from services.chat.index import Document, VectorIndex
+from services.chat.model_request import ModelRequest, from_model_request
 from services.chat.periods import HourWindow, Period, utc_bounds
 from services.chat.queries import QueryResult, Scope, render_template, run_template
 from services.chat.safety import writes_sql as _writes_sql
@@ -145,8 +146,11 @@ def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatRe
         answer = f"I can't do that: {refusal}. I can answer questions about the data instead."
         return ChatResponse(answer=answer, intent="unsafe", refused=True, conversation_id=conversation_id)
     previous = deps.store.last_turn(conversation_id, caller) if request.conversation_id else None
+    # with Gemini, the model reads a first question into the typed request (before the warehouse lock);
+    # follow-ups build on the previous turn's slots, which the rules do
+    proposed = deps.generator.read_request(request.question) if previous is None and refusal is None else None
     with deps.open_wh(deps.settings, ensure_schema=not deps.schema_checked) as wh:
-        got = _retrieve(wh, request.question, previous.understanding if previous else None, deps)
+        got = _retrieve(wh, request.question, previous.understanding if previous else None, deps, proposed)
     deps.schema_checked = True
     if got.message is None and deps.index is not None:
         got.documents = _documents_for(got, request.question, deps.index)
@@ -237,7 +241,13 @@ def _today(clock: datetime | None, tz: str) -> date:
     return anchor.astimezone(ZoneInfo(tz)).date()
 
 
-def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps: ChatDeps) -> _Retrieved:
+def _retrieve(
+    wh: Warehouse,
+    question: str,
+    previous: Understanding | None,
+    deps: ChatDeps,
+    proposed: ModelRequest | None = None,
+) -> _Retrieved:
     version = _warehouse_version(deps.settings)
     if deps.context_cache is not None and deps.context_cache[0] == version:
         fleet = deps.context_cache[1]
@@ -251,6 +261,8 @@ def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps
         deps.indexed_signature = fleet.signature
     try:
         u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
+        if proposed is not None and u.intent != "unsafe":  # the rules keep the last word on refusals
+            u = from_model_request(proposed, catalog, lambda tz: _today(clock, tz)) or u
     except (ValueError, LookupError, OverflowError) as exc:  # a failure to understand is a reply, not a 500
         _log.warning("question not understood", extra={"error": repr(exc)})
         u = Understanding(
