@@ -140,8 +140,11 @@ def build_deps(settings: Settings) -> ChatDeps:
 
 def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatResponse:
     conversation_id = request.conversation_id or deps.store.new_id()
-    refusal = unsafe_reason(request.question)
-    if refusal is not None and _writes_sql(request.question):  # a write statement never reaches the warehouse
+    # refused before the warehouse is opened, with the names known from the last question masked (a
+    # meter named "Robert'); DROP TABLE ..." is a subject); the understanding checks again with fresh names
+    known = deps.context_cache[1].catalog.names() if deps.context_cache is not None else []
+    refusal = unsafe_reason(request.question, known)
+    if refusal is not None and (known or _writes_sql(request.question)):
         _log.info("chat refused", extra={"caller": caller, "reason": refusal})
         answer = f"I can't do that: {refusal}. I can answer questions about the data instead."
         return ChatResponse(answer=answer, intent="unsafe", refused=True, conversation_id=conversation_id)
