@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from services.chat.api import ChatRequest, ChatResponse, Citation
@@ -397,7 +397,9 @@ _TAKES_PER_DEVICE = {"usage", "top_k", "compare"}
 _TAKES_PERIOD = DATA_INTENTS - {"device_facts", "silent_devices", "count"}
 
 
-def _qualifiers(u: Understanding, ctx: Context) -> tuple[HourWindow | None, str | None]:
+def _qualifiers(
+    u: Understanding, ctx: Context
+) -> tuple[HourWindow | None, Literal["weekdays", "weekends"] | None]:
     """The hours and days the template will apply; the rest goes to `not_applied`, said in the reply."""
     slots, intent = u.slots, u.intent
     hours, days = slots.hours, slots.days
@@ -454,7 +456,7 @@ def _run_intent(
     params: dict[str, Any] = {}
     group = "device" if slots.devices else "site" if slots.sites else "fleet"
     kwargs: dict[str, Any] = {}
-    template = intent
+    template: str = intent
     if intent in ("usage", "compare"):
         kwargs = {"group": group}
         ctx.metric = slots.metric

@@ -113,13 +113,13 @@ def parse_period(text: str, today: date) -> Period | None:
     """The first date or range named in `text` (lower-case), relative to the data clock's `today`."""
     t = text.lower()
     if m := re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b", t):
-        a, b = int(m[1]), int(m[2])
-        if a <= 12 and b <= 12 and a != b:
-            first, second = (date(2000, b, 1).strftime("%B"), date(2000, a, 1).strftime("%B"))
+        n1, n2 = int(m[1]), int(m[2])
+        if n1 <= 12 and n2 <= 12 and n1 != n2:
+            month1, month2 = (date(2000, n2, 1).strftime("%B"), date(2000, n1, 1).strftime("%B"))
             raise ImpossibleDate(
-                f"{m[0]} could be {a} {first} or {b} {second}. Which did you mean? Write it as YYYY-MM-DD."
+                f"{m[0]} could be {n1} {month1} or {n2} {month2}. Which did you mean? Write it as YYYY-MM-DD."
             )
-        day, month = (a, b) if b <= 12 else (b, a)
+        day, month = (n1, n2) if n2 <= 12 else (n2, n1)
         year = int(m[3]) + (2000 if m[3] and len(m[3]) == 2 else 0) if m[3] else None
         return _day(_resolve_day(day, month, str(year) if year else None, today))
     if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\s*(?:to|until|and|-)\s*(\d{4})-(\d{2})-(\d{2})\b", t):
