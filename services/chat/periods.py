@@ -51,6 +51,15 @@ _UNITS = {"hour": "hour", "hours": "hour", "day": "day", "days": "day", "week": 
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ten": 10}
 
 
+# Words that name a period: when one is present and no period was read, the chat asks instead of
+# answering for its default period ("since the 3rd", "in Q3", "last spring", "a fortnight").
+DATE_WORDS = re.compile(
+    r"\b(ago|since|until|till|season|spring|summer|autumn|winter|quarter|q[1-4]|fortnight|decade|"
+    r"christmas|easter|\d{1,2}(st|nd|rd|th)|january|february|march|april|june|july|august|september|"
+    r"october|november|december|\d{4})\b"
+)
+
+
 class ImpossibleDate(ValueError):
     """A date that cannot exist or could mean two days; its message is the clarifying question."""
 
@@ -167,6 +176,18 @@ def parse_period(text: str, today: date) -> Period | None:
             end=today + timedelta(days=1),
             label=f"the last {n} {m[3]}",
             unit="range",
+        )
+    if m := re.search(r"\b(\d+|a|an|one|two|three|four|five|six|seven|ten)\s+(days?|weeks?)\s+ago\b", t):
+        n = int(m[1]) if m[1].isdigit() else _NUMBER_WORDS.get(m[1], 1)
+        if m[2].startswith("day"):
+            day = today - timedelta(days=n)
+            return _day(day, f"{n} day{'s' if n != 1 else ''} ago ({day})")
+        start = _week_of(today) - timedelta(weeks=n)
+        return Period(
+            start=start,
+            end=start + timedelta(days=7),
+            label=f"the week {n} week{'s' if n != 1 else ''} ago ({start} to {start + timedelta(days=6)})",
+            unit="week",
         )
     for phrase, offset in (("last week", -1), ("previous week", -1), ("this week", 0), ("next week", 1)):
         if phrase in t:

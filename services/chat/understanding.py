@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from rapidfuzz import fuzz, process
 
 from services.chat.periods import (
+    DATE_WORDS,
     MONTHS,
     WEEKDAYS,
     HourWindow,
@@ -359,6 +360,15 @@ def _request(
     slots.rank_group = "site" if ranks_sites else "device"
     slots.count_of = "sites" if ranks_sites and intent == "count" else "devices"
     slots.period = parse_period(_THAN_LAST.sub(" ", text), today)
+    if (
+        slots.period is None
+        and not unknown
+        and (m := DATE_WORDS.search(_without_names(text, devices, sites)))
+    ):
+        raise ImpossibleDate(
+            f"I couldn't read the period in '{m[0]}'. Could you give it as a date or a range, e.g. "
+            "'on 2026-11-12', 'last week' or 'in October'?"
+        )
     slots.hours = parse_hours(text)
     if slots.hours is None and _NIGHT.search(text) and intent not in ("base_load", "anomalies"):
         slots.hours = HourWindow(start=0, end=6)
@@ -372,6 +382,15 @@ def _request(
     if intent == "compare" and len(devices) + len(sites) < 2:
         intent = "trend" if re.search(r"\b(previous|week before|month before|last week)\b", text) else "usage"
     return Understanding(intent=intent, slots=slots, suggestions=suggestions, not_applied=not_applied)
+
+
+def _without_names(text: str, devices: list[Entity], sites: list[Entity]) -> str:
+    """The question without the names it matched ("Elm Street 2026" is a name, not a year)."""
+    for entity in [*devices, *sites]:
+        for said in (entity.name, entity.id):
+            if said:
+                text = text.replace(said.lower(), " ")
+    return text
 
 
 def _timezone(entities: list[Entity], catalog: Catalog) -> tuple[str, str | None]:
