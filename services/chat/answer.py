@@ -274,7 +274,7 @@ def _retrieve(
             reason="I could not read that question. Could you rephrase it, naming the meter or site and "
             "the period?",
         )
-    if u.intent == "unknown" and deps.index is not None:
+    if u.intent == "unknown" and deps.index is not None and u.reason is None:
         u = _intent_from_examples(question, u, deps.index)
     tz = u.slots.tz
     named = {e.id for e in [*u.slots.devices, *u.slots.sites]}
@@ -310,6 +310,8 @@ def _retrieve(
             got.message = "There is no consumption data in the warehouse yet, so I have no figures to give."
         else:
             _run_intent(wh, got, clock or EPOCH, catalog, deps.settings)
+    elif u.intent == "unknown" and u.reason and deps.generator.name == "local":
+        got.message = f"I can't answer that yet: {u.reason}. {HELP}"
     elif u.intent == "unknown":
         _free_form(wh, question, got, deps)
     return got

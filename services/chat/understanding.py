@@ -240,10 +240,19 @@ _UNSUPPORTED_QUALIFIERS: list[tuple[re.Pattern[str], str]] = [
     ),
     (re.compile(r"\b(public |bank )?holidays?\b"), "holidays only (there is no holiday calendar)"),
     (
+        re.compile(r"\bthan (during |in )?(the )?(day|daytime|daylight)\b"),
+        "the comparison with daytime (this answer covers the night hours only)",
+    ),
+    (re.compile(r"\b(homes|residential) only\b|\bwhich homes?\b"), "homes only (every site is ranked)"),
+    (re.compile(r"\b(offices|commercial) only\b|\bwhich offices?\b"), "offices only (every site is ranked)"),
+    (
         re.compile(r"\b(temperature|weather)[- ](adjusted|normali[sz]ed|corrected)\b|\bdegree[- ]days?\b"),
         "temperature adjustment (not modelled)",
     ),
 ]
+_RANKS_BY_COUNT = re.compile(r"\b(most|fewest|least|more|fewer)\s+(meters|devices|circuits)\b")
+_DAY_PARTS = {"morning": (6, 12), "afternoon": (12, 18), "evening": (18, 24)}
+_HOURS_SAID = re.compile(r"\b(between|from)\s+\d{1,2}(:\d\d)?\s*(am|pm)?\s*(and|to|-)\s*\d{1,2}")
 _ABOUT_ONE = re.compile(
     r"\b(tell me about|describe|details of|info\w* (on|about)) (the|this|that|a) (meter|device)\b"
 )
@@ -288,10 +297,19 @@ def understand(
     for pattern, what in _UNSUPPORTED_MEASURES:
         if pattern.search(text):
             return Understanding(intent="out_of_scope", slots=Slots(), reason=f"I can't answer {what}")
+    if _RANKS_BY_COUNT.search(text):  # "which site has the most meters": never a ranking by energy
+        return Understanding(
+            intent="unknown", slots=Slots(), reason="no template ranks sites by their meters"
+        )
     devices, sites, unknown = _match_entities(text, catalog)
     if not (devices or sites or unknown) and (m := _SUBJECT_PHRASE.search(text)):
         phrase = m[1].strip()
-        if not _FLEET_WORDS.match(phrase) and not re.fullmatch(r"(meter|device|site)s?", phrase):
+        superlative = re.search(r"\b(most|least|biggest|largest|smallest|highest|lowest|top|main)\b", phrase)
+        if (
+            not _FLEET_WORDS.match(phrase)
+            and not superlative
+            and not re.fullmatch(r"(meter|device|site)s?", phrase)
+        ):
             unknown.append(phrase)
     suggestions = suggest(unknown, catalog) if unknown else []
     not_applied = [what for pattern, what in _UNSUPPORTED_QUALIFIERS if pattern.search(text)]
@@ -356,7 +374,9 @@ def _request(
     slots = Slots(devices=devices, sites=sites, unknown_names=unknown, tz=tz, tz_note=tz_note)
     today = today_in(tz)
     slots.subject = "device" if devices else "site" if sites else _plural_subject(text)
-    ranks_sites = re.search(r"\b(sites?|buildings?|locations?|premises)\b", text) and not sites
+    ranks_sites = (
+        re.search(r"\b(sites?|buildings?|locations?|premises|homes?|offices?|houses?)\b", text) and not sites
+    )
     slots.rank_group = "site" if ranks_sites else "device"
     slots.count_of = "sites" if ranks_sites and intent == "count" else "devices"
     slots.period = parse_period(_THAN_LAST.sub(" ", text), today)
@@ -370,6 +390,11 @@ def _request(
             "'on 2026-11-12', 'last week' or 'in October'?"
         )
     slots.hours = parse_hours(text)
+    if slots.hours is None and (m := _HOURS_SAID.search(text)):
+        not_applied.append(f"the hours '{m[0]}' (a window across midnight or beyond 24:00 is not supported)")
+    part = next((p for p in _DAY_PARTS if re.search(rf"\b(in the |this |every )?{p}s?\b", text)), None)
+    if slots.hours is None and part and intent not in ("base_load", "anomalies"):
+        slots.hours = HourWindow(start=_DAY_PARTS[part][0], end=_DAY_PARTS[part][1])
     if slots.hours is None and _NIGHT.search(text) and intent not in ("base_load", "anomalies"):
         slots.hours = HourWindow(start=0, end=6)
     if intent != "weekday_weekend":
@@ -550,6 +575,10 @@ _INTENT_RULES: list[tuple[Intent, re.Pattern[str]]] = [
 def _classify(text: str, skip: frozenset[str] = frozenset()) -> Intent:
     for intent, pattern in _INTENT_RULES:
         if intent not in skip and pattern.search(text):
+            if intent == "device_facts" and re.search(
+                r"\b(consum\w*|use[ds]?|usage|energy|kwh|cost\w*)\b", text
+            ):
+                continue  # "what is the total consumption of ..." asks for figures, not installation facts
             if (
                 intent == "forecast"
                 and re.search(r"\b(yesterday|last|ago|was|did)\b", text)
