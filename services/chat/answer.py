@@ -158,7 +158,7 @@ def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatRe
     if got.message is None and deps.index is not None:
         got.documents = _documents_for(got, request.question, deps.index)
     response = _respond(request.question, got, deps, conversation_id)
-    if got.understanding.intent not in ("unsafe",):
+    if got.understanding.intent in DATA_INTENTS:  # a follow-up builds on the last question with data
         deps.store.append(
             conversation_id, caller, Turn(question=request.question, understanding=got.understanding)
         )
@@ -411,7 +411,7 @@ def _qualifiers(
     if days and intent not in _TAKES_DAYS:
         u.not_applied.append(f"{days} only (this answer covers every day)")
         days = None
-    if slots.per_device and intent not in _TAKES_PER_DEVICE:
+    if slots.per_device and (intent not in _TAKES_PER_DEVICE or (slots.devices and not slots.sites)):
         u.not_applied.append("per device (this answer is not normalised)")
     if slots.period is not None and intent not in _TAKES_PERIOD:
         u.not_applied.append(f"the period {slots.period.label} (this answer is about now)")

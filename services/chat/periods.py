@@ -54,7 +54,7 @@ _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
 # Words that name a period: when one is present and no period was read, the chat asks instead of
 # answering for its default period ("since the 3rd", "in Q3", "last spring", "a fortnight").
 DATE_WORDS = re.compile(
-    r"\b(ago|since|until|till|season|spring|summer|autumn|winter|quarter|q[1-4]|fortnight|decade|"
+    r"\b(ago|since|until|till|season|spring|summer|autumn|winter|quarter|q[1-4]|fortnight|decade|years?|"
     r"christmas|easter|\d{1,2}(st|nd|rd|th)|january|february|march|april|june|july|august|september|"
     r"october|november|december|\d{4})\b"
 )
@@ -118,9 +118,25 @@ def _week_of(d: date) -> date:
     return d - timedelta(days=d.weekday())
 
 
-def parse_period(text: str, today: date) -> Period | None:
-    """The first date or range named in `text` (lower-case), relative to the data clock's `today`."""
+def parse_period(text: str, today: date, *, future: bool = False) -> Period | None:
+    """The first date or range named in `text` (lower-case), relative to the data clock's `today`.
+
+    `future`: a bare weekday ("on Monday") means the next one (for forecasts), else the last one.
+    "since <day>" runs from that day to today.
+    """
     t = text.lower()
+    if m := re.search(r"\bsince\b(.*)", t):
+        first = parse_period(m[1], today)
+        if first is not None and first.start <= today:
+            return Period(
+                start=first.start,
+                end=today + timedelta(days=1),
+                label=f"from {first.start} to {today}",
+                unit="range",
+            )
+    if m := re.search(r"\b(last|previous|this)\s+year\b", t):
+        year = today.year - (m[1] != "this")
+        return Period(start=date(year, 1, 1), end=date(year + 1, 1, 1), label=f"in {year}", unit="range")
     if m := re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b", t):
         n1, n2 = int(m[1]), int(m[2])
         if n1 <= 12 and n2 <= 12 and n1 != n2:
@@ -212,7 +228,7 @@ def parse_period(text: str, today: date) -> Period | None:
         return Period(start=date(year, 1, 1), end=date(year + 1, 1, 1), label=f"in {year}", unit="range")
     if m := re.search(r"\b(last|on|this|next)?\s*(" + "|".join(WEEKDAYS) + r")\b", t):
         wd = WEEKDAYS.index(m[2])
-        if m[1] == "next":
+        if m[1] == "next" or (future and m[1] != "last"):
             delta = (wd - today.weekday()) % 7 or 7
             return _day(today + timedelta(days=delta), f"next {m[2].title()}")
         delta = (today.weekday() - wd) % 7 or 7

@@ -240,6 +240,20 @@ _UNSUPPORTED_QUALIFIERS: list[tuple[re.Pattern[str], str]] = [
     ),
     (re.compile(r"\b(public |bank )?holidays?\b"), "holidays only (there is no holiday calendar)"),
     (
+        re.compile(r"\bin (mwh|gwh|wh|watt[- ]hours|joules?|kj|mj|gj|btus?|therms?)\b"),
+        "that unit (energy is given in kWh and power in W)",
+    ),
+    (
+        re.compile(r"\bin (dollars|usd|us\$|pounds|gbp|sterling|yen|francs)\b"),
+        "that currency (costs are in the configured currency)",
+    ),
+    (
+        re.compile(
+            r"\b(median|percentiles?|p\d\d|standard deviation|std|variance|minimum|min|lowest hourly)\b"
+        ),
+        "that statistic (this answer gives the total and the average)",
+    ),
+    (
         re.compile(r"\bthan (during |in )?(the )?(day|daytime|daylight)\b"),
         "the comparison with daytime (this answer covers the night hours only)",
     ),
@@ -248,6 +262,28 @@ _UNSUPPORTED_QUALIFIERS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(r"\b(temperature|weather)[- ](adjusted|normali[sz]ed|corrected)\b|\bdegree[- ]days?\b"),
         "temperature adjustment (not modelled)",
+    ),
+]
+_WITHOUT_DAYS = re.compile(
+    r"\b(without|excluding|except|apart from|other than|not counting) (the )?(weekends?|weekdays?)\b"
+)
+_DECLINED: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(
+            r"\b(excluding|except|apart from|other than|without|minus|not counting)\b(?! (the )?week)"
+        ),
+        "I can't leave meters or sites out of a total",
+    ),
+    (
+        re.compile(
+            r"\b(more|less|fewer|over|under|above|below|at least|at most)( than)? "
+            r"\d+(\.\d+)? ?(kwh|kw|w|eur|%)"
+        ),
+        "I can't filter by a threshold",
+    ),
+    (
+        re.compile(r"\b(most|least|more|less) efficient\b"),
+        "efficiency needs an output or a floor area, which the data doesn't have",
     ),
 ]
 _RANKS_BY_COUNT = re.compile(r"\b(most|fewest|least|more|fewer)\s+(meters|devices|circuits)\b")
@@ -301,6 +337,9 @@ def understand(
         return Understanding(
             intent="unknown", slots=Slots(), reason="no template ranks sites by their meters"
         )
+    for pattern, why in _DECLINED:
+        if pattern.search(text):  # answering without the filter would answer another question
+            return Understanding(intent="unknown", slots=Slots(), reason=why)
     devices, sites, unknown = _match_entities(text, catalog)
     if not (devices or sites or unknown) and (m := _SUBJECT_PHRASE.search(text)):
         phrase = m[1].strip()
@@ -314,6 +353,8 @@ def understand(
     suggestions = suggest(unknown, catalog) if unknown else []
     not_applied = [what for pattern, what in _UNSUPPORTED_QUALIFIERS if pattern.search(text)]
     intent = _classify(text)
+    if intent == "base_load":  # the base load is the daily minimum: asking for it is no statistic left out
+        not_applied = [n for n in not_applied if not n.startswith("that statistic")]
     if intent == "device_facts" and not (devices or sites):
         # "what is our total ..." is not about one device; "tell me about the meter" still is (asks which)
         intent = _classify(text, skip=frozenset({"device_facts"}))
@@ -362,6 +403,7 @@ def _request(
         shifted = shift_period(text, slots.period) if slots.period else None
         slots.period = shifted or parse_period(text, today) or slots.period
         slots.hours = parse_hours(text) or slots.hours
+        slots.per_device = slots.per_device or bool(_PER_DEVICE.search(text))
         _fill_numbers(text, slots, intent, keep=True)
         return Understanding(
             intent=intent, slots=slots, follow_up=True, suggestions=suggestions, not_applied=not_applied
@@ -379,7 +421,7 @@ def _request(
     )
     slots.rank_group = "site" if ranks_sites else "device"
     slots.count_of = "sites" if ranks_sites and intent == "count" else "devices"
-    slots.period = parse_period(_THAN_LAST.sub(" ", text), today)
+    slots.period = parse_period(_THAN_LAST.sub(" ", text), today, future=intent == "forecast")
     if (
         slots.period is None
         and not unknown
@@ -397,7 +439,9 @@ def _request(
         slots.hours = HourWindow(start=_DAY_PARTS[part][0], end=_DAY_PARTS[part][1])
     if slots.hours is None and _NIGHT.search(text) and intent not in ("base_load", "anomalies"):
         slots.hours = HourWindow(start=0, end=6)
-    if intent != "weekday_weekend":
+    if intent != "weekday_weekend" and (m := _WITHOUT_DAYS.search(text)):
+        slots.days = "weekends" if m[3].startswith("weekday") else "weekdays"  # "without the weekend"
+    elif intent != "weekday_weekend":
         if _WEEKENDS_ONLY.search(text) and not _WEEKDAYS_ONLY.search(text):
             slots.days = "weekends"
         elif _WEEKDAYS_ONLY.search(text) and not _WEEKENDS_ONLY.search(text):

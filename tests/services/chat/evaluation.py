@@ -152,7 +152,10 @@ def run_public(deps: ChatDeps) -> Scorecard:
             for turn in item["conversation"]:
                 response = _ask(deps, turn["q"], conversation)
                 conversation = response.conversation_id if isinstance(response, ChatResponse) else None
-                card.results.append(score_numeric(turn["q"], response, _expected(deps, turn["sql"])))
+                if "sql" in turn:
+                    card.results.append(score_numeric(turn["q"], response, _expected(deps, turn["sql"])))
+                else:  # a turn whose honest reply has no figure (e.g. "what units are these in?")
+                    card.results.append(score_cant(turn, response))
             continue
         want = _expected(deps, item["sql"]) | ({"entity": item["entity"]} if "entity" in item else {})
         for question in item["qs"]:
