@@ -126,12 +126,12 @@ def parse_period(text: str, today: date, *, future: bool = False) -> Period | No
     """
     t = text.lower()
     if m := re.search(r"\bsince\b(.*)", t):
-        first = parse_period(m[1], today)
-        if first is not None and first.start <= today:
+        since = parse_period(m[1], today)
+        if since is not None and since.start <= today:
             return Period(
-                start=first.start,
+                start=since.start,
                 end=today + timedelta(days=1),
-                label=f"from {first.start} to {today}",
+                label=f"from {since.start} to {today}",
                 unit="range",
             )
     if m := re.search(r"\b(last|previous|this)\s+year\b", t):
@@ -145,8 +145,8 @@ def parse_period(text: str, today: date, *, future: bool = False) -> Period | No
                 f"{m[0]} could be {n1} {month1} or {n2} {month2}. Which did you mean? Write it as YYYY-MM-DD."
             )
         day, month = (n1, n2) if n2 <= 12 else (n2, n1)
-        year = int(m[3]) + (2000 if m[3] and len(m[3]) == 2 else 0) if m[3] else None
-        return _day(_resolve_day(day, month, str(year) if year else None, today))
+        said_year = int(m[3]) + (2000 if len(m[3]) == 2 else 0) if m[3] else None
+        return _day(_resolve_day(day, month, str(said_year) if said_year else None, today))
     if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\s*(?:to|until|and|-)\s*(\d{4})-(\d{2})-(\d{2})\b", t):
         a = _date(int(m[1]), int(m[2]), int(m[3]))
         b = _date(int(m[4]), int(m[5]), int(m[6]))
@@ -196,8 +196,8 @@ def parse_period(text: str, today: date, *, future: bool = False) -> Period | No
     if m := re.search(r"\b(\d+|a|an|one|two|three|four|five|six|seven|ten)\s+(days?|weeks?)\s+ago\b", t):
         n = int(m[1]) if m[1].isdigit() else _NUMBER_WORDS.get(m[1], 1)
         if m[2].startswith("day"):
-            day = today - timedelta(days=n)
-            return _day(day, f"{n} day{'s' if n != 1 else ''} ago ({day})")
+            ago = today - timedelta(days=n)
+            return _day(ago, f"{n} day{'s' if n != 1 else ''} ago ({ago})")
         start = _week_of(today) - timedelta(weeks=n)
         return Period(
             start=start,
