@@ -188,7 +188,9 @@ def _trend(ctx: Context, q: QueryResult) -> Composed:
         text += ": there is no earlier data to compare with."
     else:
         direction = "up" if change > 0 else "down" if change < 0 else "unchanged"
-        text += f": {direction} {_num(abs(change))}%." if direction != "unchanged" else ": unchanged."
+        text += (
+            f": {direction} {_num(row['change_abs_pct'])}%." if direction != "unchanged" else ": unchanged."
+        )
         values.append(Value(label="change_pct", value=change, unit="%"))
     if row.get("previous_hours_with_data") != row.get("hours_with_data"):
         text += (

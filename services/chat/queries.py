@@ -142,6 +142,9 @@ SELECT ROUND(SUM(IF(h.hour >= @start, h.energy_kwh, 0)), 3) AS energy_kwh,
   ROUND(SUM(IF(h.hour < @start, h.energy_kwh, 0)), 3) AS previous_energy_kwh,
   ROUND(SAFE_DIVIDE(SUM(IF(h.hour >= @start, h.energy_kwh, 0)) - SUM(IF(h.hour < @start, h.energy_kwh, 0)),
     SUM(IF(h.hour < @start, h.energy_kwh, 0))) * 100, 1) AS change_pct,
+  ROUND(ABS(SAFE_DIVIDE(
+    SUM(IF(h.hour >= @start, h.energy_kwh, 0)) - SUM(IF(h.hour < @start, h.energy_kwh, 0)),
+    SUM(IF(h.hour < @start, h.energy_kwh, 0)))) * 100, 1) AS change_abs_pct,
   COUNT(DISTINCT IF(h.hour >= @start, h.hour, NULL)) AS hours_with_data,
   COUNT(DISTINCT IF(h.hour < @start, h.hour, NULL)) AS previous_hours_with_data
 FROM energy_analytics.hourly_consumption AS h

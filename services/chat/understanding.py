@@ -240,6 +240,17 @@ _UNSUPPORTED_QUALIFIERS: list[tuple[re.Pattern[str], str]] = [
     ),
     (re.compile(r"\b(public |bank )?holidays?\b"), "holidays only (there is no holiday calendar)"),
     (
+        re.compile(r"\b(average|mean) daily\b|\bdaily average\b|\bper day\b|\ba day on average\b"),
+        "the daily average (this answer gives the period's total and its average power)",
+    ),
+    (
+        re.compile(
+            r"\b(every|each) (meter|device) (at|in|of)\b|\b(in |for )?each (hour|day)\b|"
+            r"\bdaily totals?\b|\bday by day\b|\bbreak(down| it down)\b"
+        ),
+        "the breakdown (this answer is one total)",
+    ),
+    (
         re.compile(r"\bin (mwh|gwh|wh|watt[- ]hours|joules?|kj|mj|gj|btus?|therms?)\b"),
         "that unit (energy is given in kWh and power in W)",
     ),
@@ -340,7 +351,38 @@ def understand(
     for pattern, why in _DECLINED:
         if pattern.search(text):  # answering without the filter would answer another question
             return Understanding(intent="unknown", slots=Slots(), reason=why)
+    if re.search(
+        r"\b(which|what)\b.{0,20}\b(sites?|meters?|devices?)\b.{0,30}\b(increase|decrease|rise|drop|change|"
+        r"grew|growth|fell)\w*",
+        text,
+    ):
+        return Understanding(
+            intent="unknown", slots=Slots(), reason="I can't rank sites or meters by their change"
+        )
     devices, sites, unknown = _match_entities(text, catalog)
+    if devices and sites:
+        sites = [s for s in sites if s.id not in {d.site_id for d in devices}]  # "Meter 5 at Office 5"
+        if sites:
+            return Understanding(
+                intent="clarify",
+                slots=Slots(),
+                reason="I answer for meters or for sites, not both in one question. Could you ask about "
+                + " and ".join(e.name or e.id for e in devices)
+                + " and about "
+                + " and ".join(e.name or e.id for e in sites)
+                + " separately?",
+            )
+    if (
+        not (devices or sites or unknown)
+        and previous is None
+        and (m := re.search(r"\b(the|this|that) (site|building|meter|device)\b(?! (with|that|which))", text))
+        and not re.search(r"\b(which|what|top|most|least|highest|lowest|each|every)\b", text)
+    ):
+        return Understanding(
+            intent="clarify",
+            slots=Slots(),
+            reason=f"Which {m[2]} do you mean? Name it or give its id, e.g. 'Office 5' or 'dev-00005'.",
+        )
     if not (devices or sites or unknown) and (m := _SUBJECT_PHRASE.search(text)):
         phrase = m[1].strip()
         superlative = re.search(r"\b(most|least|biggest|largest|smallest|highest|lowest|top|main)\b", phrase)
@@ -421,7 +463,10 @@ def _request(
     )
     slots.rank_group = "site" if ranks_sites else "device"
     slots.count_of = "sites" if ranks_sites and intent == "count" else "devices"
-    slots.period = parse_period(_THAN_LAST.sub(" ", text), today, future=intent == "forecast")
+    said = _THAN_LAST.sub(" ", text)
+    if intent in ("trend", "compare") and (this := re.search(r"\bthis (week|month)\b", said)):
+        said = this[0]  # "compare this week with last week": this week, against the one before
+    slots.period = parse_period(said, today, future=intent == "forecast")
     if (
         slots.period is None
         and not unknown
@@ -646,10 +691,29 @@ def _plural_subject(text: str) -> Literal["device", "site", "fleet"]:
     return "fleet"
 
 
+_K_WORDS = {
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
+
+
 def _fill_numbers(text: str, slots: Slots, intent: Intent, *, keep: bool) -> None:
+    text = re.sub(
+        rf"\b({'|'.join(_K_WORDS)})\s+(meters|devices|sites|buildings|homes|offices)\b",
+        lambda w: f"{_K_WORDS[w[1]]} {w[2]}",
+        text,
+    )
+    text = re.sub(rf"\b(top|bottom)\s+({'|'.join(_K_WORDS)})\b", lambda w: f"{w[1]} {_K_WORDS[w[2]]}", text)
     if m := re.search(
         r"\b(?:top|bottom|first|lowest|highest|least|most)\s+(\d{1,2})\b|\b(\d{1,2})\s+"
-        r"(?:meters|devices|sites|buildings)\b",
+        r"(?:meters|devices|sites|buildings|homes|offices)\b",
         text,
     ):
         slots.k = min(50, max(1, int(m[1] or m[2])))
