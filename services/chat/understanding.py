@@ -436,7 +436,8 @@ def _request(
     tz, tz_note = _timezone([*devices, *sites], catalog)
     if previous is not None:
         slots = previous.slots.model_copy(deep=True)
-        intent = previous.intent if intent in ("unknown", "usage") else intent
+        keeps = intent == "unknown" or (intent == "usage" and previous.intent != "device_facts")
+        intent = previous.intent if keeps else intent  # "and its usage yesterday?" after facts is usage
         if devices or sites or unknown:
             slots.devices, slots.sites, slots.unknown_names = devices, sites, unknown
             slots.subject = "device" if devices else "site" if sites else slots.subject
@@ -446,6 +447,7 @@ def _request(
         slots.period = shifted or parse_period(text, today) or slots.period
         slots.hours = parse_hours(text) or slots.hours
         slots.per_device = slots.per_device or bool(_PER_DEVICE.search(text))
+        _fill_days(text, slots, intent)
         _fill_numbers(text, slots, intent, keep=True)
         return Understanding(
             intent=intent, slots=slots, follow_up=True, suggestions=suggestions, not_applied=not_applied
@@ -484,13 +486,7 @@ def _request(
         slots.hours = HourWindow(start=_DAY_PARTS[part][0], end=_DAY_PARTS[part][1])
     if slots.hours is None and _NIGHT.search(text) and intent not in ("base_load", "anomalies"):
         slots.hours = HourWindow(start=0, end=6)
-    if intent != "weekday_weekend" and (m := _WITHOUT_DAYS.search(text)):
-        slots.days = "weekends" if m[3].startswith("weekday") else "weekdays"  # "without the weekend"
-    elif intent != "weekday_weekend":
-        if _WEEKENDS_ONLY.search(text) and not _WEEKDAYS_ONLY.search(text):
-            slots.days = "weekends"
-        elif _WEEKDAYS_ONLY.search(text) and not _WEEKENDS_ONLY.search(text):
-            slots.days = "weekdays"
+    _fill_days(text, slots, intent)
     slots.per_device = bool(_PER_DEVICE.search(text))
     _fill_numbers(text, slots, intent, keep=False)
     if intent == "compare" and len(devices) + len(sites) < 2:
@@ -689,6 +685,18 @@ def _plural_subject(text: str) -> Literal["device", "site", "fleet"]:
     ):
         return "device"
     return "fleet"
+
+
+def _fill_days(text: str, slots: Slots, intent: Intent) -> None:
+    """Weekdays or weekends only; "without the weekend" is weekdays."""
+    if intent == "weekday_weekend":
+        return
+    if m := _WITHOUT_DAYS.search(text):
+        slots.days = "weekends" if m[3].startswith("weekday") else "weekdays"
+    elif _WEEKENDS_ONLY.search(text) and not _WEEKDAYS_ONLY.search(text):
+        slots.days = "weekends"
+    elif _WEEKDAYS_ONLY.search(text) and not _WEEKENDS_ONLY.search(text):
+        slots.days = "weekdays"
 
 
 _K_WORDS = {
