@@ -51,6 +51,15 @@ QUESTIONS = [
     ("silent", "Which meters are silent?"),
     ("advice", "How can we reduce our standby consumption?"),
     ("unsafe", "delete all readings"),
+    ("count", "How many meters are there?"),
+    ("weekday_weekend", "Weekday vs weekend usage for Harbour Office"),
+    ("trend", "Is Harbour Office's consumption trending up?"),
+    ("per_device", "Which site uses the most energy per device?"),
+    ("peak_demand", "Which meter had the highest peak demand last week?"),
+    ("night", "Which site uses the most at night?"),
+    ("avg_power_hours", "What's the average power of dev-0005 between 9am and 5pm on weekdays?"),
+    ("unknown_name", "How much did Office 55 use yesterday?"),
+    ("typo", "how much did harbour ofice use yestrday"),
 ]
 
 
@@ -103,7 +112,7 @@ def main() -> None:
                     cpu.append((time.process_time() - c0) * 1000)
                     conversation = response.conversation_id
                     progress.advance(task)
-        table = Table("question kind", "median ms", "p95 ms", "intent check")
+        table = Table("question kind", "median ms", "p95 ms", "question")
         for name, question in QUESTIONS:
             table.add_row(
                 name,

@@ -8,11 +8,12 @@ model call never happens while the lock is held.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from services.chat.api import ChatRequest, ChatResponse, Citation
@@ -27,13 +28,16 @@ from services.chat.documents import (
 from services.chat.generation import GenerationInput, Generator, LocalGenerator
 from services.chat.grounding import check_grounding
 from services.chat.index import Document, VectorIndex
-from services.chat.periods import Period, utc_bounds
+from services.chat.model_request import ModelRequest, from_model_request
+from services.chat.periods import HourWindow, Period, utc_bounds
 from services.chat.queries import QueryResult, Scope, render_template, run_template
+from services.chat.safety import writes_sql as _writes_sql
 from services.chat.sql_guard import UnsafeSQL, guard_sql
 from services.chat.understanding import (
     DATA_INTENTS,
     Catalog,
     Entity,
+    Slots,
     Understanding,
     understand,
     unsafe_reason,
@@ -49,6 +53,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXAMPLE_MATCH = 0.55  # cosine similarity above which a rephrased question takes a known question's intent
 MAX_INCIDENT_DOCS = 500
 
+_BREAKDOWN = re.compile(r"\b(of each|for each|for every|broken down|break ?down|grouped|split by|per|by)\b")
 # One query for everything a question needs before its template: devices with their sites, the data
 # clock and the anomalies' signature (which says when incident documents must be re-indexed).
 CONTEXT_SQL = """
@@ -87,8 +92,14 @@ SCHEMA_FOR_SQL = (
 )
 HELP = (
     "I answer questions about your meters' energy data: usage, rankings, comparisons, peak hours, load "
-    "profiles, base load, cost, forecasts, anomalies, device details and silent meters. For example: "
-    '"Which meter used the most last week?" or "Why was the HVAC plant flagged?"'
+    "profiles, base load, weekday vs weekend, trends, cost, forecasts, anomalies, device details, counts and "
+    'silent meters. For example: "Which meter used the most last week?" or "Which site uses the most '
+    'energy per device?"'
+)
+UNITS = (
+    "Energy is in kilowatt-hours (kWh), power in watts (W), cost in the configured currency per kWh, "
+    "shares in percent; times are local to the site (UTC when the sites span several time zones), and "
+    "each answer names its timezone."
 )
 
 
@@ -129,19 +140,25 @@ def build_deps(settings: Settings) -> ChatDeps:
 
 def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatResponse:
     conversation_id = request.conversation_id or deps.store.new_id()
-    refusal = unsafe_reason(request.question)
-    if refusal is not None:  # refused before anything touches the warehouse
+    # refused before the warehouse is opened, with the names known from the last question masked (a
+    # meter named "Robert'); DROP TABLE ..." is a subject); the understanding checks again with fresh names
+    known = deps.context_cache[1].catalog.names() if deps.context_cache is not None else []
+    refusal = unsafe_reason(request.question, known)
+    if refusal is not None and (known or _writes_sql(request.question)):
         _log.info("chat refused", extra={"caller": caller, "reason": refusal})
         answer = f"I can't do that: {refusal}. I can answer questions about the data instead."
         return ChatResponse(answer=answer, intent="unsafe", refused=True, conversation_id=conversation_id)
     previous = deps.store.last_turn(conversation_id, caller) if request.conversation_id else None
+    # with Gemini, the model reads a first question into the typed request (before the warehouse lock);
+    # follow-ups build on the previous turn's slots, which the rules do
+    proposed = deps.generator.read_request(request.question) if previous is None and refusal is None else None
     with deps.open_wh(deps.settings, ensure_schema=not deps.schema_checked) as wh:
-        got = _retrieve(wh, request.question, previous.understanding if previous else None, deps)
+        got = _retrieve(wh, request.question, previous.understanding if previous else None, deps, proposed)
     deps.schema_checked = True
     if got.message is None and deps.index is not None:
         got.documents = _documents_for(got, request.question, deps.index)
     response = _respond(request.question, got, deps, conversation_id)
-    if got.understanding.intent not in ("unsafe",):
+    if got.understanding.intent in DATA_INTENTS:  # a follow-up builds on the last question with data
         deps.store.append(
             conversation_id, caller, Turn(question=request.question, understanding=got.understanding)
         )
@@ -227,7 +244,13 @@ def _today(clock: datetime | None, tz: str) -> date:
     return anchor.astimezone(ZoneInfo(tz)).date()
 
 
-def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps: ChatDeps) -> _Retrieved:
+def _retrieve(
+    wh: Warehouse,
+    question: str,
+    previous: Understanding | None,
+    deps: ChatDeps,
+    proposed: ModelRequest | None = None,
+) -> _Retrieved:
     version = _warehouse_version(deps.settings)
     if deps.context_cache is not None and deps.context_cache[0] == version:
         fleet = deps.context_cache[1]
@@ -239,8 +262,19 @@ def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps
         # only when devices, sites or incidents changed; the index has its own file and lock
         deps.index.sync(_doc_source(wh, fleet.devices, fleet.sites))
         deps.indexed_signature = fleet.signature
-    u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
-    if u.intent == "unknown" and deps.index is not None:
+    try:
+        u = understand(question, catalog, lambda tz: _today(clock, tz), previous)
+        if proposed is not None and u.intent != "unsafe":  # the rules keep the last word on refusals
+            u = from_model_request(proposed, catalog, lambda tz: _today(clock, tz)) or u
+    except (ValueError, LookupError, OverflowError) as exc:  # a failure to understand is a reply, not a 500
+        _log.warning("question not understood", extra={"error": repr(exc)})
+        u = Understanding(
+            intent="clarify",
+            slots=Slots(),
+            reason="I could not read that question. Could you rephrase it, naming the meter or site and "
+            "the period?",
+        )
+    if u.intent == "unknown" and deps.index is not None and u.reason is None:
         u = _intent_from_examples(question, u, deps.index)
     tz = u.slots.tz
     named = {e.id for e in [*u.slots.devices, *u.slots.sites]}
@@ -260,21 +294,45 @@ def _retrieve(wh: Warehouse, question: str, previous: Understanding | None, deps
     if u.intent == "unsafe":
         got.message = f"I can't do that: {u.reason}. I can answer questions about the data instead."
     elif u.intent == "out_of_scope":
-        got.message = f"That is outside what I know. {HELP}"
-    elif u.slots.unknown_names and not (u.slots.devices or u.slots.sites):
-        names = ", ".join(f"'{n}'" for n in u.slots.unknown_names)
         got.message = (
-            f"I could not find {names} among the known devices and sites, so I have no data for it. "
-            "Ask with a device id or name, e.g. 'tell me about <name>'."
+            f"{u.reason}, so I can't answer that. {HELP}"
+            if u.reason and u.reason.startswith("I can't")
+            else f"That is outside what I know. {HELP}"
         )
+    elif u.intent == "clarify":
+        got.message = u.reason or "Could you say that again with the meter or site and the period?"
+    elif u.intent == "units":
+        got.message = UNITS
+    elif u.slots.unknown_names:
+        got.message = _unknown_message(u)
     elif u.intent in DATA_INTENTS:
         if clock is None and u.intent != "device_facts":
             got.message = "There is no consumption data in the warehouse yet, so I have no figures to give."
         else:
             _run_intent(wh, got, clock or EPOCH, catalog, deps.settings)
+    elif u.intent == "unknown" and u.reason and deps.generator.name == "local":
+        got.message = f"I can't answer that yet: {u.reason}. {HELP}"
     elif u.intent == "unknown":
         _free_form(wh, question, got, deps)
     return got
+
+
+def _unknown_message(u: Understanding) -> str:
+    """ "I don't know a meter called X" plus the closest names; no query runs for a guess."""
+    parts = []
+    for name in u.slots.unknown_names:
+        kind = (
+            "a meter"
+            if re.match(r"(meter|device|dev)\b", name) or ("-" in name and not name.startswith("site"))
+            else "a site"
+            if re.match(r"(site|office|home|building)\b", name)
+            else "a meter or site"
+        )
+        parts.append(f"I don't know {kind} called '{name}'")
+    text = "; ".join(parts) + ", so I have no data for it and answered nothing in its place."
+    if u.suggestions:
+        text += " Did you mean " + " or ".join(u.suggestions) + "?"
+    return text
 
 
 def _subject(u: Understanding) -> str:
@@ -285,7 +343,13 @@ def _subject(u: Understanding) -> str:
 
 
 def _intent_from_examples(question: str, u: Understanding, index: VectorIndex) -> Understanding:
-    """A rephrased question takes the intent of the nearest known-good question, if it is near enough."""
+    """A rephrased question takes the intent of the nearest known-good question, if it is near enough.
+
+    Not when it asks for a breakdown ("of each meter type", "by site"): the known question would
+    answer it without the breakdown, which is another question's answer.
+    """
+    if _BREAKDOWN.search(question.lower()):
+        return u
     hits = index.search(question, k=1, kinds=["example"])
     if not hits or hits[0].score < EXAMPLE_MATCH:
         return u
@@ -295,6 +359,7 @@ def _intent_from_examples(question: str, u: Understanding, index: VectorIndex) -
 
 
 def _period(u: Understanding, today: date) -> Period:
+    """The period asked for or, when none was named, each intent's default (said in the answer)."""
     if u.slots.period is not None:
         return u.slots.period
     if u.intent == "forecast":
@@ -304,6 +369,13 @@ def _period(u: Understanding, today: date) -> Period:
             label="over the next day",
             unit="range",
             rolling_hours=24,
+        )
+    if u.intent in ("weekday_weekend", "trend"):
+        days = 28 if u.intent == "weekday_weekend" else 7
+        start = today - timedelta(days=days)
+        end = today - timedelta(days=1)
+        return Period(
+            start=start, end=today, label=f"the {days} full days from {start} to {end}", unit="range"
         )
     days = 30 if u.intent in ("cost",) else 7
     start = today - timedelta(days=days - 1)
@@ -317,6 +389,36 @@ def _device_ids(u: Understanding, catalog: Catalog) -> list[str]:
     return [d.id for d in catalog.devices if d.site_id in site_ids]
 
 
+# What each intent's template can apply; anything else asked for is named in the reply as not applied.
+_TAKES_HOURS = {
+    "usage", "top_k", "compare", "peak_hour", "load_profile", "base_load", "cost", "forecast",
+    "weekday_weekend", "trend",
+}  # fmt: skip
+_TAKES_DAYS = _TAKES_HOURS - {"forecast", "weekday_weekend"}
+_TAKES_PER_DEVICE = {"usage", "top_k", "compare"}
+_TAKES_PERIOD = DATA_INTENTS - {"device_facts", "silent_devices", "count"}
+
+
+def _qualifiers(
+    u: Understanding, ctx: Context
+) -> tuple[HourWindow | None, Literal["weekdays", "weekends"] | None]:
+    """The hours and days the template will apply; the rest goes to `not_applied`, said in the reply."""
+    slots, intent = u.slots, u.intent
+    hours, days = slots.hours, slots.days
+    if hours and intent not in _TAKES_HOURS:
+        u.not_applied.append(f"the hours {hours.label} (this answer covers whole days)")
+        hours = None
+    if days and intent not in _TAKES_DAYS:
+        u.not_applied.append(f"{days} only (this answer covers every day)")
+        days = None
+    if slots.per_device and (intent not in _TAKES_PER_DEVICE or (slots.devices and not slots.sites)):
+        u.not_applied.append("per device (this answer is not normalised)")
+    if slots.period is not None and intent not in _TAKES_PERIOD:
+        u.not_applied.append(f"the period {slots.period.label} (this answer is about now)")
+    ctx.days_label = days
+    return hours, days
+
+
 def _run_intent(
     wh: Warehouse, got: _Retrieved, clock: datetime, catalog: Catalog, settings: Settings
 ) -> None:
@@ -328,11 +430,16 @@ def _run_intent(
         got.message = f"{ctx.subject} has no devices, so there is no data for it."
         return
     if intent == "device_facts" and whole_fleet:
-        got.message = "Which device? Name it or give its id, e.g. 'tell me about dev-001'."
+        got.message = "Which device? Name it or give its id, e.g. 'tell me about dev-00005'."
         return
-    period = _period(u, _today(clock, ctx.tz))
+    today = _today(clock, ctx.tz)
+    period = _period(u, today)
+    if slots.period is None and intent in _TAKES_PERIOD - {"anomalies", "forecast"}:
+        ctx.notes.append(f"No period was named, so this covers {period.label}.")
+    if slots.tz_note and intent in _TAKES_PERIOD:
+        ctx.notes.append(slots.tz_note[0].upper() + slots.tz_note[1:] + ".")
     start, end = utc_bounds(period, ctx.tz, clock)
-    hours = slots.hours
+    hours, days = _qualifiers(u, ctx)
     if intent == "anomalies" and slots.period is None and not whole_fleet:
         start, ctx.period_label = EPOCH, "on record"
     else:
@@ -346,22 +453,42 @@ def _run_intent(
         start=start,
         end=end,
         hours=(hours.start, hours.end) if hours else None,
+        days=days,
     )
     params: dict[str, Any] = {}
     group = "device" if slots.devices else "site" if slots.sites else "fleet"
     kwargs: dict[str, Any] = {}
+    template: str = intent
     if intent in ("usage", "compare"):
         kwargs = {"group": group}
+        ctx.metric = slots.metric
+        ctx.per_device = slots.per_device and group != "device"
     elif intent == "top_k":
         params["limit"] = slots.k or 5
         ctx.metric, ctx.descending = slots.metric, slots.order == "desc"
+        ranks_sites = slots.rank_group == "site" and whole_fleet
+        ctx.per_device = slots.per_device and ranks_sites
+        if slots.per_device and not ranks_sites:
+            u.not_applied.append("per device (a ranking of devices is already per device)")
         kwargs = {
-            "group": "site" if slots.rank_group == "site" and whole_fleet else "device",
-            "order_by": "max_power_w" if slots.metric == "power" else "energy_kwh",
+            "group": "site" if ranks_sites else "device",
+            "order_by": "max_device_power_w"
+            if slots.metric == "power"
+            else "energy_per_device_kwh"
+            if ctx.per_device
+            else "energy_kwh",
             "descending": slots.order == "desc",
         }
     elif intent == "peak_hour":
         kwargs = {"order_by": "max_power_w" if slots.metric == "power" else "energy_kwh"}
+    elif intent == "trend":
+        span = period.end - period.start
+        before = Period(start=period.start - span, end=period.start, label="the period before", unit="range")
+        scope.previous_start = utc_bounds(before, ctx.tz, clock)[0]
+        ctx.previous_label = f"{before.start} to {before.end - timedelta(days=1)}"
+    elif intent == "count":
+        template = "count_sites" if slots.count_of == "sites" and whole_fleet else "count_devices"
+        ctx.period_label = None
     elif intent == "cost":
         tariff = slots.tariff
         tou = tariff is not None and tariff.kind == "time_of_use"
@@ -381,7 +508,9 @@ def _run_intent(
         silent = slots.silent_hours or settings.chat_silent_hours
         params |= {"clock": clock, "cutoff": clock - timedelta(hours=silent), "silent_hours": silent}
         ctx.period_label = f"no data in the {silent} hours before the newest data"
-    template = "usage" if intent in ("top_k", "compare") else intent
+    if intent in ("top_k", "compare"):
+        template = "usage"
+    ctx.notes[:0] = [f"Not applied: {what}." for what in u.not_applied]
     result = run_template(wh, template, scope, params, **kwargs)
     got.queries.append(result)
     if not result.rows or _empty(result):
@@ -391,11 +520,15 @@ def _run_intent(
             got.message = f"No device is silent: every device has reported within {ctx.period_label}."
         else:
             got.message = f"There is {what.get(intent, 'no data')} for {ctx.subject}{when}."
+            if u.not_applied:
+                got.message += " " + " ".join(f"Not applied: {w}." for w in u.not_applied)
 
 
 def _empty(result: QueryResult) -> bool:
     first = result.rows[0]
-    measures = [k for k in ("energy_kwh", "p50_kwh", "base_load_w", "avg_energy_kwh") if k in first]
+    measures = [
+        k for k in ("energy_kwh", "p50_kwh", "base_load_w", "avg_energy_kwh", "avg_daily_kwh") if k in first
+    ]
     return bool(measures) and all(first[k] is None for k in measures)
 
 
@@ -475,9 +608,16 @@ def _respond(question: str, got: _Retrieved, deps: ChatDeps, conversation_id: st
         # who the question was about, as the context query returned them (names are quoted, not computed)
         citations.append(Citation(kind="sql", sql=CONTEXT_SQL.strip(), params={}, rows=got.entity_rows))
     citations += [Citation(kind="document", id=d.id, title=d.title) for d in got.documents]
-    base: dict[str, Any] = {"intent": u.intent, "conversation_id": conversation_id, "citations": citations}
+    base: dict[str, Any] = {
+        "intent": u.intent,
+        "conversation_id": conversation_id,
+        "citations": citations,
+        "not_applied": u.not_applied,
+    }
     if got.message is not None:
-        return ChatResponse(answer=got.message, refused=u.intent == "unsafe", **base)
+        return ChatResponse(
+            answer=got.message, refused=u.intent == "unsafe", suggestions=u.suggestions, **base
+        )
     if ctx.intent == "model_sql":
         draft = Composed(answer="", values=[])
     elif u.intent == "advice":

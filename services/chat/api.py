@@ -38,3 +38,8 @@ class ChatResponse(BaseModel):
     conversation_id: str
     generator: str = Field(default="local", description="local | gemini: who wrote the answer text.")
     grounded: bool = Field(default=True, description="Every number in the answer is in a cited row.")
+    not_applied: list[str] = Field(
+        default_factory=list,
+        description="Parts of the question the answer could not apply (also in its text).",
+    )
+    suggestions: list[str] = Field(default_factory=list, description="Closest known names to an unknown one.")

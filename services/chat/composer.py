@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.chat.index import Document
 from services.chat.queries import QueryResult
@@ -37,9 +37,14 @@ class Context(BaseModel):
     tariff_kind: str | None = None
     metric: str = "energy"
     descending: bool = True
+    per_device: bool = False
+    days_label: str | None = None
+    previous_label: str | None = None
+    notes: list[str] = Field(default_factory=list, description="Said with the answer: defaults, not applied.")
 
     def labels(self) -> list[str]:
-        return [x for x in (self.subject, self.period_label, self.hours_label, self.tz) if x]
+        fixed = (self.subject, self.period_label, self.hours_label, self.tz, self.previous_label)
+        return [x for x in fixed if x] + self.notes
 
 
 class Composed(BaseModel):
@@ -60,7 +65,15 @@ def _num(value: Any) -> str:
 
 
 def _when(ctx: Context) -> str:
-    parts = [p for p in (ctx.period_label, f"between {ctx.hours_label}" if ctx.hours_label else None) if p]
+    parts = [
+        p
+        for p in (
+            ctx.period_label,
+            f"on {ctx.days_label}" if ctx.days_label else None,
+            f"between {ctx.hours_label}" if ctx.hours_label else None,
+        )
+        if p
+    ]
     return (" " + " ".join(parts)) if parts else ""
 
 
@@ -74,9 +87,34 @@ def _name(row: dict[str, Any], id_key: str = "entity_id") -> str:
 def _usage(ctx: Context, q: QueryResult) -> Composed:
     parts, values = [], []
     for row in q.rows:
-        parts.append(
-            f"{_name(row)} used {_num(row['energy_kwh'])} kWh (average {_num(row['avg_power_w'])} W)"
-        )
+        group = row["entity_id"] == "fleet" or (row.get("devices") or 1) > 1
+        peak = f", highest hour {_num(row['peak_hour_power_w'])} W" if group else ""
+        if ctx.metric == "power":
+            parts.append(
+                f"{_name(row)} drew {_num(row['avg_power_w'])} W on average{peak} "
+                f"({_num(row['energy_kwh'])} kWh in {_num(row['hours_with_data'])} hours with data)"
+            )
+            values.append(
+                Value(label="avg_power_w", value=row["avg_power_w"], unit="W", entity_id=row["entity_id"])
+            )
+        elif ctx.per_device:
+            parts.append(
+                f"{_name(row)} used {_num(row['energy_per_device_kwh'])} kWh per device "
+                f"({_num(row['energy_kwh'])} kWh over {_num(row['devices'])} devices)"
+            )
+            values.append(
+                Value(
+                    label="energy_per_device_kwh",
+                    value=row["energy_per_device_kwh"],
+                    unit="kWh",
+                    entity_id=row["entity_id"],
+                )
+            )
+        else:
+            parts.append(
+                f"{_name(row)} used {_num(row['energy_kwh'])} kWh "
+                f"(average {_num(row['avg_power_w'])} W{peak})"
+            )
         values.append(
             Value(label="energy_kwh", value=row["energy_kwh"], unit="kWh", entity_id=row["entity_id"])
         )
@@ -88,19 +126,97 @@ def _top_k(ctx: Context, q: QueryResult) -> Composed:
     lines, values = [], []
     for row in q.rows:
         if metric == "power":
-            lines.append(f"- {_name(row)}: peak {_num(row['max_power_w'])} W")
+            lines.append(f"- {_name(row)}: peak {_num(row['max_device_power_w'])} W")
             values.append(
-                Value(label="max_power_w", value=row["max_power_w"], unit="W", entity_id=row["entity_id"])
+                Value(
+                    label="max_device_power_w",
+                    value=row["max_device_power_w"],
+                    unit="W",
+                    entity_id=row["entity_id"],
+                )
+            )
+        elif ctx.per_device:
+            lines.append(
+                f"- {_name(row)}: {_num(row['energy_per_device_kwh'])} kWh per device "
+                f"({_num(row['energy_kwh'])} kWh, {_num(row['devices'])} devices)"
+            )
+            values.append(
+                Value(
+                    label="energy_per_device_kwh",
+                    value=row["energy_per_device_kwh"],
+                    unit="kWh",
+                    entity_id=row["entity_id"],
+                )
             )
         else:
             lines.append(f"- {_name(row)}: {_num(row['energy_kwh'])} kWh")
             values.append(
                 Value(label="energy_kwh", value=row["energy_kwh"], unit="kWh", entity_id=row["entity_id"])
             )
-    head = f"{'Highest' if ctx.descending else 'Lowest'} {metric}{_when(ctx)} ({ctx.tz}):"
+    what = "peak demand" if metric == "power" else "energy per device" if ctx.per_device else "energy"
+    head = f"{'Highest' if ctx.descending else 'Lowest'} {what}{_when(ctx)} ({ctx.tz}):"
     if len(q.rows) == 1:
         return Composed(answer=f"{head} {lines[0][2:]}.", values=values)
     return Composed(answer=head + "\n" + "\n".join(lines), values=values)
+
+
+def _weekday_weekend(ctx: Context, q: QueryResult) -> Composed:
+    by_kind = {r["day_kind"]: r for r in q.rows}
+    parts, values = [], []
+    for kind in ("weekday", "weekend"):
+        if row := by_kind.get(kind):
+            parts.append(f"{_num(row['avg_daily_kwh'])} kWh a day on {kind}s ({_num(row['days'])} days)")
+            values.append(Value(label=f"{kind}_avg_daily_kwh", value=row["avg_daily_kwh"], unit="kWh"))
+        else:
+            parts.append(f"no {kind} data")
+    text = f"{ctx.subject} used {' and '.join(parts)}, {ctx.period_label} ({ctx.tz})."
+    return Composed(answer=text[0].upper() + text[1:], values=values)
+
+
+def _trend(ctx: Context, q: QueryResult) -> Composed:
+    row = q.rows[0]
+    values = [
+        Value(label="energy_kwh", value=row["energy_kwh"], unit="kWh"),
+        Value(label="previous_energy_kwh", value=row["previous_energy_kwh"], unit="kWh"),
+    ]
+    text = (
+        f"{ctx.subject} used {_num(row['energy_kwh'])} kWh{_when(ctx)} against "
+        f"{_num(row['previous_energy_kwh'])} kWh in the same span before ({ctx.previous_label}, {ctx.tz})"
+    )
+    change = row.get("change_pct")
+    if change is None or not row.get("previous_hours_with_data"):
+        text += ": there is no earlier data to compare with."
+    else:
+        direction = "up" if change > 0 else "down" if change < 0 else "unchanged"
+        text += (
+            f": {direction} {_num(row['change_abs_pct'])}%." if direction != "unchanged" else ": unchanged."
+        )
+        values.append(Value(label="change_pct", value=change, unit="%"))
+    if row.get("previous_hours_with_data") != row.get("hours_with_data"):
+        text += (
+            f" The spans have {_num(row['hours_with_data'])} and {_num(row['previous_hours_with_data'])} "
+            "hours with data, so compare with care."
+        )
+    return Composed(answer=text[0].upper() + text[1:], values=values)
+
+
+def _count_devices(ctx: Context, q: QueryResult) -> Composed:
+    first = q.rows[0]
+    count, sites = first["devices"], first["sites_with_devices"]
+    listed = ", ".join(_name(r, "device_id") for r in q.rows[:10])
+    text = (
+        f"{ctx.subject[0].upper() + ctx.subject[1:]} has {_num(count)} meter{'s' if count != 1 else ''} "
+        f"at {_num(sites)} site{'s' if sites != 1 else ''}{', including' if count > 10 else ':'} {listed}."
+    )
+    return Composed(answer=text, values=[Value(label="devices", value=count)])
+
+
+def _count_sites(ctx: Context, q: QueryResult) -> Composed:
+    count = q.rows[0]["sites"]
+    listed = ", ".join(_name(r, "site_id") for r in q.rows[:10])
+    lead = ", including" if count > 10 else ":"
+    text = f"There are {_num(count)} site{'s' if count != 1 else ''}{lead} {listed}."
+    return Composed(answer=text, values=[Value(label="sites", value=count)])
 
 
 def _compare(ctx: Context, q: QueryResult) -> Composed:
@@ -198,8 +314,8 @@ def _forecast(ctx: Context, q: QueryResult) -> Composed:
     else:
         text = (
             f"Forecast for {ctx.subject}{_when(ctx)} ({ctx.tz}): {_num(first['total_p50_kwh'])} kWh in total "
-            f"(p10 {_num(first['total_p10_kwh'])}, p90 {_num(first['total_p90_kwh'])}), model "
-            f"{first['model_version']}."
+            f"(p10 {_num(first['total_p10_kwh'])}, p90 {_num(first['total_p90_kwh'])}) over "
+            f"{_num(first['hours'])} forecast hours, model {first['model_version']}."
         )
     key = "p50_kwh" if len(q.rows) == 1 else "total_p50_kwh"
     return Composed(answer=text, values=[Value(label="p50_kwh", value=first[key], unit="kWh")])
@@ -276,12 +392,24 @@ COMPOSERS: dict[str, Callable[[Context, QueryResult], Composed]] = {
     "anomalies": _anomalies,
     "device_facts": _facts,
     "silent_devices": _silent,
+    "weekday_weekend": _weekday_weekend,
+    "trend": _trend,
+    "count_devices": _count_devices,
+    "count_sites": _count_sites,
 }
 
 
 def compose(ctx: Context, queries: list[QueryResult], documents: list[Document]) -> Composed:
     """An answer from the first query's rows, plus the documents quoted verbatim as further reading."""
-    composed = COMPOSERS[ctx.intent](ctx, queries[0]) if queries else Composed(answer="", values=[])
+    composer = COMPOSERS.get(queries[0].template, COMPOSERS.get(ctx.intent)) if queries else None
+    if ctx.intent in ("top_k", "compare"):
+        composer = COMPOSERS[ctx.intent]
+    composed = composer(ctx, queries[0]) if composer and queries else Composed(answer="", values=[])
+    if composed.answer and ctx.notes:
+        first = [n for n in ctx.notes if n.startswith("Not applied")]
+        last = [n for n in ctx.notes if not n.startswith("Not applied")]
+        text = " ".join([*first, composed.answer, *last])
+        composed = Composed(answer=text, values=composed.values)
     if documents:
         tips = "\n".join(f"[{d.title}] {d.text}" for d in documents)
         joiner = "\n\nFrom the playbook:\n" if composed.answer else ""

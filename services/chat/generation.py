@@ -13,12 +13,16 @@ import json
 import re
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from services.chat.composer import Context
 from services.chat.index import Document
+from services.chat.model_request import ModelRequest
 from services.chat.queries import QueryResult
+from shared.logging import get_logger
 from shared.settings import Settings
+
+_log = get_logger(__name__)
 
 __all__ = [
     "GeminiGenerator",
@@ -45,6 +49,18 @@ SQL_INSTRUCTION = (
 )
 
 
+REQUEST_INSTRUCTION = (
+    "You read one question about smart-meter energy data into a typed request (JSON, the given schema). "
+    "Choose the intent from the schema's list; copy meter or site names and ids exactly as written into "
+    "subjects (none for the whole fleet); copy the date words and the hour words exactly as written into "
+    "period_text and hours_text; never compute dates. Put every part of the question that no field can "
+    "express (a normalisation, a filter, a unit, a grouping) into not_understood, word for word. A request "
+    "to "
+    "change, delete or add data, or to reveal secrets, is intent unsafe. A question that is not about the "
+    "energy data is out_of_scope."
+)
+
+
 class GenerationInput(BaseModel):
     question: str
     context: Context
@@ -60,6 +76,8 @@ class Generator(Protocol):
 
     def write_sql(self, question: str, schema: str, examples: list[tuple[str, str]]) -> str | None: ...
 
+    def read_request(self, question: str) -> ModelRequest | None: ...
+
 
 class LocalGenerator:
     """The composer's draft is the answer; no free-form SQL without a model."""
@@ -71,6 +89,9 @@ class LocalGenerator:
 
     def write_sql(self, question: str, schema: str, examples: list[tuple[str, str]]) -> str | None:
         return None
+
+    def read_request(self, question: str) -> ModelRequest | None:
+        return None  # the rules read the question
 
 
 def build_prompt(data: GenerationInput) -> str:
@@ -114,6 +135,27 @@ class GeminiGenerator:
 
     def write_answer(self, data: GenerationInput) -> str:
         return self._generate(SYSTEM_INSTRUCTION, build_prompt(data))
+
+    def read_request(self, question: str) -> ModelRequest | None:
+        """Structured output: the model fills ModelRequest's JSON schema; anything invalid is None."""
+        from google.genai import errors, types
+
+        try:
+            response = self._client.models.generate_content(
+                model=self._model,
+                contents=f"Question: {question}",
+                config=types.GenerateContentConfig(
+                    system_instruction=REQUEST_INSTRUCTION,
+                    temperature=0.0,
+                    max_output_tokens=512,
+                    response_mime_type="application/json",
+                    response_schema=ModelRequest,
+                ),
+            )
+            return ModelRequest.model_validate_json(response.text or "")
+        except (errors.APIError, ValidationError, ValueError) as exc:
+            _log.warning("model request not usable; the rules read the question", extra={"error": repr(exc)})
+            return None
 
     def write_sql(self, question: str, schema: str, examples: list[tuple[str, str]]) -> str | None:
         shots = "\n\n".join(f"Question: {q}\nSQL:\n{sql}" for q, sql in examples)

@@ -1,9 +1,10 @@
 """The vector index of documents behind one interface: local (hashed n-grams + DuckDB) or cloud
 (Vertex text embeddings + BigQuery VECTOR_SEARCH), chosen by `settings.embedding_backend`.
 
-Locally no model weights exist to download, so the embedder hashes character n-grams (scikit-learn's
-HashingVectorizer, l2-normalised): it matches wording, typos and ids well, meaning less well, which
-is what a fixed playbook, device descriptions and known-good questions need. The index lives in its
+Locally the embedder is learned sentence embeddings from `wordllama` (its weights ship in the PyPI
+wheel, so nothing is downloaded) joined with hashed word and character n-grams (scikit-learn's
+HashingVectorizer): meaning from the first, ids and typos from the second. bench/chat_retrieval.py
+measures both alone and together on paraphrased questions and documents. The index lives in its
 own DuckDB file under settings.home (not the warehouse file, so searching never takes the warehouse
 lock) and is rebuilt only when the documents' fingerprint changes, so a sync is idempotent.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,10 +30,13 @@ __all__ = [
     "Embedder",
     "HashingEmbedder",
     "Hit",
+    "HybridEmbedder",
     "LocalVectorIndex",
     "VectorIndex",
     "VertexEmbedder",
+    "WordLlamaEmbedder",
     "fingerprint",
+    "local_embedder",
     "open_index",
 ]
 
@@ -99,6 +104,57 @@ class HashingEmbedder:
         joined = np.hstack([words, chars])
         norms = np.linalg.norm(joined, axis=1, keepdims=True)
         return (joined / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+class WordLlamaEmbedder:
+    """Learned sentence embeddings from `wordllama` (256-d, its 16 MB weights ship in the wheel).
+
+    Token embeddings distilled from a large language model, average-pooled: it knows that "consumed"
+    is "used" and "stopped sending data" is "silent", which hashed n-grams cannot. Loaded from the
+    package folder with downloads disabled, so it never reaches the network (the package would
+    otherwise fetch its tokenizer from Hugging Face, a path bug in 0.4.0).
+    """
+
+    dim = 256
+
+    def __init__(self) -> None:
+        import wordllama
+        from wordllama import WordLlama
+
+        self._model = WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = np.asarray(self._model.embed(list(texts), norm=True), dtype=np.float32)
+        return vectors.reshape(len(texts), self.dim)
+
+
+class HybridEmbedder:
+    """Learned meaning plus exact wording: [sqrt(w) * learned, sqrt(1 - w) * hashed], unit length.
+
+    The cosine of two such vectors is w * cos(learned) + (1 - w) * cos(hashed), so a paraphrase
+    scores by meaning while ids and typos ("dev-00005", "ofice") still match by their letters.
+    """
+
+    def __init__(self, learned: Embedder, lexical: Embedder, weight: float = 0.7) -> None:
+        self._learned, self._lexical, self._weight = learned, lexical, weight
+        self.dim = learned.dim + lexical.dim
+        self.name = "hybrid"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        a = self._learned.embed(texts) * np.sqrt(self._weight)
+        b = self._lexical.embed(texts) * np.sqrt(1 - self._weight)
+        return np.hstack([a, b]).astype(np.float32)
+
+
+def local_embedder(kind: str = "hybrid") -> Embedder:
+    """hashed (n-grams only, the former default), learned (wordllama only) or hybrid (both)."""
+    if kind == "hashed":
+        return HashingEmbedder()
+    if kind == "learned":
+        return WordLlamaEmbedder()
+    return HybridEmbedder(WordLlamaEmbedder(), HashingEmbedder())
 
 
 class LocalVectorIndex:
@@ -295,4 +351,12 @@ def open_index(settings: Settings, *, genai_client: Any = None, bigquery_client:
             bigquery_client = bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
         table = f"{settings.gcp_project}.{settings.analytics_dataset}.chat_documents"
         return BigQueryVectorIndex(bigquery_client, table, VertexEmbedder(genai_client))
-    return LocalVectorIndex(settings.home / "chat" / "index.duckdb", HashingEmbedder())
+    # the file is named by its vectors' size, so an index written by another embedder is never read
+    embedder = _cached_embedder()
+    return LocalVectorIndex(settings.home / "chat" / f"index-{embedder.dim}.duckdb", embedder)
+
+
+@cache
+def _cached_embedder() -> Embedder:
+    """One embedder per process: loading the learned model takes about a second."""
+    return local_embedder("hybrid")

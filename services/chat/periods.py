@@ -14,7 +14,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-__all__ = ["HourWindow", "Period", "parse_hours", "parse_period", "shift_period", "utc_bounds"]
+__all__ = [
+    "HourWindow",
+    "ImpossibleDate",
+    "Period",
+    "parse_hours",
+    "parse_period",
+    "shift_period",
+    "utc_bounds",
+]
 
 MONTHS = {
     name: i
@@ -41,6 +49,36 @@ WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 _MONTH_RE = "|".join(sorted(MONTHS, key=len, reverse=True))
 _UNITS = {"hour": "hour", "hours": "hour", "day": "day", "days": "day", "week": "week", "weeks": "week"}
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ten": 10}
+
+
+# Words that name a period: when one is present and no period was read, the chat asks instead of
+# answering for its default period ("since the 3rd", "in Q3", "last spring", "a fortnight").
+DATE_WORDS = re.compile(
+    r"\b(ago|since|until|till|season|spring|summer|autumn|winter|quarter|q[1-4]|fortnight|decade|years?|"
+    r"christmas|easter|\d{1,2}(st|nd|rd|th)|january|february|march|april|june|july|august|september|"
+    r"october|november|december|\d{4})\b"
+)
+
+
+class ImpossibleDate(ValueError):
+    """A date that cannot exist or could mean two days; its message is the clarifying question."""
+
+
+def _date(year: int, month: int, day: int) -> date:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        if not 1 <= month <= 12:
+            raise ImpossibleDate(
+                f"There is no month {month}. Which date did you mean? Write it as YYYY-MM-DD, "
+                "e.g. 2026-11-12."
+            ) from None
+        name = date(2000, month, 1).strftime("%B")
+        raise ImpossibleDate(
+            f"There is no {day} {name} {year}. Which day did you mean?"
+            if day > 28
+            else f"{year}-{month:02d}-{day:02d} is not a date I can read. Which day did you mean?"
+        ) from None
 
 
 class Period(BaseModel):
@@ -80,15 +118,41 @@ def _week_of(d: date) -> date:
     return d - timedelta(days=d.weekday())
 
 
-def parse_period(text: str, today: date) -> Period | None:
-    """The first date or range named in `text` (lower-case), relative to the data clock's `today`."""
+def parse_period(text: str, today: date, *, future: bool = False) -> Period | None:
+    """The first date or range named in `text` (lower-case), relative to the data clock's `today`.
+
+    `future`: a bare weekday ("on Monday") means the next one (for forecasts), else the last one.
+    "since <day>" runs from that day to today.
+    """
     t = text.lower()
+    if m := re.search(r"\bsince\b(.*)", t):
+        since = parse_period(m[1], today)
+        if since is not None and since.start <= today:
+            return Period(
+                start=since.start,
+                end=today + timedelta(days=1),
+                label=f"from {since.start} to {today}",
+                unit="range",
+            )
+    if m := re.search(r"\b(last|previous|this)\s+year\b", t):
+        year = today.year - (m[1] != "this")
+        return Period(start=date(year, 1, 1), end=date(year + 1, 1, 1), label=f"in {year}", unit="range")
+    if m := re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b", t):
+        n1, n2 = int(m[1]), int(m[2])
+        if n1 <= 12 and n2 <= 12 and n1 != n2:
+            month1, month2 = (date(2000, n2, 1).strftime("%B"), date(2000, n1, 1).strftime("%B"))
+            raise ImpossibleDate(
+                f"{m[0]} could be {n1} {month1} or {n2} {month2}. Which did you mean? Write it as YYYY-MM-DD."
+            )
+        day, month = (n1, n2) if n2 <= 12 else (n2, n1)
+        said_year = int(m[3]) + (2000 if len(m[3]) == 2 else 0) if m[3] else None
+        return _day(_resolve_day(day, month, str(said_year) if said_year else None, today))
     if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\s*(?:to|until|and|-)\s*(\d{4})-(\d{2})-(\d{2})\b", t):
-        a = date(int(m[1]), int(m[2]), int(m[3]))
-        b = date(int(m[4]), int(m[5]), int(m[6]))
+        a = _date(int(m[1]), int(m[2]), int(m[3]))
+        b = _date(int(m[4]), int(m[5]), int(m[6]))
         return Period(start=a, end=b + timedelta(days=1), label=f"{a} to {b}", unit="range")
     if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\b", t):
-        return _day(date(int(m[1]), int(m[2]), int(m[3])))
+        return _day(_date(int(m[1]), int(m[2]), int(m[3])))
     if m := re.search(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH_RE})\b(?:\s+(\d{{4}}))?", t):
         return _day(_resolve_day(int(m[1]), MONTHS[m[2]], m[3], today))
     if m := re.search(rf"\b({_MONTH_RE})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}}))?", t):
@@ -129,6 +193,18 @@ def parse_period(text: str, today: date) -> Period | None:
             label=f"the last {n} {m[3]}",
             unit="range",
         )
+    if m := re.search(r"\b(\d+|a|an|one|two|three|four|five|six|seven|ten)\s+(days?|weeks?)\s+ago\b", t):
+        n = int(m[1]) if m[1].isdigit() else _NUMBER_WORDS.get(m[1], 1)
+        if m[2].startswith("day"):
+            ago = today - timedelta(days=n)
+            return _day(ago, f"{n} day{'s' if n != 1 else ''} ago ({ago})")
+        start = _week_of(today) - timedelta(weeks=n)
+        return Period(
+            start=start,
+            end=start + timedelta(days=7),
+            label=f"the week {n} week{'s' if n != 1 else ''} ago ({start} to {start + timedelta(days=6)})",
+            unit="week",
+        )
     for phrase, offset in (("last week", -1), ("previous week", -1), ("this week", 0), ("next week", 1)):
         if phrase in t:
             start = _week_of(today) + timedelta(weeks=offset)
@@ -147,9 +223,12 @@ def parse_period(text: str, today: date) -> Period | None:
         month = MONTHS[m[1]]
         year = int(m[2]) if m[2] else (today.year if month <= today.month else today.year - 1)
         return _month_period(year, month)
+    if m := re.search(r"\b(?:in|during|for|of|throughout)\s+((?:19|20)\d{2})\b(?!-)", t):
+        year = int(m[1])
+        return Period(start=date(year, 1, 1), end=date(year + 1, 1, 1), label=f"in {year}", unit="range")
     if m := re.search(r"\b(last|on|this|next)?\s*(" + "|".join(WEEKDAYS) + r")\b", t):
         wd = WEEKDAYS.index(m[2])
-        if m[1] == "next":
+        if m[1] == "next" or (future and m[1] != "last"):
             delta = (wd - today.weekday()) % 7 or 7
             return _day(today + timedelta(days=delta), f"next {m[2].title()}")
         delta = (today.weekday() - wd) % 7 or 7
@@ -159,9 +238,9 @@ def parse_period(text: str, today: date) -> Period | None:
 
 def _resolve_day(day: int, month: int, year: str | None, today: date) -> date:
     if year:
-        return date(int(year), month, day)
-    candidate = date(today.year, month, day)
-    return candidate if candidate <= today + timedelta(days=2) else date(today.year - 1, month, day)
+        return _date(int(year), month, day)
+    candidate = _date(today.year, month, day)
+    return candidate if candidate <= today + timedelta(days=2) else _date(today.year - 1, month, day)
 
 
 def shift_period(text: str, period: Period) -> Period | None:

@@ -43,12 +43,16 @@ class Scope(BaseModel):
     start: datetime
     end: datetime
     hours: tuple[int, int] | None = Field(default=None, description="Local [start, end) hours, if any.")
+    days: Literal["weekdays", "weekends"] | None = Field(default=None, description="Only these local days.")
+    previous_start: datetime | None = Field(default=None, description="Start of the period compared with.")
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"tz": self.tz, "start": self.start, "end": self.end}
         params |= {"device_ids": self.device_ids, "site_ids": self.site_ids}
         if self.hours:
             params |= {"hod_start": self.hours[0], "hod_end": self.hours[1]}
+        if self.previous_start is not None:
+            params["previous_start"] = self.previous_start
         return params
 
 
@@ -66,33 +70,102 @@ _GROUPS: dict[str, tuple[str, str]] = {
     "fleet": ("'fleet'", "SELECT 'fleet' AS entity_id, 'the whole fleet' AS name"),
 }
 
-_FILTER = "h.hour >= @start AND h.hour < @end AND {h_scope} AND {h_hours}"
+_FILTER = "h.hour >= @start AND h.hour < @end AND {h_scope} AND {h_hours} AND {h_days}"
+# Monday 1900-01-01 is day 0, so day 5 and 6 of each week are Saturday and Sunday (same on both engines)
+_DAY_OF_WEEK = "MOD(DATE_DIFF(DATE({col}, @tz), DATE '1900-01-01', DAY), 7)"
+_DAYS = {"weekdays": _DAY_OF_WEEK + " < 5", "weekends": _DAY_OF_WEEK + " >= 5"}
 _HOURS = (
     "EXTRACT(HOUR FROM {col} AT TIME ZONE @tz) >= @hod_start"
     " AND EXTRACT(HOUR FROM {col} AT TIME ZONE @tz) < @hod_end"
 )
 
 USAGE = """
-WITH usage AS (
+WITH per_hour AS (
   SELECT
     {entity} AS entity_id,
-    ROUND(SUM(h.energy_kwh), 3) AS energy_kwh,
-    ROUND(SUM(h.avg_power_w) / COUNT(DISTINCT h.hour), 1) AS avg_power_w,
-    ROUND(MAX(h.max_power_w), 1) AS max_power_w,
-    COUNT(DISTINCT h.hour) AS hours_with_data,
-    COUNT(DISTINCT h.device_id) AS devices
+    h.hour,
+    SUM(h.energy_kwh) AS energy_kwh,
+    SUM(h.avg_power_w) AS power_w,
+    MAX(h.max_power_w) AS max_device_power_w
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE {filter}
+  GROUP BY entity_id, h.hour
+),
+members AS (
+  SELECT {entity} AS entity_id, COUNT(DISTINCT h.device_id) AS devices
   FROM energy_analytics.hourly_consumption AS h
   WHERE {filter}
   GROUP BY entity_id
 ),
+usage AS (
+  SELECT
+    per_hour.entity_id,
+    ROUND(SUM(per_hour.energy_kwh), 3) AS energy_kwh,
+    ROUND(AVG(per_hour.power_w), 1) AS avg_power_w,
+    ROUND(MAX(per_hour.power_w), 1) AS peak_hour_power_w,
+    ROUND(MAX(per_hour.max_device_power_w), 1) AS max_device_power_w,
+    COUNT(*) AS hours_with_data,
+    MAX(members.devices) AS devices,
+    ROUND(SUM(per_hour.energy_kwh) / MAX(members.devices), 3) AS energy_per_device_kwh
+  FROM per_hour
+  JOIN members ON members.entity_id = per_hour.entity_id
+  GROUP BY per_hour.entity_id
+),
 names AS ({names})
-SELECT usage.entity_id, names.name, usage.energy_kwh, usage.avg_power_w, usage.max_power_w,
-  usage.hours_with_data, usage.devices,
+SELECT usage.entity_id, names.name, usage.energy_kwh, usage.avg_power_w, usage.peak_hour_power_w,
+  usage.max_device_power_w, usage.hours_with_data, usage.devices, usage.energy_per_device_kwh,
   ROUND(MAX(usage.energy_kwh) OVER () - MIN(usage.energy_kwh) OVER (), 3) AS gap_kwh,
   ROUND(SAFE_DIVIDE(MAX(usage.energy_kwh) OVER () - MIN(usage.energy_kwh) OVER (),
     MIN(usage.energy_kwh) OVER ()) * 100, 1) AS gap_pct
 FROM usage LEFT JOIN names ON names.entity_id = usage.entity_id
 ORDER BY usage.{order_by} {direction}, usage.entity_id
+LIMIT @limit
+"""
+
+WEEKDAY_WEEKEND = """
+WITH per_day AS (
+  SELECT DATE(h.hour, @tz) AS local_date, SUM(h.energy_kwh) AS energy_kwh
+  FROM energy_analytics.hourly_consumption AS h
+  WHERE {filter}
+  GROUP BY local_date
+)
+SELECT IF(MOD(DATE_DIFF(local_date, DATE '1900-01-01', DAY), 7) >= 5, 'weekend', 'weekday') AS day_kind,
+  ROUND(AVG(energy_kwh), 3) AS avg_daily_kwh, COUNT(*) AS days, ROUND(SUM(energy_kwh), 3) AS energy_kwh
+FROM per_day
+GROUP BY day_kind
+ORDER BY day_kind
+LIMIT 2
+"""
+
+TREND = """
+SELECT ROUND(SUM(IF(h.hour >= @start, h.energy_kwh, 0)), 3) AS energy_kwh,
+  ROUND(SUM(IF(h.hour < @start, h.energy_kwh, 0)), 3) AS previous_energy_kwh,
+  ROUND(SAFE_DIVIDE(SUM(IF(h.hour >= @start, h.energy_kwh, 0)) - SUM(IF(h.hour < @start, h.energy_kwh, 0)),
+    SUM(IF(h.hour < @start, h.energy_kwh, 0))) * 100, 1) AS change_pct,
+  ROUND(ABS(SAFE_DIVIDE(
+    SUM(IF(h.hour >= @start, h.energy_kwh, 0)) - SUM(IF(h.hour < @start, h.energy_kwh, 0)),
+    SUM(IF(h.hour < @start, h.energy_kwh, 0)))) * 100, 1) AS change_abs_pct,
+  COUNT(DISTINCT IF(h.hour >= @start, h.hour, NULL)) AS hours_with_data,
+  COUNT(DISTINCT IF(h.hour < @start, h.hour, NULL)) AS previous_hours_with_data
+FROM energy_analytics.hourly_consumption AS h
+WHERE h.hour >= @previous_start AND h.hour < @end AND {h_scope} AND {h_hours} AND {h_days}
+HAVING COUNT(*) > 0
+"""
+
+COUNT_DEVICES = """
+SELECT d.device_id, d.name, d.site_id, s.name AS site_name,
+  COUNT(*) OVER () AS devices, COUNT(DISTINCT d.site_id) OVER () AS sites_with_devices
+FROM energy_analytics.dim_device AS d
+LEFT JOIN energy_analytics.dim_site AS s ON s.site_id = d.site_id
+WHERE {d_scope_sites}
+ORDER BY d.device_id
+LIMIT @limit
+"""
+
+COUNT_SITES = """
+SELECT s.site_id, s.name, s.site_type, s.timezone, COUNT(*) OVER () AS sites
+FROM energy_analytics.dim_site AS s
+ORDER BY s.site_id
 LIMIT @limit
 """
 
@@ -267,8 +340,19 @@ TEMPLATES: dict[str, str] = {
     "anomalies": ANOMALIES,
     "device_facts": DEVICE_FACTS,
     "silent_devices": SILENT_DEVICES,
+    "weekday_weekend": WEEKDAY_WEEKEND,
+    "trend": TREND,
+    "count_devices": COUNT_DEVICES,
+    "count_sites": COUNT_SITES,
 }
-_ORDERABLE = {"energy_kwh", "max_power_w", "avg_power_w"}
+_ORDERABLE = {
+    "energy_kwh",
+    "max_power_w",
+    "max_device_power_w",
+    "peak_hour_power_w",
+    "avg_power_w",
+    "energy_per_device_kwh",
+}
 
 
 def render_template(
@@ -279,6 +363,7 @@ def render_template(
     descending: bool = True,
     scope: ScopeKind = "fleet",
     hours: bool = False,
+    days: str | None = None,
 ) -> str:
     """Fill the closed set of structural choices; user values never reach this function."""
     if order_by not in _ORDERABLE:
@@ -291,6 +376,8 @@ def render_template(
     fragments = {
         "h_scope": "h.site_id IN UNNEST(@site_ids)" if scope == "sites" else by_device("h"),
         "h_hours": _HOURS.format(col="h.hour") if hours else "TRUE",
+        "h_days": _DAYS[days].format(col="h.hour") if days else "TRUE",
+        "d_scope_sites": "d.site_id IN UNNEST(@site_ids)" if scope == "sites" else by_device("d"),
         "f_scope": by_device("f"),
         "f_hours": _HOURS.format(col="f.target_hour") if hours else "TRUE",
         "a_scope": by_device("a"),
@@ -327,6 +414,7 @@ def run_template(
         descending=descending,
         scope=scope.kind,
         hours=scope.hours is not None,
+        days=scope.days,
     )
     given = {"limit": MAX_ROWS, **scope.params(), **(extra or {})}
     used = set(re.findall(r"@(\w+)", sql))

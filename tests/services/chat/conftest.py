@@ -34,3 +34,20 @@ def chat_deps(chat_settings: Settings, tmp_path: Path) -> ChatDeps:
         store=ConversationStore(tmp_path / "conversations"),
         index=open_index(chat_settings),
     )
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Fleet]:
+    """The fleet `gridsight demo` names (Office 5, Meter 1, dev-00005), for the evaluation sets."""
+    from tests.services.chat.demo_fleet import build_demo_fleet
+
+    settings = Settings(home=tmp_path_factory.mktemp("chat-demo"))
+    return settings, build_demo_fleet(settings)
+
+
+@pytest.fixture
+def demo_deps(demo_home: tuple[Settings, Fleet], tmp_path: Path) -> ChatDeps:
+    settings = demo_home[0]
+    return ChatDeps(
+        settings=settings, store=ConversationStore(tmp_path / "conversations"), index=open_index(settings)
+    )

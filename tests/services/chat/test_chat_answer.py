@@ -42,7 +42,7 @@ def test_a_date_without_data_gets_a_no_data_answer(chat_deps: ChatDeps) -> None:
 
 def test_device_facts_without_a_device_asks_which(chat_deps: ChatDeps) -> None:
     response = ask(chat_deps, "Tell me about the meter")
-    assert "Which device?" in response.answer
+    assert "Which meter do you mean?" in response.answer
 
 
 def test_every_sql_citation_binds_its_values_as_parameters(chat_deps: ChatDeps) -> None:

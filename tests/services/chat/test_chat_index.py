@@ -102,3 +102,18 @@ def test_cloud_index_loads_vertex_vectors_and_searches_with_vector_search() -> N
     assert genai.calls[-1] == ["standby"]
     assert np.allclose(names["query"].values, VertexEmbedder(FakeGenai(), dim=8).embed(["standby"])[0])
     assert hits[0].document.id == "playbook:x"
+
+
+def test_learned_embeddings_find_a_paraphrase_that_shares_no_keyword(tmp_path: Path) -> None:
+    from services.chat.documents import example_documents
+    from services.chat.index import local_embedder
+
+    index = LocalVectorIndex(tmp_path / "hybrid.duckdb", local_embedder("hybrid"))
+    index.sync(list(example_documents()))
+    # hashed n-grams alone rank another intent first here; the learned part knows "wattage" is power
+    hit = index.search("mean wattage of a meter during office hours on working days", k=1, kinds=["example"])[
+        0
+    ]
+    assert hit.document.meta["intent"] == "usage"
+    exact = index.search("dev-00005 voltage and install date", k=1, kinds=["example"])[0]
+    assert exact.document.meta["intent"] == "device_facts"  # ids still match by their letters

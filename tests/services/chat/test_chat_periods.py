@@ -52,3 +52,26 @@ def test_utc_bounds_follow_the_sites_timezone_and_dst() -> None:
 def test_rolling_hours_are_anchored_on_the_data_clock() -> None:
     period = parse_period("in the next 24 hours", TODAY)
     assert utc_bounds(period, "Europe/Dublin", CLOCK) == (CLOCK, datetime(2026, 11, 22, tzinfo=UTC))
+
+
+def test_days_and_weeks_ago_are_read_against_the_data_clock() -> None:
+    from services.chat.periods import parse_period
+
+    today = date(2026, 11, 20)  # a Friday
+    three = parse_period("how much 3 days ago", today)
+    assert three is not None
+    assert (three.start, three.end) == (date(2026, 11, 17), date(2026, 11, 18))
+    weeks = parse_period("two weeks ago", today)
+    assert weeks is not None
+    assert (weeks.start, weeks.end) == (date(2026, 11, 2), date(2026, 11, 9))
+
+
+def test_impossible_and_ambiguous_dates_raise_a_clarifying_question() -> None:
+    import pytest
+
+    from services.chat.periods import ImpossibleDate, parse_period
+
+    for text, said in (("on 31 february", "There is no 31 February"), ("2026-13-01", "no month 13"),
+                       ("on 04/05", "4 May or 5 April")):  # fmt: skip
+        with pytest.raises(ImpossibleDate, match=said):
+            parse_period(text, date(2026, 11, 20))

@@ -49,10 +49,16 @@ def test_intents(question: str, intent: str) -> None:
     assert ask(question).intent == intent
 
 
-def test_meter_number_maps_to_the_id_suffix_and_site_letter_to_the_site() -> None:
-    u = ask("what will site B and meter 17 draw tomorrow?")
+def test_meter_number_maps_to_the_id_suffix_and_its_own_site_is_context() -> None:
+    u = ask("what will site B and meter 17 draw tomorrow?")  # meter 17 is at site B
     assert [d.id for d in u.slots.devices] == ["dev-017"]
-    assert [s.id for s in u.slots.sites] == ["site-b"]
+    assert u.slots.sites == []
+
+
+def test_a_meter_and_an_unrelated_site_together_ask_to_split_the_question() -> None:
+    u = ask("what did meter 17 and Harbour Office use yesterday?")
+    assert u.intent == "clarify"
+    assert "separately" in (u.reason or "")
 
 
 def test_a_typo_in_a_name_still_matches_one_device() -> None:
