@@ -6,6 +6,13 @@ device gives all of its hours. Each model then runs over that window, widened by
 (a reading changes the next reading's interval energy; an hour changes the next 168 h of lags), and
 is MERGEd on its contract key, deleting rows in the window the model no longer produces. So a re-run
 is a no-op and the result always equals a full rebuild (`full=True`), which the tests check.
+
+Crash safety: the models, the caller's run record (`record`, which carries the window and the
+watermarks it covers) and the watermark advance run in that order, inside one transaction on DuckDB
+(`atomic`). On BigQuery every statement commits on its own, and the order is what makes any crash
+repairable by re-running: before the record, the watermarks have not moved, so the re-run recomputes
+the same window (MERGE, so a no-op where it already ran); after it, the re-run finds the record,
+advances any watermark still behind it (`finish_recorded`) and announces the recorded window.
 """
 
 from __future__ import annotations
@@ -23,18 +30,27 @@ from pydantic import BaseModel, Field
 
 from shared.logging import get_logger
 from shared.settings import Settings
-from shared.warehouse import Warehouse, open_warehouse
+from shared.warehouse import Warehouse, atomic, open_warehouse
 from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 from shared.warehouse.dialect import transpile
 from shared.warehouse.models import compile_sql, model_inputs, ordered_models
 from shared.warehouse.statements import create_table_sql, merge_sql
 
-__all__ = ["RAW_TABLES", "RefreshResult", "refresh_features", "run_refresh", "warm_up"]
+__all__ = [
+    "RAW_TABLES",
+    "RefreshResult",
+    "finish_recorded",
+    "refresh_features",
+    "run_refresh",
+    "step_done",
+    "warm_up",
+]
 
 RAW_TABLES = ("site", "device", "reading")
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 HOUR = timedelta(hours=1)
 Progress = Callable[[str], None]
+Record = Callable[[Warehouse, "RefreshResult"], None]
 
 log = get_logger(__name__)
 
@@ -63,6 +79,9 @@ class RefreshResult(BaseModel):
     device_ids: list[str] = Field(default_factory=list)
     rows_changed: dict[str, int] = Field(default_factory=dict)
     watermark: datetime | None = Field(default=None, description="max(_fivetran_synced) now covered.")
+    watermarks: dict[str, datetime] = Field(
+        default_factory=dict, description="Per raw table, the _fivetran_synced this refresh covers."
+    )
     durations_s: dict[str, float] = Field(default_factory=dict)
     skipped_reason: str | None = None
 
@@ -90,8 +109,35 @@ def refresh_features(
     return result
 
 
-def run_refresh(wh: Warehouse, *, full: bool = False, progress: Progress | None = None) -> RefreshResult:
-    """The refresh on an open warehouse (tests and the benchmark call this directly)."""
+def run_refresh(
+    wh: Warehouse, *, full: bool = False, progress: Progress | None = None, record: Record | None = None
+) -> RefreshResult:
+    """The refresh on an open warehouse, as one transaction (tests and the benchmark call this).
+
+    `record(wh, result)` runs after the models and before the watermarks move, in the same
+    transaction: the ingest handler stores the result there, so a redelivery finds it."""
+    with atomic(wh):
+        return _run_refresh(wh, full=full, progress=progress, record=record)
+
+
+def step_done(step: str) -> None:
+    """A step boundary of the refresh unit of work (crash tests inject a failure here)."""
+    log.debug("refresh step done", extra={"step": step})
+
+
+def finish_recorded(wh: Warehouse, result: RefreshResult) -> None:
+    """Advance any watermark still behind a recorded refresh (a crash between record and watermarks
+    on BigQuery); never moves one back, in case a later refresh already went past it."""
+    stored = _stored_watermarks(wh)
+    behind = {t: m for t, m in result.watermarks.items() if stored.get(t) is None or stored[t] < m}
+    if behind:
+        log.warning("recorded refresh left watermarks behind; advancing", extra={"tables": sorted(behind)})
+        _store_watermarks(wh, dict(behind), result.refresh_id)
+
+
+def _run_refresh(
+    wh: Warehouse, *, full: bool, progress: Progress | None, record: Record | None
+) -> RefreshResult:
     missing = [t for t in RAW_TABLES if not wh.table_exists(f"raw.{t}")]
     if missing:
         return RefreshResult(
@@ -112,7 +158,10 @@ def run_refresh(wh: Warehouse, *, full: bool = False, progress: Progress | None 
         window, devices = _changed_window(wh, previous)
 
     result = RefreshResult(
-        refresh_id=refresh_id, full=full, watermark=max(filter(None, current.values()), default=None)
+        refresh_id=refresh_id,
+        full=full,
+        watermark=max(filter(None, current.values()), default=None),
+        watermarks={t: m or ALL_TIME[0] for t, m in current.items()},
     )
     windows: dict[str, tuple[datetime, datetime]] = {}
     for contract in ordered_models():
@@ -129,11 +178,16 @@ def run_refresh(wh: Warehouse, *, full: bool = False, progress: Progress | None 
             changed = _merge_model(wh, contract, model_window)
         result.rows_changed[contract.table] = changed
         result.durations_s[contract.table] = round(time.perf_counter() - started, 4)
+        step_done(f"model:{contract.table}")
 
     if window is not None:
         result.window_start, result.window_end = _reported_window(wh, window, windows)
         result.device_ids = devices if devices is not None else _all_devices(wh)
-    _store_watermarks(wh, current, refresh_id)
+    if record is not None:
+        record(wh, result)
+        step_done("recorded")
+    _store_watermarks(wh, result.watermarks, refresh_id)
+    step_done("watermarks")
     return result
 
 
@@ -174,11 +228,11 @@ def _current_watermarks(wh: Warehouse) -> dict[str, datetime | None]:
     return marks
 
 
-def _store_watermarks(wh: Warehouse, marks: dict[str, datetime | None], refresh_id: str) -> None:
+def _store_watermarks(wh: Warehouse, marks: dict[str, datetime], refresh_id: str) -> None:
     now = datetime.now(UTC)
     rows = [
-        # an empty raw table still gets a mark, so the next refresh can be incremental
-        {"source_table": t, "watermark": m or ALL_TIME[0], "refresh_id": refresh_id, "refreshed_at": now}
+        # an empty raw table still gets a mark (ALL_TIME[0]), so the next refresh can be incremental
+        {"source_table": t, "watermark": m, "refresh_id": refresh_id, "refreshed_at": now}
         for t, m in marks.items()
     ]
     wh.merge("refresh_watermarks", pa.Table.from_pylist(rows), key=["source_table"])

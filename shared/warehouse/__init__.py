@@ -12,7 +12,7 @@ DuckDB file has one writer at a time; keep units of work short and never nest th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -22,7 +22,15 @@ from shared.settings import Settings
 from shared.warehouse.base import Params, Warehouse
 from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 
-__all__ = ["Params", "TableContract", "Warehouse", "contract_for", "load_contracts", "open_warehouse"]
+__all__ = [
+    "Params",
+    "TableContract",
+    "Warehouse",
+    "atomic",
+    "contract_for",
+    "load_contracts",
+    "open_warehouse",
+]
 
 # Files this process has already brought up to the table contracts, by (path, device, inode):
 # checking the schema costs ~100 ms, which dominated every short read (chat, dashboard). A file
@@ -36,6 +44,18 @@ def _file_identity(path: Path) -> tuple[str, int, int] | None:
     except FileNotFoundError:
         return None
     return (str(path.resolve()), stat.st_dev, stat.st_ino)
+
+
+def atomic(wh: Warehouse) -> AbstractContextManager[None]:
+    """One transaction on DuckDB; on BigQuery each statement commits on its own.
+
+    BigQuery's multi-statement transactions need a session or a single script job, and the emulator
+    has neither, so a caller that must survive a crash between statements orders its writes so that
+    a re-run repairs any prefix (see `shared.refresh.run_refresh`), and uses this as well so the
+    embedded warehouse never shows the intermediate states at all.
+    """
+    begin = getattr(wh, "transaction", None)
+    return begin() if callable(begin) else nullcontext()
 
 
 @contextmanager

@@ -6,7 +6,8 @@ because DuckDB lets one process at a time hold a file for writing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -91,6 +92,18 @@ class DuckDBWarehouse:
 
     def close(self) -> None:
         self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all (a killed process leaves no trace of it:
+        DuckDB writes a transaction to its WAL only at commit)."""
+        self._conn.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     # --- schema ---------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
