@@ -47,6 +47,7 @@ class DuckDBWarehouse:
         self._conn.execute("SET TimeZone = 'UTC'")
         self._raw_path = raw_path
         self._raw_attached = False
+        self._read_only = read_only
 
     # --- the Warehouse protocol ---------------------------------------------------------------
     def query(self, sql: str, params: Params | None = None) -> pa.Table:
@@ -92,6 +93,11 @@ class DuckDBWarehouse:
 
     def close(self) -> None:
         self._conn.close()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file, so a copy of the closed file is complete."""
+        if not self._read_only:
+            self._conn.execute("CHECKPOINT")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
