@@ -24,7 +24,7 @@ from shared import refresh as refresh_steps
 from shared.events import FeaturesRefreshed, SyncCompleted
 from shared.logging import get_logger
 from shared.push import PushContext
-from shared.refresh import RefreshResult, finish_recorded, run_refresh
+from shared.refresh import RefreshResult, WindowLimits, finish_recorded, run_refresh
 from shared.runs import PipelineRun, find_run, record_run
 from shared.warehouse import Warehouse, open_warehouse
 
@@ -67,7 +67,7 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
             result = RefreshResult.model_validate_json(recorded.detail)
             finish_recorded(wh, result)
         else:
-            result = run_refresh(wh, record=record)
+            result = run_refresh(wh, record=record, limits=WindowLimits.from_settings(ctx.settings))
     refresh_steps.step_done("committed")
     rows = sum(result.rows_changed.values())
     outcome = RefreshOutcome(
