@@ -8,6 +8,7 @@ max per phase and reader, how many reads failed (a 503 from the lock would count
 publishing the snapshot cost (file size, seconds, MB/s; measured inside the refresh child).
 
     nice -n 10 .venv/bin/python bench/bench_readers.py [--devices 1000] [--days 90] [--pause 0.2]
+        [--readers-take-the-lock]   # the old way, for comparison: reads wait for the refresh
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _refresh_child(home: Path) -> None:
     )
 
 
-def _readers(home: Path) -> dict[str, Callable[[], object]]:
+def _readers(home: Path, *, take_lock: bool) -> dict[str, Callable[[], object]]:
     from services.chat.answer import answer_question, build_deps
     from services.chat.api import ChatRequest
     from services.chat.dashboard.data import device_detail, fleet_overview
@@ -83,6 +84,13 @@ def _readers(home: Path) -> dict[str, Callable[[], object]]:
 
     settings = Settings(home=home)
     deps = build_deps(settings)
+    read_only = not take_lock
+    if take_lock:  # how the readers worked before snapshots: the writer's file, under its lock
+
+        def locked(s: Settings, **kwargs: object) -> object:
+            return open_warehouse(s, ensure_schema=bool(kwargs.get("ensure_schema", True)))
+
+        deps.open_wh = locked
     turn = {"i": 0}
 
     def chat() -> object:
@@ -90,13 +98,15 @@ def _readers(home: Path) -> dict[str, Callable[[], object]]:
         question = QUESTIONS[turn["i"] % len(QUESTIONS)]
         return answer_question(ChatRequest(question=question), "bench", deps)
 
-    def dashboard() -> object:
-        with open_warehouse(settings, read_only=True) as wh:
-            fleet_overview(wh)
-        with open_warehouse(settings, read_only=True) as wh:
+    def fleet() -> object:  # GET /api/dashboard/fleet
+        with open_warehouse(settings, read_only=read_only) as wh:
+            return fleet_overview(wh)
+
+    def device() -> object:  # GET /api/dashboard/device/<id>?hours=168
+        with open_warehouse(settings, read_only=read_only) as wh:
             return device_detail(wh, f"dev-{turn['i'] % 10:05d}", hours=7 * 24)
 
-    return {"chat": chat, "dashboard": dashboard}
+    return {"chat": chat, "dash-fleet": fleet, "dash-device": device}
 
 
 def _measure(
@@ -122,10 +132,10 @@ def _measure(
 def _print(phase: str, times: dict[str, list[float]], failures: int) -> None:
     for name, values in times.items():
         if not values:
-            print(f"{phase:<7} {name:<10} no successful reads")
+            print(f"{phase:<7} {name:<11} no successful reads")
             continue
         print(
-            f"{phase:<7} {name:<10} n={len(values):4d}  median {statistics.median(values) * 1000:7.0f} ms"
+            f"{phase:<7} {name:<11} n={len(values):4d}  median {statistics.median(values) * 1000:7.0f} ms"
             f"  p95 {_percentile(values, 0.95) * 1000:7.0f} ms  max {max(values) * 1000:7.0f} ms"
         )
     print(f"{phase:<7} failed reads: {failures}")
@@ -142,6 +152,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--samples", type=int, default=20, help="reads per reader before and after")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between rounds of reads")
+    parser.add_argument(
+        "--readers-take-the-lock",
+        action="store_true",
+        help="readers open the writer's file under the lock, as before snapshots (for comparison)",
+    )
     parser.add_argument("--phase", choices=["refresh"])
     parser.add_argument("--home", type=Path)
     args = parser.parse_args()
@@ -164,7 +179,9 @@ def main() -> None:
             f"first full refresh: {first['seconds']:.0f} s, warehouse file {first['bytes'] / 2**20:.0f} MiB"
         )
 
-        readers = _readers(home)
+        readers = _readers(home, take_lock=args.readers_take_the_lock)
+        mode = "under the writer lock" if args.readers_take_the_lock else "on the published snapshot"
+        print(f"readers: {mode}")
         for read in readers.values():  # first question builds the chat index: not a steady-state read
             read()
         count = {"n": 0}
