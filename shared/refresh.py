@@ -29,6 +29,7 @@ advances any watermark still behind it (`finish_recorded`) and announces the rec
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -168,6 +169,9 @@ def run_refresh(
 
     `record(wh, result)` runs after the models and before the watermarks move, in the same
     transaction: the ingest handler stores the result there, so a redelivery finds it."""
+    limit_threads = getattr(wh, "limit_threads", None)
+    if callable(limit_threads):  # DuckDB: the readers on the snapshot share this machine's cores
+        limit_threads(max(1, (os.cpu_count() or 2) - 1))
     with atomic(wh):
         return _run_refresh(wh, full=full, progress=progress, record=record, limits=limits or WindowLimits())
 

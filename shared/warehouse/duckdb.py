@@ -94,6 +94,10 @@ class DuckDBWarehouse:
     def close(self) -> None:
         self._conn.close()
 
+    def limit_threads(self, threads: int) -> None:
+        """Cap this connection's worker threads (a long refresh leaves a core to the readers)."""
+        self._conn.execute(f"SET threads = {max(1, int(threads))}")
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the file, so a copy of the closed file is complete."""
         if not self._read_only:
