@@ -185,7 +185,7 @@ def finish_recorded(wh: Warehouse, result: RefreshResult) -> None:
     """Advance any watermark still behind a recorded refresh (a crash between record and watermarks
     on BigQuery); never moves one back, in case a later refresh already went past it."""
     stored = _stored_watermarks(wh)
-    behind = {t: m for t, m in result.watermarks.items() if stored.get(t) is None or stored[t] < m}
+    behind = {t: m for t, m in result.watermarks.items() if (mark := stored.get(t)) is None or mark < m}
     if behind:
         log.warning("recorded refresh left watermarks behind; advancing", extra={"tables": sorted(behind)})
         _store_watermarks(wh, dict(behind), result.refresh_id)

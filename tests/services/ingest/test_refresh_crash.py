@@ -34,6 +34,7 @@ from raw_landing import START, land
 import shared.refresh
 from shared.bus.local import QueueStore
 from shared.events import FeaturesRefreshed, SyncCompleted
+from shared.refresh import RefreshResult, finish_recorded
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import contract_for, open_warehouse
 from shared.warehouse.models import ordered_models
@@ -263,3 +264,28 @@ def test_the_redelivered_window_is_the_recorded_one(settings: Settings) -> None:
     # the landing helper syncs a day's readings at start + 25 h
     assert set(recorded["watermarks"]) == {"site", "device", "reading"}
     assert recorded["watermarks"]["reading"].startswith("2026-03-02T01:00:00")
+
+
+def test_finishing_a_recorded_refresh_never_moves_a_watermark_back(settings: Settings) -> None:
+    """A recorded refresh completed after a later one went past it must not undo the later one."""
+    _land_day(settings, 0)
+    assert _client().post("/pubsub/sync-completed", json=_envelope("sync-0")).status_code == 204
+    with open_warehouse(settings) as wh:
+        marks = {
+            r["source_table"]: r["watermark"]
+            for r in wh.query("SELECT * FROM energy_analytics.refresh_watermarks").to_pylist()
+        }
+        older = {t: m - dt.timedelta(hours=5) for t, m in marks.items()}
+        finish_recorded(wh, RefreshResult(refresh_id="old", full=False, watermarks=older))
+        kept = {
+            r["source_table"]: r["watermark"]
+            for r in wh.query("SELECT * FROM energy_analytics.refresh_watermarks").to_pylist()
+        }
+        newer = {**marks, "reading": marks["reading"] + dt.timedelta(hours=1)}
+        finish_recorded(wh, RefreshResult(refresh_id="new", full=False, watermarks=newer))
+        advanced = {
+            r["source_table"]: r["watermark"]
+            for r in wh.query("SELECT * FROM energy_analytics.refresh_watermarks").to_pylist()
+        }
+    assert kept == marks
+    assert advanced == newer
