@@ -6,11 +6,30 @@ device gives all of its hours. Each model then runs over that window, widened by
 (a reading changes the next reading's interval energy; an hour changes the next 168 h of lags), and
 is MERGEd on its contract key, deleting rows in the window the model no longer produces. So a re-run
 is a no-op and the result always equals a full rebuild (`full=True`), which the tests check.
+
+Bounded work: each device gets its own window (the hours of its changed readings; all of its hours
+when its dim_device row changes or it is deleted), devices with the same window share one pass of
+the models, restricted to them (at most MAX_PASSES passes: further windows are merged, which only
+recomputes more). Reading times outside a plausible range (`WindowLimits`: not before
+`refresh_earliest_reading`, not after the newest `_fivetran_synced` plus `refresh_future_skew_hours`)
+never widen a window and are left out of the models on every path, full rebuild included, so one
+reading dated 1970 or 2099 costs nothing and incremental still equals full. Changed readings older
+than `refresh_max_window_days` before the newest changed hour are not recomputed incrementally (reported in
+`RefreshResult.too_old_devices`, logged; `gridsight refresh --full` brings them in), so the announced
+window never spans more than the maximum.
+
+Crash safety: the models, the caller's run record (`record`, which carries the window and the
+watermarks it covers) and the watermark advance run in that order, inside one transaction on DuckDB
+(`atomic`). On BigQuery every statement commits on its own, and the order is what makes any crash
+repairable by re-running: before the record, the watermarks have not moved, so the re-run recomputes
+the same window (MERGE, so a no-op where it already ran); after it, the re-run finds the record,
+advances any watermark still behind it (`finish_recorded`) and announces the recorded window.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -23,34 +42,74 @@ from pydantic import BaseModel, Field
 
 from shared.logging import get_logger
 from shared.settings import Settings
-from shared.warehouse import Warehouse, open_warehouse
+from shared.warehouse import Warehouse, atomic, open_warehouse
 from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 from shared.warehouse.dialect import transpile
 from shared.warehouse.models import compile_sql, model_inputs, ordered_models
-from shared.warehouse.statements import create_table_sql, merge_sql
+from shared.warehouse.statements import changed_condition, create_table_sql, merge_sql
 
-__all__ = ["RAW_TABLES", "RefreshResult", "refresh_features", "run_refresh", "warm_up"]
+__all__ = [
+    "RAW_TABLES",
+    "RefreshResult",
+    "WindowLimits",
+    "finish_recorded",
+    "refresh_features",
+    "run_refresh",
+    "step_done",
+    "warm_up",
+]
 
 RAW_TABLES = ("site", "device", "reading")
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 HOUR = timedelta(hours=1)
 Progress = Callable[[str], None]
+Record = Callable[[Warehouse, "RefreshResult"], None]
 
 log = get_logger(__name__)
 
-# What changed since the watermarks (GoogleSQL over the staging models).
+MAX_PASSES = 4  # model passes per refresh at most (one per distinct device window)
+
+# What changed since the watermarks (GoogleSQL over the staging models), inside the plausible range.
+_PLAUSIBLE = "reading_at >= @earliest AND reading_at < @latest"
 _CHANGED_READINGS = (
     "SELECT device_id, MIN(TIMESTAMP_TRUNC(reading_at, HOUR)) AS first_hour,"
     " MAX(TIMESTAMP_TRUNC(reading_at, HOUR)) AS last_hour"
-    " FROM staging.stg_reading WHERE synced_at > @mark GROUP BY device_id"
+    f" FROM staging.stg_reading WHERE synced_at > @mark AND {_PLAUSIBLE} GROUP BY device_id"
+)
+_IMPLAUSIBLE_READINGS = (
+    "SELECT COUNT(*) AS n FROM staging.stg_reading"
+    " WHERE synced_at > @mark AND (reading_at < @earliest OR reading_at >= @latest)"
 )
 _CHANGED_DEVICES = "SELECT device_id FROM staging.stg_device WHERE synced_at > @mark"
 _DEVICE_SPAN = (
-    "SELECT MIN(TIMESTAMP_TRUNC(reading_at, HOUR)) AS first_hour,"
+    "SELECT device_id, MIN(TIMESTAMP_TRUNC(reading_at, HOUR)) AS first_hour,"
     " MAX(TIMESTAMP_TRUNC(reading_at, HOUR)) AS last_hour"
-    " FROM staging.stg_reading WHERE device_id IN UNNEST(@devices)"
+    f" FROM staging.stg_reading WHERE device_id IN UNNEST(@devices) AND {_PLAUSIBLE} GROUP BY device_id"
 )
-_WINDOW_QUERIES = (_CHANGED_READINGS, _CHANGED_DEVICES, _DEVICE_SPAN)
+_DEVICE_SITES = "SELECT DISTINCT site_id FROM staging.stg_device WHERE device_id IN UNNEST(@devices)"
+_WINDOW_QUERIES = (_CHANGED_READINGS, _IMPLAUSIBLE_READINGS, _CHANGED_DEVICES, _DEVICE_SPAN, _DEVICE_SITES)
+Window = tuple[datetime, datetime]
+
+
+class WindowLimits(BaseModel):
+    """How far a refresh window may reach (settings `refresh_*`; see the module doc)."""
+
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    future_skew: timedelta = timedelta(hours=24)
+    max_span: timedelta = timedelta(days=92)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WindowLimits:
+        return cls(
+            earliest=settings.refresh_earliest_reading,
+            future_skew=timedelta(hours=settings.refresh_future_skew_hours),
+            max_span=timedelta(days=settings.refresh_max_window_days),
+        )
+
+    def plausible(self, newest_synced: datetime | None) -> Window:
+        """[earliest, newest sync + skew): a reading cannot be dated after it was synced (plus skew)."""
+        latest = (newest_synced + self.future_skew) if newest_synced is not None else self.earliest
+        return self.earliest, max(self.earliest, latest)
 
 
 class RefreshResult(BaseModel):
@@ -63,8 +122,16 @@ class RefreshResult(BaseModel):
     device_ids: list[str] = Field(default_factory=list)
     rows_changed: dict[str, int] = Field(default_factory=dict)
     watermark: datetime | None = Field(default=None, description="max(_fivetran_synced) now covered.")
+    watermarks: dict[str, datetime] = Field(
+        default_factory=dict, description="Per raw table, the _fivetran_synced this refresh covers."
+    )
     durations_s: dict[str, float] = Field(default_factory=dict)
     skipped_reason: str | None = None
+    passes: int = Field(default=0, description="Runs of the incremental models (one per device window).")
+    implausible_readings: int = Field(default=0, description="Changed readings dated outside the range.")
+    too_old_devices: list[str] = Field(
+        default_factory=list, description="Devices with changes older than the maximum window, not redone."
+    )
 
     @property
     def has_changes(self) -> bool:
@@ -76,7 +143,7 @@ def refresh_features(
 ) -> RefreshResult:
     """Bring energy_analytics up to date with the raw tables, in one unit of work."""
     with open_warehouse(settings) as wh:
-        result = run_refresh(wh, full=full, progress=progress)
+        result = run_refresh(wh, full=full, progress=progress, limits=WindowLimits.from_settings(settings))
     log.info(
         "refresh finished",
         extra={
@@ -90,8 +157,43 @@ def refresh_features(
     return result
 
 
-def run_refresh(wh: Warehouse, *, full: bool = False, progress: Progress | None = None) -> RefreshResult:
-    """The refresh on an open warehouse (tests and the benchmark call this directly)."""
+def run_refresh(
+    wh: Warehouse,
+    *,
+    full: bool = False,
+    progress: Progress | None = None,
+    record: Record | None = None,
+    limits: WindowLimits | None = None,
+) -> RefreshResult:
+    """The refresh on an open warehouse, as one transaction (tests and the benchmark call this).
+
+    `record(wh, result)` runs after the models and before the watermarks move, in the same
+    transaction: the ingest handler stores the result there, so a redelivery finds it."""
+    limit_threads = getattr(wh, "limit_threads", None)
+    if callable(limit_threads):  # DuckDB: the readers on the snapshot share this machine's cores
+        limit_threads(max(1, (os.cpu_count() or 2) - 1))
+    with atomic(wh):
+        return _run_refresh(wh, full=full, progress=progress, record=record, limits=limits or WindowLimits())
+
+
+def step_done(step: str) -> None:
+    """A step boundary of the refresh unit of work (crash tests inject a failure here)."""
+    log.debug("refresh step done", extra={"step": step})
+
+
+def finish_recorded(wh: Warehouse, result: RefreshResult) -> None:
+    """Advance any watermark still behind a recorded refresh (a crash between record and watermarks
+    on BigQuery); never moves one back, in case a later refresh already went past it."""
+    stored = _stored_watermarks(wh)
+    behind = {t: m for t, m in result.watermarks.items() if (mark := stored.get(t)) is None or mark < m}
+    if behind:
+        log.warning("recorded refresh left watermarks behind; advancing", extra={"tables": sorted(behind)})
+        _store_watermarks(wh, dict(behind), result.refresh_id)
+
+
+def _run_refresh(
+    wh: Warehouse, *, full: bool, progress: Progress | None, record: Record | None, limits: WindowLimits
+) -> RefreshResult:
     missing = [t for t in RAW_TABLES if not wh.table_exists(f"raw.{t}")]
     if missing:
         return RefreshResult(
@@ -103,37 +205,53 @@ def run_refresh(wh: Warehouse, *, full: bool = False, progress: Progress | None 
     current = _current_watermarks(wh)
     full = full or any(previous.get(t) is None for t in RAW_TABLES)
     refresh_id = _refresh_id(previous, current, full=full)
-
-    window: tuple[datetime, datetime] | None
-    devices: list[str] | None
-    if full:
-        window, devices = ALL_TIME, None
-    else:
-        window, devices = _changed_window(wh, previous)
+    plausible = limits.plausible(current["reading"])
 
     result = RefreshResult(
-        refresh_id=refresh_id, full=full, watermark=max(filter(None, current.values()), default=None)
+        refresh_id=refresh_id,
+        full=full,
+        watermark=max(filter(None, current.values()), default=None),
+        watermarks={t: m or ALL_TIME[0] for t, m in current.items()},
     )
-    windows: dict[str, tuple[datetime, datetime]] = {}
+    passes = [_Pass(plausible, None)] if full else _changed_passes(wh, previous, plausible, limits, result)
+
+    result.passes = len(passes)
+    reported: list[Window] = []
+    for p in passes:
+        p.sites = _sites_of(wh, p.devices)
     for contract in ordered_models():
         if progress:
             progress(contract.table)
         started = time.perf_counter()
+        changed = 0
         if contract.materialization == "full":
             changed = _merge_model(wh, contract, None)
-        elif window is None:
-            changed = 0  # nothing landed since the last refresh
         else:
-            model_window = _model_window(contract, window, windows)
-            windows[contract.table] = model_window
-            changed = _merge_model(wh, contract, model_window)
+            for p in passes:
+                model_window = _model_window(contract, p.window, p.windows)
+                p.windows[contract.table] = model_window
+                changed += _merge_model(wh, contract, model_window, p)
         result.rows_changed[contract.table] = changed
         result.durations_s[contract.table] = round(time.perf_counter() - started, 4)
+        step_done(f"model:{contract.table}")
 
-    if window is not None:
-        result.window_start, result.window_end = _reported_window(wh, window, windows)
-        result.device_ids = devices if devices is not None else _all_devices(wh)
-    _store_watermarks(wh, current, refresh_id)
+    for p in passes:
+        bounds = _reported_window(wh, p.window, p.windows)
+        if bounds[0] is not None and bounds[1] is not None:
+            reported.append((bounds[0], bounds[1]))
+    if reported:
+        result.window_start, result.window_end = min(w[0] for w in reported), max(w[1] for w in reported)
+        if not full:  # a device-level change recomputes all its hours; the announcement stays bounded
+            result.window_start = max(result.window_start, result.window_end - limits.max_span)
+        if full:
+            result.device_ids = _all_devices(wh)
+        else:
+            result.device_ids = sorted({d for p in passes for d in p.devices or ()})
+    if record is not None:
+        record(wh, result)
+        step_done("recorded")
+    _store_watermarks(wh, result.watermarks, refresh_id)
+    step_done("watermarks")
     return result
 
 
@@ -153,6 +271,12 @@ def warm_up(settings: Settings) -> float:
 
         dialect, mapping = "duckdb", TABLE_MAP
     statements = [_model_merge_sql(c.table) for c in ordered_models()]
+    statements += [
+        _model_merge_sql(c.table, column)
+        for c in ordered_models()
+        if c.materialization != "full" and (column := _restrict_column(c)) is not None
+    ]
+    statements.append(_dimension_diff_sql())
     statements += [_compiled(sql) for sql in _WINDOW_QUERIES]
     statements += [create_table_sql(c, layout=False) for c in load_contracts().values()]
     for sql in statements:
@@ -174,11 +298,11 @@ def _current_watermarks(wh: Warehouse) -> dict[str, datetime | None]:
     return marks
 
 
-def _store_watermarks(wh: Warehouse, marks: dict[str, datetime | None], refresh_id: str) -> None:
+def _store_watermarks(wh: Warehouse, marks: dict[str, datetime], refresh_id: str) -> None:
     now = datetime.now(UTC)
     rows = [
-        # an empty raw table still gets a mark, so the next refresh can be incremental
-        {"source_table": t, "watermark": m or ALL_TIME[0], "refresh_id": refresh_id, "refreshed_at": now}
+        # an empty raw table still gets a mark (ALL_TIME[0]), so the next refresh can be incremental
+        {"source_table": t, "watermark": m, "refresh_id": refresh_id, "refreshed_at": now}
         for t, m in marks.items()
     ]
     wh.merge("refresh_watermarks", pa.Table.from_pylist(rows), key=["source_table"])
@@ -193,25 +317,116 @@ def _refresh_id(
 
 
 # --- windows ---------------------------------------------------------------------------------------
-def _changed_window(
-    wh: Warehouse, previous: dict[str, datetime | None]
-) -> tuple[tuple[datetime, datetime] | None, list[str]]:
-    """Hours touched since the watermarks, and the devices they belong to."""
-    readings = _query_compiled(wh, _CHANGED_READINGS, {"mark": previous["reading"]})
-    changed_devices = [
-        str(r["device_id"]) for r in _query_compiled(wh, _CHANGED_DEVICES, {"mark": previous["device"]})
-    ]
-    spans: list[tuple[datetime, datetime]] = [(r["first_hour"], r["last_hour"]) for r in readings]
+class _Pass:
+    """One run of the incremental models over a window, for `devices` only (None: every device)."""
+
+    def __init__(self, window: Window, devices: list[str] | None) -> None:
+        self.window = window
+        self.devices = devices
+        self.sites: list[str] | None = None
+        self.windows: dict[str, Window] = {}
+
+
+def _changed_passes(
+    wh: Warehouse,
+    previous: dict[str, datetime | None],
+    plausible: Window,
+    limits: WindowLimits,
+    result: RefreshResult,
+) -> list[_Pass]:
+    """Per-device windows of what changed since the watermarks, grouped into at most MAX_PASSES."""
+    bounds = {"earliest": plausible[0], "latest": plausible[1]}
+    per_device: dict[str, Window] = {}
+
+    def add(device: str, first: datetime, last: datetime) -> None:
+        window = (first, last + HOUR)
+        if device in per_device:
+            window = (min(window[0], per_device[device][0]), max(window[1], per_device[device][1]))
+        per_device[device] = window
+
+    for r in _query_compiled(wh, _CHANGED_READINGS, {"mark": previous["reading"], **bounds}):
+        add(str(r["device_id"]), r["first_hour"], r["last_hour"])
+    implausible = _query_compiled(wh, _IMPLAUSIBLE_READINGS, {"mark": previous["reading"], **bounds})
+    result.implausible_readings = int(implausible[0]["n"]) if implausible else 0
+    if result.implausible_readings:
+        log.warning(
+            "changed readings dated outside the plausible range left out of the models",
+            extra={"readings": result.implausible_readings, "range": [str(plausible[0]), str(plausible[1])]},
+        )
+    # incremental windows reach back at most max_span from the newest changed hour (not the sync
+    # clock: replayed or simulated history can lie far in the past)
+    newest = max((w[1] for w in per_device.values()), default=plausible[1])
+    horizon = (max(plausible[0], _floor_hour(newest - limits.max_span)), plausible[1])
+    too_old = sorted(d for d, w in per_device.items() if w[0] < horizon[0])
+    per_device = {d: (max(w[0], horizon[0]), w[1]) for d, w in per_device.items() if w[1] > horizon[0]}
+    if too_old:
+        result.too_old_devices = too_old
+        log.warning(
+            "changes older than the maximum refresh window not recomputed; run a full refresh",
+            extra={"devices": too_old[:20], "count": len(too_old), "horizon_start": str(horizon[0])},
+        )
+    # a device whose dimension row changed (or that was deleted) is recomputed over all its hours
+    changed_devices = _changed_devices(wh, previous["device"])
     if changed_devices:
-        spans += [
-            (r["first_hour"], r["last_hour"])
-            for r in _query_compiled(wh, _DEVICE_SPAN, {"devices": changed_devices})
-            if r["first_hour"] is not None
-        ]
-    devices = sorted({str(r["device_id"]) for r in readings} | set(changed_devices))
-    if not spans:
-        return None, devices
-    return (min(s[0] for s in spans), max(s[1] for s in spans) + HOUR), devices
+        for r in _query_compiled(wh, _DEVICE_SPAN, {"devices": changed_devices, **bounds}):
+            if r["first_hour"] is not None:
+                add(str(r["device_id"]), r["first_hour"], r["last_hour"])
+    return _group(per_device)
+
+
+def _floor_hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _changed_devices(wh: Warehouse, mark: datetime | None) -> list[str]:
+    """Devices synced since the mark whose dim_device row the refresh would change, add or remove.
+
+    The connector upserts every device on every sync; counting those as changed would recompute every
+    device's whole history each time."""
+    synced = [str(r["device_id"]) for r in _query_compiled(wh, _CHANGED_DEVICES, {"mark": mark})]
+    if not synced:
+        return []
+    rows = wh.query(_dimension_diff_sql(), {"devices": synced}).to_pylist()
+    return sorted({str(r["device_id"]) for r in rows})
+
+
+@cache
+def _dimension_diff_sql() -> str:
+    contract = contract_for("dim_device")
+    source = compile_sql(contract.model_sql()).sql(dialect="bigquery")
+    columns = [c for c in contract.columns if c != "synced_at"]
+    differs = changed_condition(contract, columns)
+    return (
+        f"SELECT COALESCE(s.device_id, t.device_id) AS device_id FROM ({source}) AS s"
+        " FULL OUTER JOIN energy_analytics.dim_device AS t ON s.device_id = t.device_id"
+        " WHERE COALESCE(s.device_id, t.device_id) IN UNNEST(@devices)"
+        f" AND (s.device_id IS NULL OR t.device_id IS NULL OR {differs})"
+    )
+
+
+def _group(per_device: dict[str, Window]) -> list[_Pass]:
+    """Devices with the same window share a pass; beyond MAX_PASSES the two windows whose union adds
+    the fewest hours are merged (recomputing more is always correct)."""
+    by_window: dict[Window, list[str]] = {}
+    for device, window in sorted(per_device.items()):
+        by_window.setdefault(window, []).append(device)
+    groups = sorted(by_window.items())
+    while len(groups) > MAX_PASSES:
+
+        def cost(i: int) -> timedelta:
+            (a, _), (b, _) = groups[i], groups[i + 1]
+            return max(a[1], b[1]) - min(a[0], b[0]) - (a[1] - a[0]) - (b[1] - b[0])
+
+        i = min(range(len(groups) - 1), key=cost)
+        (a, da), (b, db) = groups[i], groups[i + 1]
+        groups[i : i + 2] = [((min(a[0], b[0]), max(a[1], b[1])), sorted(da + db))]
+    return [_Pass(window, devices) for window, devices in groups]
+
+
+def _sites_of(wh: Warehouse, devices: list[str] | None) -> list[str] | None:
+    if devices is None:
+        return None
+    return sorted(str(r["site_id"]) for r in _query_compiled(wh, _DEVICE_SITES, {"devices": devices}))
 
 
 def _model_window(
@@ -257,15 +472,35 @@ def _all_devices(wh: Warehouse) -> list[str]:
 
 
 # --- running models --------------------------------------------------------------------------------
-def _merge_model(wh: Warehouse, contract: TableContract, window: tuple[datetime, datetime] | None) -> int:
-    """MERGE one model's output into its table; rows in scope it no longer produces are deleted."""
+def _merge_model(
+    wh: Warehouse, contract: TableContract, window: Window | None, restrict: _Pass | None = None
+) -> int:
+    """MERGE one model's output into its table; rows in scope it no longer produces are deleted.
+
+    With `restrict` (a pass for some devices), only rows of those devices (or of their sites, for a
+    site-grained model) are written and in scope."""
     if window is None:
         return wh.execute(_model_merge_sql(contract.table))
-    return wh.execute(_model_merge_sql(contract.table), {"window_start": window[0], "window_end": window[1]})
+    params: dict[str, object] = {"window_start": window[0], "window_end": window[1]}
+    column = _restrict_column(contract) if restrict is not None and restrict.devices is not None else None
+    if column is None:
+        return wh.execute(_model_merge_sql(contract.table), params)
+    assert restrict is not None
+    values = restrict.devices if column == "device_id" else restrict.sites
+    if not values:
+        return 0
+    return wh.execute(_model_merge_sql(contract.table, column), {**params, "restrict": values})
+
+
+def _restrict_column(contract: TableContract) -> str | None:
+    for column in ("device_id", "site_id"):
+        if column in contract.unique_key:
+            return column
+    return None
 
 
 @cache
-def _model_merge_sql(table: str) -> str:
+def _model_merge_sql(table: str, restrict: str | None = None) -> str:
     """The MERGE a model runs under (GoogleSQL text, the same every refresh so adapters cache it)."""
     contract = contract_for(table)
     source = compile_sql(contract.model_sql()).sql(dialect="bigquery")
@@ -276,6 +511,9 @@ def _model_merge_sql(table: str) -> str:
         scope = f"t.{column} >= DATE(@window_start) AND t.{column} < DATE(@window_end)"
     else:
         scope = f"t.{column} >= @window_start AND t.{column} < @window_end"
+    if restrict is not None:
+        source = f"SELECT * FROM ({source}) WHERE {restrict} IN UNNEST(@restrict)"
+        scope += f" AND t.{restrict} IN UNNEST(@restrict)"
     return merge_sql(contract, source, delete_scope=scope)
 
 

@@ -7,6 +7,7 @@ a whole stack at a temporary folder.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,11 @@ class Settings(BaseSettings):
     warehouse_lock_timeout_s: float = Field(
         default=120.0, description="Wait this long for the DuckDB inter-process lock, then 503."
     )
+    # refresh windows (shared/refresh.py): readings dated outside [earliest, newest sync + skew) are
+    # left out of the models; incremental windows reach back at most this many days
+    refresh_earliest_reading: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    refresh_future_skew_hours: float = Field(default=24.0, ge=0)
+    refresh_max_window_days: float = Field(default=92.0, gt=0)
     bus_backend: Literal["local", "pubsub"] = "local"
     # local bus only: override events.yaml retry policy (None = as in events.yaml) so tests and the
     # demo need not wait Pub/Sub's 10 s..600 s backoff

@@ -44,7 +44,7 @@ from services.chat.understanding import (
 )
 from shared.logging import get_logger
 from shared.settings import Settings
-from shared.warehouse import Warehouse, open_warehouse
+from shared.warehouse import Warehouse, open_warehouse, snapshot_path
 
 __all__ = ["ChatDeps", "answer_question", "build_deps"]
 
@@ -152,7 +152,7 @@ def answer_question(request: ChatRequest, caller: str, deps: ChatDeps) -> ChatRe
     # with Gemini, the model reads a first question into the typed request (before the warehouse lock);
     # follow-ups build on the previous turn's slots, which the rules do
     proposed = deps.generator.read_request(request.question) if previous is None and refusal is None else None
-    with deps.open_wh(deps.settings, ensure_schema=not deps.schema_checked) as wh:
+    with deps.open_wh(deps.settings, ensure_schema=not deps.schema_checked, read_only=True) as wh:
         got = _retrieve(wh, request.question, previous.understanding if previous else None, deps, proposed)
     deps.schema_checked = True
     if got.message is None and deps.index is not None:
@@ -228,12 +228,12 @@ def _load_context(wh: Warehouse) -> _FleetContext:
 
 
 def _warehouse_version(settings: Settings) -> str:
-    """Changes whenever the warehouse may have: the DuckDB file and its WAL (read under the warehouse
-    lock, so no writer is mid-way); on BigQuery, the current minute (refreshes are minutes apart)."""
+    """Changes whenever the warehouse may have: the published DuckDB snapshot readers open (replaced
+    whole, never written in place); on BigQuery, the current minute (refreshes are minutes apart)."""
     if settings.warehouse_backend != "duckdb":
         return f"minute-{int(time.time() // 60)}"
     parts = []
-    for path in (settings.duckdb_path, settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")):
+    for path in (snapshot_path(settings),):
         stat = path.stat() if path.exists() else None
         parts.append(f"{stat.st_mtime_ns}:{stat.st_size}" if stat else "-")
     return "/".join(parts)

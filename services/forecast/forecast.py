@@ -145,7 +145,7 @@ def forecast_window(
     settings = ctx.settings
     origin = _hour(event.window_end)
     device_ids = sorted(set(event.device_ids))
-    with open_warehouse(settings) as wh:
+    with open_warehouse(settings, read_only=True) as wh:
         history = load_history(wh, device_ids, origin)
     instances = build_instances(history, device_ids, origin)
     skipped = len(device_ids) - len(instances)

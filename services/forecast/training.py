@@ -132,7 +132,7 @@ def train_panel(
 
 def train_from_warehouse(settings: Settings, *, progress: Progress | None = None) -> ModelCard:
     """`gridsight train`: the last `forecast_training_days` of the warehouse → a new model version."""
-    with open_warehouse(settings) as wh:
+    with open_warehouse(settings, read_only=True) as wh:
         # Counted back from the newest hour, not the wall clock: replayed or simulated history can
         # lie far in the past.
         newest = wh.query_df("SELECT MAX(hour) AS newest FROM energy_analytics.hourly_consumption")

@@ -2,24 +2,31 @@
 
 Crash safety under at-least-once delivery: the refresh advances its watermarks, so re-running it
 after a crash would find nothing new and the window would never be announced. So the result is
-recorded (handler `ingest.refresh`, same key as the sync) in the same warehouse unit of work as the
-refresh, and a redelivery republishes that recorded result instead of refreshing again. The
-published refresh_id is derived from the watermarks, so a second publish is deduped downstream.
+recorded (handler `ingest.refresh`, same key as the sync) inside the refresh's own transaction,
+after the models and before the watermarks (`run_refresh(record=...)`): models, record and
+watermarks commit together on DuckDB, and on BigQuery a crash after the record leaves a record a
+redelivery completes (`finish_recorded`) and republishes instead of refreshing again. The published
+refresh_id is derived from the watermarks, so a second publish is deduped downstream: the window is
+announced at least once and handled once per refresh_id.
 
-Decision: a refresh that changed no rows publishes nothing (there is nothing to forecast or score);
-the run is still recorded, with the reason.
+Decision: a refresh whose window holds no data (nothing landed since the last one) publishes
+nothing; the run is still recorded, with the reason. A window is announced even when its MERGEs
+changed no rows: on BigQuery a re-run after a crash between the models and the record finds the
+models already written, and the window must still be announced (rows_changed then counts only what
+the re-run changed).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
+from shared import refresh as refresh_steps
 from shared.events import FeaturesRefreshed, SyncCompleted
 from shared.logging import get_logger
 from shared.push import PushContext
-from shared.refresh import RefreshResult, run_refresh
+from shared.refresh import RefreshResult, WindowLimits, finish_recorded, run_refresh
 from shared.runs import PipelineRun, find_run, record_run
-from shared.warehouse import open_warehouse
+from shared.warehouse import Warehouse, open_warehouse
 
 __all__ = ["REFRESH_STAGE", "RefreshOutcome", "refresh_on_sync"]
 
@@ -36,28 +43,32 @@ class RefreshOutcome(BaseModel):
 
 
 def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
+    def record(wh: Warehouse, result: RefreshResult) -> None:
+        record_run(
+            wh,
+            PipelineRun(
+                handler=REFRESH_STAGE,
+                dedupe_key=event.dedupe_key(),
+                event_type=SyncCompleted.TYPE,
+                message_id=ctx.message_id,
+                subscription=ctx.subscription,
+                delivery_attempt=ctx.delivery_attempt,
+                correlation_id=ctx.correlation_id,
+                status="succeeded",
+                detail=result.model_dump_json(),
+                rows_written=sum(result.rows_changed.values()),
+            ),
+            truncate=False,
+        )
+
     with open_warehouse(ctx.settings) as wh:
         recorded = find_run(wh, REFRESH_STAGE, event.dedupe_key())
         if recorded is not None and recorded.detail:
             result = RefreshResult.model_validate_json(recorded.detail)
+            finish_recorded(wh, result)
         else:
-            result = run_refresh(wh)
-            record_run(
-                wh,
-                PipelineRun(
-                    handler=REFRESH_STAGE,
-                    dedupe_key=event.dedupe_key(),
-                    event_type=SyncCompleted.TYPE,
-                    message_id=ctx.message_id,
-                    subscription=ctx.subscription,
-                    delivery_attempt=ctx.delivery_attempt,
-                    correlation_id=ctx.correlation_id,
-                    status="succeeded",
-                    detail=result.model_dump_json(),
-                    rows_written=sum(result.rows_changed.values()),
-                ),
-                truncate=False,
-            )
+            result = run_refresh(wh, record=record, limits=WindowLimits.from_settings(ctx.settings))
+    refresh_steps.step_done("committed")
     rows = sum(result.rows_changed.values())
     outcome = RefreshOutcome(
         refresh_id=result.refresh_id,
@@ -65,7 +76,7 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
         reused_recorded_refresh=recorded is not None,
         rows_written=rows,
     )
-    if not result.has_changes or result.window_start is None or result.window_end is None:
+    if result.window_start is None or result.window_end is None:
         reason = result.skipped_reason or "no rows changed"
         log.info("refresh changed nothing; nothing published", extra={"refresh_id": result.refresh_id})
         return outcome.model_copy(update={"skipped_reason": reason})
@@ -78,6 +89,7 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
         rows_changed=result.rows_changed,
     )
     message_id = ctx.publisher.publish(refreshed, correlation_id=ctx.correlation_id)
+    refresh_steps.step_done("published")
     log.info(
         "features-refreshed published",
         extra={

@@ -1,28 +1,55 @@
 """Warehouse adapters behind one interface (see base.py), opened per unit of work.
 
     with open_warehouse(settings) as wh:
+        wh.merge("forecasts", forecasts_df, key=["device_id", "target_hour"])
+    with open_warehouse(settings, read_only=True) as wh:
         df = wh.query_df("SELECT * FROM energy_analytics.hourly_consumption WHERE hour >= @since",
                          {"since": since})
-        wh.merge("forecasts", forecasts_df, key=["device_id", "target_hour"])
 
-On DuckDB the whole unit of work holds the one inter-process lock (`settings.lock_path`), because a
-DuckDB file has one writer at a time; keep units of work short and never nest them.
+On DuckDB a writing unit of work holds the one inter-process lock (`settings.lock_path`), because a
+DuckDB file has one writer at a time and a process holding it for writing locks every other process
+out, readers included. A full refresh holds it for minutes, so readers never take it: when a writing
+unit of work ends, the file (checkpointed, closed) is copied to `<home>/snapshot/warehouse.duckdb`
+and renamed into place, still under the lock; `read_only=True` opens the last such snapshot,
+read-only and without the lock. Readers therefore see exactly what the last finished unit of work
+committed (never a half-written refresh, which is one transaction), like BigQuery readers see
+committed data. A unit of work that wrote nothing publishes nothing (the file's mtime and size are
+those of the snapshot). On BigQuery `read_only` changes nothing.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
 from shared.errors import TransientError
+from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse.base import Params, Warehouse
 from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 
-__all__ = ["Params", "TableContract", "Warehouse", "contract_for", "load_contracts", "open_warehouse"]
+if TYPE_CHECKING:
+    from shared.warehouse.duckdb import DuckDBWarehouse
+
+__all__ = [
+    "Params",
+    "TableContract",
+    "Warehouse",
+    "atomic",
+    "contract_for",
+    "load_contracts",
+    "open_warehouse",
+    "publish_snapshot",
+    "snapshot_path",
+]
+
+log = get_logger(__name__)
 
 # Files this process has already brought up to the table contracts, by (path, device, inode):
 # checking the schema costs ~100 ms, which dominated every short read (chat, dashboard). A file
@@ -38,15 +65,28 @@ def _file_identity(path: Path) -> tuple[str, int, int] | None:
     return (str(path.resolve()), stat.st_dev, stat.st_ino)
 
 
+def atomic(wh: Warehouse) -> AbstractContextManager[None]:
+    """One transaction on DuckDB; on BigQuery each statement commits on its own.
+
+    BigQuery's multi-statement transactions need a session or a single script job, and the emulator
+    has neither, so a caller that must survive a crash between statements orders its writes so that
+    a re-run repairs any prefix (see `shared.refresh.run_refresh`), and uses this as well so the
+    embedded warehouse never shows the intermediate states at all.
+    """
+    begin = getattr(wh, "transaction", None)
+    return begin() if callable(begin) else nullcontext()
+
+
 @contextmanager
 def open_warehouse(
     settings: Settings, *, ensure_schema: bool = True, read_only: bool = False
 ) -> Iterator[Warehouse]:
     """Open the configured warehouse, make sure every energy_analytics table exists, close on exit.
 
-    `read_only` opens the DuckDB file read-only (defence in depth for ad-hoc queries); the schema
-    is still created first if the file is new. On BigQuery `ensure_schema` does nothing: Terraform
-    owns the datasets and tables, and no service account of ours may create them.
+    `read_only` is for pure readers (chat, dashboard, forecast history, `gridsight query`): on DuckDB
+    it opens the last published snapshot without waiting for the writer lock (see the module doc).
+    On BigQuery `ensure_schema` does nothing: Terraform owns the datasets and tables, and no service
+    account of ours may create them.
     """
     if settings.warehouse_backend == "bigquery":
         from shared.warehouse.bigquery import BigQueryWarehouse
@@ -60,33 +100,128 @@ def open_warehouse(
 
     from shared.warehouse.duckdb import DuckDBWarehouse
 
+    if read_only:
+        _refresh_stale_snapshot(settings)
+        reader = DuckDBWarehouse(snapshot_path(settings), settings.raw_duckdb_path, read_only=True)
+        try:
+            yield reader
+        finally:
+            reader.close()
+        return
+
+    with _writer_lock(settings, timeout=settings.warehouse_lock_timeout_s):
+        duck = _open_writer(settings, ensure_schema=ensure_schema)
+        finished = False
+        try:
+            yield duck
+            duck.checkpoint()
+            finished = True
+        finally:
+            duck.close()  # rolls back an open transaction; checkpoints what was committed
+            if finished:
+                publish_snapshot(settings)
+            else:  # statements committed before the failure are committed: readers get them too
+                _publish_quietly(settings)
+
+
+def snapshot_path(settings: Settings) -> Path:
+    """The last published copy readers open (same file name, so DuckDB's catalog name is the same)."""
+    return settings.duckdb_path.parent / "snapshot" / settings.duckdb_path.name
+
+
+def publish_snapshot(settings: Settings) -> bool:
+    """Copy the closed writer file to the snapshot path atomically (copy, then rename); the caller
+    holds the writer lock. Returns False when the snapshot is already this file's state.
+
+    Cost: one sequential copy of the file (no fsync: a process crash keeps the page cache, and a
+    snapshot lost to power loss is published again by the next unit of work or reader).
+    """
+    source, target = settings.duckdb_path, snapshot_path(settings)
+    if not source.exists() or _same_state(source, target):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f".{target.name}.tmp-*"):  # from a publisher that was killed
+        leftover.unlink(missing_ok=True)
+    wal = source.with_name(source.name + ".wal")
+    if wal.exists():  # a checkpoint that could not run; never publish a file without its log
+        raise TransientError(f"{source} still has a write-ahead log after checkpoint; not publishing it")
+    partial = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.copyfile(source, partial)
+    stat = source.stat()
+    os.utime(partial, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # what _same_state compares
+    os.replace(partial, target)
+    return True
+
+
+def _publish_quietly(settings: Settings) -> None:
+    """On the error path: never hide the unit of work's own exception behind a publishing one."""
+    try:
+        publish_snapshot(settings)
+    except Exception:
+        log.exception("could not publish the warehouse snapshot after a failed unit of work")
+
+
+def _same_state(source: Path, target: Path) -> bool:
+    try:
+        a, b = source.stat(), target.stat()
+    except FileNotFoundError:
+        return False
+    return (a.st_mtime_ns, a.st_size) == (b.st_mtime_ns, b.st_size)
+
+
+def _refresh_stale_snapshot(settings: Settings) -> None:
+    """Before a read: publish the writer file if it is newer than the snapshot and nobody writes.
+
+    That happens when there is no snapshot yet (a new home, or one from before snapshots), or when a
+    writer was killed after committing and before publishing. If a writer holds the lock, it will
+    publish when it ends; meanwhile the current snapshot is the last committed state readers get. A
+    missing snapshot is worth waiting for (there is nothing else to read).
+    """
+    target, source = snapshot_path(settings), settings.duckdb_path
+    unlogged = not source.with_name(source.name + ".wal").exists()  # a killed writer leaves its log
+    if target.exists() and (not source.exists() or (unlogged and _same_state(source, target))):
+        return
+    wait = settings.warehouse_lock_timeout_s if not target.exists() else 0.0
+    try:
+        with _writer_lock(settings, timeout=wait):
+            duck = _open_writer(settings, ensure_schema=True)
+            try:
+                duck.checkpoint()
+            finally:
+                duck.close()
+            publish_snapshot(settings)
+    except TransientError:
+        if not target.exists():
+            raise
+
+
+@contextmanager
+def _writer_lock(settings: Settings, *, timeout: float) -> Iterator[None]:
     settings.lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(settings.lock_path), timeout=settings.warehouse_lock_timeout_s)
+    lock = FileLock(str(settings.lock_path), timeout=timeout)
     try:
         lock.acquire()
     except Timeout as exc:
-        raise TransientError(
-            f"warehouse lock {settings.lock_path} not free after {settings.warehouse_lock_timeout_s} s"
-        ) from exc
+        raise TransientError(f"warehouse lock {settings.lock_path} not free after {timeout} s") from exc
     try:
-        identity = _file_identity(settings.duckdb_path)
-        needs_schema = ensure_schema and (identity is None or identity not in _SCHEMA_ENSURED)
-        if read_only and needs_schema:
-            writer = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path)
-            try:
-                writer.ensure_schema()
-            finally:
-                writer.close()
-        duck = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path, read_only=read_only)
-        try:
-            if needs_schema and not read_only:
-                duck.ensure_schema()
-            if needs_schema:
-                ensured = _file_identity(settings.duckdb_path)
-                if ensured is not None:
-                    _SCHEMA_ENSURED.add(ensured)
-            yield duck
-        finally:
-            duck.close()
+        yield
     finally:
         lock.release()
+
+
+def _open_writer(settings: Settings, *, ensure_schema: bool) -> DuckDBWarehouse:
+    from shared.warehouse.duckdb import DuckDBWarehouse
+
+    identity = _file_identity(settings.duckdb_path)
+    needs_schema = ensure_schema and (identity is None or identity not in _SCHEMA_ENSURED)
+    duck = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path)
+    try:
+        if needs_schema:
+            duck.ensure_schema()
+            ensured = _file_identity(settings.duckdb_path)
+            if ensured is not None:
+                _SCHEMA_ENSURED.add(ensured)
+    except BaseException:
+        duck.close()
+        raise
+    return duck

@@ -6,7 +6,8 @@ because DuckDB lets one process at a time hold a file for writing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -46,6 +47,7 @@ class DuckDBWarehouse:
         self._conn.execute("SET TimeZone = 'UTC'")
         self._raw_path = raw_path
         self._raw_attached = False
+        self._read_only = read_only
 
     # --- the Warehouse protocol ---------------------------------------------------------------
     def query(self, sql: str, params: Params | None = None) -> pa.Table:
@@ -91,6 +93,27 @@ class DuckDBWarehouse:
 
     def close(self) -> None:
         self._conn.close()
+
+    def limit_threads(self, threads: int) -> None:
+        """Cap this connection's worker threads (a long refresh leaves a core to the readers)."""
+        self._conn.execute(f"SET threads = {max(1, int(threads))}")
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file, so a copy of the closed file is complete."""
+        if not self._read_only:
+            self._conn.execute("CHECKPOINT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all (a killed process leaves no trace of it:
+        DuckDB writes a transaction to its WAL only at commit)."""
+        self._conn.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     # --- schema ---------------------------------------------------------------------------------
     def ensure_schema(self) -> None:

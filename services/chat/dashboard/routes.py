@@ -79,12 +79,12 @@ def _api(
 ) -> flask.Response:
     caller = authenticate_throttled(request, settings, throttle)
     if path == "/api/dashboard/fleet":
-        with open_warehouse(settings) as wh:
+        with open_warehouse(settings, read_only=True) as wh:
             body = fleet_overview(wh).model_dump_json()
     elif path.startswith(_DEVICE_PREFIX) and path.removeprefix(_DEVICE_PREFIX).strip("/"):
         device_id = path.removeprefix(_DEVICE_PREFIX).strip("/")
         hours = _int_arg(request, "hours", default=7 * 24, low=1, high=MAX_DETAIL_HOURS)
-        with open_warehouse(settings) as wh:
+        with open_warehouse(settings, read_only=True) as wh:
             body = device_detail(wh, device_id, hours=hours).model_dump_json()
     else:
         raise NotFound(f"no dashboard endpoint at {path}")
