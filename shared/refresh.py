@@ -107,8 +107,15 @@ class WindowLimits(BaseModel):
         )
 
     def plausible(self, newest_synced: datetime | None) -> Window:
-        """[earliest, newest sync + skew): a reading cannot be dated after it was synced (plus skew)."""
-        latest = (newest_synced + self.future_skew) if newest_synced is not None else self.earliest
+        """[earliest, newest sync + skew): a reading cannot be dated after it was synced (plus skew).
+
+        The bound is rounded up to a whole hour: windows are hours, and a microsecond timestamp
+        parameter is one bqemulator cannot even cast (BigQuery can)."""
+        if newest_synced is None:
+            return self.earliest, self.earliest
+        latest = newest_synced + self.future_skew
+        whole = latest.replace(minute=0, second=0, microsecond=0)
+        latest = whole if whole == latest else whole + HOUR
         return self.earliest, max(self.earliest, latest)
 
 

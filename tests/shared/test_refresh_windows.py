@@ -101,10 +101,14 @@ def test_late_data_for_one_device_does_not_recompute_the_others(settings: Settin
     assert not result.full
     assert _energy(settings, *marker) == -1.0, "another device's old hours were recomputed"
     assert result.device_ids == IDS
-    assert result.window_start == late_hour  # the announcement is the hull of the device windows
+    # the announcement is the hull of the device windows, and hourly_consumption's window reaches
+    # 24 h back (propagates_back_hours: a late reading may close an interval that began up to 24 h before)
+    assert result.window_start == late_hour - timedelta(hours=24)
     assert result.window_end == END + timedelta(days=1)
-    # 2 late hours + the hour after them (its first interval no longer spans the gap) + the new day
-    assert result.rows_changed["hourly_consumption"] == 3 + N_DEVICES * 24
+    # dev-00002: the 2 late hours + the hour before them (the first late reading closes the interval
+    # that ends its missing quarter); every device: the new day + the old last hour, whose final
+    # quarter-hour the new day's first reading closes
+    assert result.rows_changed["hourly_consumption"] == 3 + N_DEVICES * 24 + N_DEVICES
     assert result.passes == 2
 
 
@@ -132,7 +136,8 @@ def test_readings_dated_1970_and_2099_cannot_widen_the_window(settings: Settings
     land(settings, buggy_vendor)
     result = refresh_features(settings)
     assert result.implausible_readings == 2
-    assert result.window_start == END
+    # the new day, and hourly_consumption's 24 h look-back (its first reading closes the old last hour)
+    assert result.window_start == END - timedelta(hours=24)
     assert result.window_end == END + timedelta(days=1)
     with open_warehouse(settings, read_only=True) as wh:
         span = wh.query(
@@ -151,6 +156,8 @@ def test_changes_older_than_the_maximum_window_are_reported_not_recomputed(setti
     _first_sync(settings, readings.filter(pc.invert(is_late)))
     short = settings.model_copy(update={"refresh_max_window_days": 1.5})
     refresh_features(short)
+    # the missing hour holds its share of the interval spanning the gap, spread pro rata
+    spread = _energy(short, "dev-00002", late_hour)
 
     def second_sync(raw: RawStore) -> None:
         new_day = make_readings(
@@ -166,9 +173,9 @@ def test_changes_older_than_the_maximum_window_are_reported_not_recomputed(setti
     # the newest changed hour ends at 03-05 00:00, so the window reaches back 36 h to 03-03 12:00
     assert result.window_start == datetime(2026, 3, 3, 12, tzinfo=UTC)
     assert result.window_end == END + timedelta(days=1)
-    assert _energy(short, "dev-00002", late_hour) is None  # not recomputed ...
+    assert _energy(short, "dev-00002", late_hour) == spread  # not recomputed ...
     refresh_features(short, full=True)
-    assert _energy(short, "dev-00002", late_hour) is not None  # ... until a full rebuild
+    assert _energy(short, "dev-00002", late_hour) != spread  # ... until a full rebuild
 
 
 def test_re_sent_unchanged_devices_do_not_recompute_their_history(settings: Settings, tmp_path: Path) -> None:
@@ -186,7 +193,7 @@ def test_re_sent_unchanged_devices_do_not_recompute_their_history(settings: Sett
 
     land(settings, next_sync)
     result = refresh_features(settings)
-    assert result.window_start == END
+    assert result.window_start == END - timedelta(hours=24)  # the new day and its 24 h look-back
     renamed = devices.set_column(
         devices.schema.get_field_index("name"),
         "name",
