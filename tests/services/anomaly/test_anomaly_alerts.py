@@ -36,7 +36,7 @@ from shared.bus import open_publisher
 from shared.errors import TransientError
 from shared.events import AnomaliesDetected, AnomaliesWithdrawn
 from shared.settings import REPO_ROOT, Settings
-from tests.pushing import push_envelope
+from tests.pushing import authorized, push_envelope
 
 SECRET = "test-alert-secret"
 
@@ -83,7 +83,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 @pytest.fixture
 def client(settings: Settings) -> FlaskClient:
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/anomaly/main.py"))
-    return app.test_client()
+    return authorized(app.test_client(), settings)  # the push token the dispatcher presents
 
 
 def _push(client: FlaskClient, event: AnomaliesDetected | AnomaliesWithdrawn, message_id: str) -> int:
