@@ -1,6 +1,6 @@
 """Memory ceiling per event: the anomaly service's push handler on the events of #18.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/bench_event_memory.py [--devices 3 50] [--days 160]
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_event_memory.py [--devices 3 50] [--days 160] [--chunk 100]
 
 For each fleet size: land `days` of hourly readings, refresh, then deliver through the real
 `handle_push` (push token, `check_event`, `score_window`), each event in a fresh process:
@@ -8,9 +8,11 @@ For each fleet size: land `days` of hourly readings, refresh, then deliver throu
 - 1970-01-01 -> the data's end, which `check_event` clamps to GRIDSIGHT_EVENT_MAX_WINDOW_HOURS
   (93 days): the largest window a service can be made to score, so the ceiling;
 - the last 24 h, what an incremental refresh announces.
-Prints status, milliseconds, the peak of Python/numpy/pandas allocations during the push
-(tracemalloc; DuckDB's own buffers are not traced) and the peak RSS above the process's RSS just
-before the push (ru_maxrss high-water mark, after imports and one warehouse open).
+`--chunk` sets GRIDSIGHT_ANOMALY_DEVICE_CHUNK (devices scored at once) in the child; `--cases`
+picks which of the three events to send. Prints status, milliseconds, the peak of
+Python/numpy/pandas allocations during the push (tracemalloc; DuckDB's own buffers are not
+traced) and the peak RSS above the process's RSS just before the push (ru_maxrss high-water
+mark, after imports and one warehouse open).
 """
 
 from __future__ import annotations
@@ -83,12 +85,13 @@ def _land(settings: Settings, n: int, days: int) -> list[str]:
     return ids
 
 
-def _push(home: Path, start: datetime, end: datetime, devices: list[str]) -> dict:
+def _push(home: Path, start: datetime, end: datetime, devices: list[str], chunk: int | None) -> dict:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "GRIDSIGHT_LOG_LEVEL": "ERROR"}
+    if chunk is not None:
+        env["GRIDSIGHT_ANOMALY_DEVICE_CHUNK"] = str(chunk)
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(home), start.isoformat(), end.isoformat(), json.dumps(devices)],
-        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
-                                                       "GRIDSIGHT_LOG_LEVEL": "ERROR"},
-        check=True,
+        capture_output=True, text=True, cwd=REPO, env=env, check=True,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -100,6 +103,10 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[3, 50])
     parser.add_argument(
         "--days", type=int, default=160, help="history landed (>= 93 + 63 days fills the clamp)"
+    )
+    parser.add_argument("--chunk", type=int, help="anomaly_device_chunk (default: the setting's)")
+    parser.add_argument(
+        "--cases", nargs="+", choices=("forged", "clamped", "day"), default=["forged", "clamped", "day"]
     )
     args = parser.parse_args()
     console = Console()
@@ -114,12 +121,13 @@ def main() -> None:
         with console.status(f"landing and refreshing {n} devices x {args.days} days"):
             ids = _land(settings, n, args.days)
         cases = {
-            "1970 -> 2099 (forged)": (EPOCH, datetime(2099, 1, 1, tzinfo=UTC)),
-            "1970 -> data end (clamped to 93 d)": (EPOCH, END),
-            "last 24 h": (END - timedelta(hours=24), END),
+            "forged": ("1970 -> 2099 (forged)", EPOCH, datetime(2099, 1, 1, tzinfo=UTC)),
+            "clamped": ("1970 -> data end (clamped to 93 d)", EPOCH, END),
+            "day": ("last 24 h", END - timedelta(hours=24), END),
         }
-        for name, (start, end) in cases.items():
-            result = _push(home, start, end, ids)
+        for case in args.cases:
+            name, start, end = cases[case]
+            result = _push(home, start, end, ids, args.chunk)
             above = result["peak_mb"] - result["before_mb"]
             traced = f"{result['traced_mb']:.1f}"
             cells = [

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     ingest_port: int = 8701
     forecast_port: int = 8702
     anomaly_port: int = 8703
+    anomaly_device_chunk: int = Field(
+        default=100,
+        ge=1,
+        description="Devices the anomaly push scores at once: its peak memory follows this, not the fleet.",
+    )
     chat_port: int = 8704
     model_server_port: int = 8705
     # the emulators of `gridsight up|demo --emulated-cloud` (infra/local/emulated.py)

@@ -98,10 +98,14 @@ def _runs(ranked: pd.DataFrame, candidate: np.ndarray) -> np.ndarray:
     return run
 
 
-def candidate_features(ranked: pd.DataFrame, candidate_ratio: float) -> tuple[pd.DataFrame, np.ndarray]:
+def candidate_features(
+    ranked: pd.DataFrame, candidate_ratio: float, fleet: tuple[np.ndarray, int] | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """(features of the candidate rows, indexed by their row position; run id per row). `ranked` is
     `combine.rank_hours` output sorted by device and hour, with `ratio` and `kind` (the winning
-    detector type) for every row. Only candidate rows get features (a year of a fleet has ~1 %)."""
+    detector type) for every row. Only candidate rows get features (a year of a fleet has ~1 %).
+    `fleet` = (candidates per panel row, fleet size) when `ranked` holds every hour of only some
+    of the fleet's devices (`Panel.fleet`): the fleet share is then the whole fleet's."""
     ratio = np.nan_to_num(ranked["ratio"].to_numpy(dtype=float), nan=0.0)
     candidate = ratio >= candidate_ratio
     run = _runs(ranked, candidate)
@@ -116,9 +120,13 @@ def candidate_features(ranked: pd.DataFrame, candidate_ratio: float) -> tuple[pd
     log_peak[candidate] = np.log1p(peak.to_numpy())
     log_hours[candidate] = np.log1p(hours_so_far.to_numpy())
     # Fleet: share of the other devices that are candidates at the same hour.
-    per_hour = frame.groupby("hour")["cand"].agg(["sum", "size"])
-    total = frame["hour"].map(per_hour["sum"]).to_numpy(dtype=float)
-    size = frame["hour"].map(per_hour["size"]).to_numpy(dtype=float)
+    if fleet is None:
+        per_hour = frame.groupby("hour")["cand"].agg(["sum", "size"])
+        total = frame["hour"].map(per_hour["sum"]).to_numpy(dtype=float)
+        size = frame["hour"].map(per_hour["size"]).to_numpy(dtype=float)
+    else:
+        total = fleet[0][ranked["row"].to_numpy()].astype(float)
+        size = np.full(len(ranked), float(fleet[1]))
     fleet_share = np.where(size > 1, (total - candidate) / np.maximum(size - 1, 1), 0.0)
     # Noise: the device's share of candidate hours over the previous 28 days (itself excluded).
     cand_series = pd.Series(candidate.astype(float), index=pd.DatetimeIndex(ranked["hour"]))
@@ -166,11 +174,13 @@ def _probability(features: pd.DataFrame, cal: Calibration) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(features.to_numpy() @ w + cal.intercept)))
 
 
-def latched_probability(ranked: pd.DataFrame, cal: Calibration) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def latched_probability(
+    ranked: pd.DataFrame, cal: Calibration, fleet: tuple[np.ndarray, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(latched probability, is calibrated, may alert) per row: the running maximum of the probability within
     each run of candidate hours, so an incident once worth raising stays raised; a row may alert
     only once its run has reached `min_alert_ratio` (the candidates below it only add context)."""
-    features, run = candidate_features(ranked, cal.candidate_ratio)
+    features, run = candidate_features(ranked, cal.candidate_ratio, fleet)
     kind = ranked["kind"].to_numpy()
     calibrated = np.isin(kind, CALIBRATED_TYPES) & (run >= 0)
     p = np.zeros(len(ranked))
@@ -198,11 +208,13 @@ def recalibrate(latched: np.ndarray, cal: Calibration) -> np.ndarray:
     return np.interp(latched, xs, ys)
 
 
-def apply_calibration(ranked: pd.DataFrame, cal: Calibration) -> pd.DataFrame:
+def apply_calibration(
+    ranked: pd.DataFrame, cal: Calibration, fleet: tuple[np.ndarray, int] | None = None
+) -> pd.DataFrame:
     """`ranked` with `probability`, `score` (= latched probability for calibrated types),
-    `is_anomaly` and `anomaly_type` decided by the calibrated rule."""
+    `is_anomaly` and `anomaly_type` decided by the calibrated rule (`fleet`: `candidate_features`)."""
     kind = ranked["kind"].to_numpy()
-    latched, calibrated, may_alert = latched_probability(ranked, cal)
+    latched, calibrated, may_alert = latched_probability(ranked, cal, fleet)
     rule_score = ranked["score"].to_numpy()
     rule_flag = ranked["is_anomaly"].to_numpy(bool) & ~np.isin(kind, CALIBRATED_TYPES)
     # Below-candidate hours keep a small score that still ranks them by ratio (for ROC-AUC).

@@ -22,6 +22,7 @@ from shared.settings import Settings
 __all__ = [
     "SEVERITIES",
     "THRESHOLD",
+    "candidates_per_hour",
     "group_incidents",
     "incident_id",
     "rank_hours",
@@ -83,10 +84,22 @@ def rank_hours(
     frame = frame.sort_values(["device_id", "hour"], kind="stable").reset_index(drop=True)
     cal = load_calibration() if calibrated else None
     if cal is not None:
-        frame = apply_calibration(frame, cal)
+        fleet = None
+        if panel.fleet is not None and panel.fleet.candidates is not None:
+            if not include_missing:
+                raise ValueError("a chunk's fleet share needs every hour of its devices (include_missing)")
+            fleet = (panel.fleet.candidates, panel.fleet.size)
+        frame = apply_calibration(frame, cal, fleet)
     else:
         frame["probability"] = frame["score"]
     return frame
+
+
+def candidates_per_hour(findings: list[Finding], candidate_ratio: float) -> np.ndarray:
+    """Per panel row, how many devices' best ratio reaches the calibration's candidate ratio: the
+    chunk's part of the fleet share `rank_hours` would count over one whole-fleet panel."""
+    ratio = np.nan_to_num(np.max(np.stack([f.ratio for f in findings]), axis=0), nan=0.0)
+    return np.sum(ratio >= candidate_ratio, axis=1)
 
 
 def incident_id(device_id: str, start_hour: pd.Timestamp) -> str:

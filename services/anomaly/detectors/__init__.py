@@ -14,19 +14,34 @@ from services.anomaly.detectors.deviation import (
     detect_peak_power,
     detect_spikes_and_dips,
 )
-from services.anomaly.detectors.expected import Baseline, DetectorConfig, compute_baseline
+from services.anomaly.detectors.expected import (
+    ENERGY,
+    ENERGY_QUICK,
+    PEAK,
+    Baseline,
+    DetectorConfig,
+    compute_baseline,
+    fleet_shift_from_terms,
+    fleet_terms,
+)
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.meter import detect_dropouts, detect_flatline
-from services.anomaly.detectors.panel import Panel, panel_from_long
+from services.anomaly.detectors.panel import Fleet, Panel, panel_from_long
 from services.anomaly.detectors.quality import detect_impossible_values, detect_voltage
 
 __all__ = [
     "DETECTORS",
+    "ENERGY",
+    "ENERGY_QUICK",
+    "PEAK",
     "Baseline",
     "DetectorConfig",
     "Finding",
+    "Fleet",
     "Panel",
     "compute_baseline",
+    "fleet_shift_from_terms",
+    "fleet_terms",
     "panel_from_long",
     "run_detectors",
 ]

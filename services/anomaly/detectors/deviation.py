@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from services.anomaly.detectors.expected import DAY, WEEK, Baseline, DetectorConfig, seasonal_residuals
+from services.anomaly.detectors.expected import (
+    DAY,
+    PEAK,
+    WEEK,
+    Baseline,
+    DetectorConfig,
+    seasonal_residuals,
+)
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.panel import Panel
 
@@ -103,7 +110,8 @@ def detect_peak_power(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list
     peak = panel.get("max_power_w")
     if peak is None:
         return []
-    expected, residual, scale = seasonal_residuals(peak, cfg)
+    shift = panel.fleet.shifts.get(PEAK) if panel.fleet is not None else None
+    expected, residual, scale = seasonal_residuals(peak, cfg, shift=shift)
     with np.errstate(invalid="ignore"):
         z = residual / scale
     return [

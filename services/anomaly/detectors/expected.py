@@ -18,10 +18,24 @@ from pydantic import BaseModel, ConfigDict
 from services.anomaly.detectors.panel import Panel
 from services.anomaly.detectors.runs import flatline_ratio, stuck_history
 
-__all__ = ["Baseline", "DetectorConfig", "compute_baseline", "seasonal_residuals", "shift_rows"]
+__all__ = [
+    "ENERGY",
+    "ENERGY_QUICK",
+    "PEAK",
+    "Baseline",
+    "DetectorConfig",
+    "compute_baseline",
+    "fleet_shift_from_terms",
+    "fleet_terms",
+    "seasonal_residuals",
+    "shift_rows",
+]
 
 WEEK = 168
 DAY = 24
+# The three fleet shifts (keys of `Fleet.shifts`): energy in the baseline's quick first pass and
+# its second pass, and peak power.
+ENERGY_QUICK, ENERGY, PEAK = "energy_quick", "energy", "peak"
 
 
 class DetectorConfig(BaseModel):
@@ -103,11 +117,21 @@ def _seasonal(history: np.ndarray, weeks: int) -> np.ndarray:
     return _nanmedian([shift_rows(history, WEEK * k) for k in range(1, weeks + 1)])
 
 
-def _fleet_shift(actual: np.ndarray, expected: np.ndarray, min_fleet: int) -> np.ndarray:
-    """Median log-ratio across devices per hour; 0 where too few devices report."""
+def _fleet_lr(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Each device's contribution to its hour's fleet shift (NaN: none)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         lr = np.log(actual / expected)  # history holds only positive values, so this is exact
     lr[~np.isfinite(lr)] = np.nan
+    return lr
+
+
+def _fleet_shift(actual: np.ndarray, expected: np.ndarray, min_fleet: int) -> np.ndarray:
+    """Median log-ratio across devices per hour; 0 where too few devices report."""
+    return fleet_shift_from_terms(_fleet_lr(actual, expected), min_fleet)
+
+
+def fleet_shift_from_terms(lr: np.ndarray, min_fleet: int) -> np.ndarray:
+    """The fleet shift from every device's `fleet_terms` side by side (hours x fleet)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(lr, axis=1)
@@ -131,6 +155,16 @@ def _trailing_mad(r: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     return 1.4826 * out
 
 
+def _unshifted(
+    x: np.ndarray, cfg: DetectorConfig, past_bad: np.ndarray | None, now_bad: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(seasonal expectation before the fleet shift, the values this hour's shift may use)."""
+    usable = x > 0  # zeros are dropouts, not a usable "normal"
+    history = np.where(usable & ~(past_bad if past_bad is not None else False), x, np.nan)
+    now = np.where(usable & ~(now_bad if now_bad is not None else False), x, np.nan)
+    return _seasonal(history, cfg.history_weeks), now
+
+
 def seasonal_residuals(
     x: np.ndarray,
     cfg: DetectorConfig,
@@ -138,18 +172,19 @@ def seasonal_residuals(
     past_bad: np.ndarray | None = None,
     now_bad: np.ndarray | None = None,
     quick: bool = False,
+    shift: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(expected, log residual, robust scale) of any hours × devices series, e.g. energy or peak power.
 
     `past_bad` marks cells kept out of the history later weeks are judged against (known bad by
     the time they are used); `now_bad` marks cells kept out of the fleet shift of their own hour
     (so it may only use what is known at that hour). `quick` takes the scale from the same hour on
-    previous days only, skipping the slow 4-week rolling median (good enough to spot gross outliers)."""
-    usable = x > 0  # zeros are dropouts, not a usable "normal"
-    history = np.where(usable & ~(past_bad if past_bad is not None else False), x, np.nan)
-    seasonal = _seasonal(history, cfg.history_weeks)
-    if x.shape[1] >= cfg.min_fleet:
-        now = np.where(usable & ~(now_bad if now_bad is not None else False), x, np.nan)
+    previous days only, skipping the slow 4-week rolling median (good enough to spot gross outliers).
+    `shift` is the fleet shift when `x` holds only part of the fleet (`Panel.fleet`)."""
+    seasonal, now = _unshifted(x, cfg, past_bad, now_bad)
+    if shift is not None:
+        seasonal = seasonal * np.exp(shift)[:, None]
+    elif x.shape[1] >= cfg.min_fleet:
         seasonal = seasonal * np.exp(_fleet_shift(now, seasonal, cfg.min_fleet))[:, None]
     r = _log_ratio(x, seasonal)
     if quick:
@@ -165,19 +200,56 @@ def seasonal_residuals(
     return seasonal, r, np.maximum(scale, cfg.scale_floor)
 
 
+def _stuck(x: np.ndarray, cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(flatline ratio, run lengths, stuck now, stuck as history)."""
+    flat, runs = flatline_ratio(
+        x, window_h=cfg.flat_window_h, min_run=cfg.flat_min_run, surprise=cfg.flat_surprise
+    )
+    return flat, runs, flat >= 1, stuck_history(flat, runs)
+
+
+def _outliers(
+    x: np.ndarray, cfg: DetectorConfig, past_bad: np.ndarray, stuck_now: np.ndarray, shift: np.ndarray | None
+) -> np.ndarray:
+    """The first, quick pass: hours far enough off to be kept out of the second pass's history."""
+    _, r1, scale1 = seasonal_residuals(x, cfg, past_bad=past_bad, now_bad=stuck_now, quick=True, shift=shift)
+    with np.errstate(invalid="ignore"):
+        return np.abs(r1 / scale1) >= cfg.spike_z * cfg.history_outlier_factor
+
+
+def fleet_terms(panel: Panel, cfg: DetectorConfig) -> dict[str, np.ndarray]:
+    """This panel's devices' terms of the fleet shifts `panel.fleet` does not hold yet.
+
+    The shifts depend on each other (the second energy pass masks the outliers the first pass's
+    shift found), so a chunked fleet is swept twice: first for the quick energy shift and the
+    peak-power shift, then, with those known, for the second energy shift.
+    """
+    x = panel.energy_kwh
+    shifts = panel.fleet.shifts if panel.fleet is not None else {}
+    _, _, stuck_now, past_bad = _stuck(x, cfg)
+    if ENERGY_QUICK not in shifts:
+        seasonal, now = _unshifted(x, cfg, past_bad, stuck_now)
+        out = {ENERGY_QUICK: _fleet_lr(now, seasonal)}
+        peak = panel.get("max_power_w")
+        if peak is not None:
+            seasonal, now = _unshifted(peak, cfg, None, None)
+            out[PEAK] = _fleet_lr(now, seasonal)
+        return out
+    outlier = _outliers(x, cfg, past_bad, stuck_now, shifts[ENERGY_QUICK])
+    seasonal, now = _unshifted(x, cfg, past_bad | outlier, stuck_now | outlier)
+    return {ENERGY: _fleet_lr(now, seasonal)}
+
+
 def compute_baseline(panel: Panel, cfg: DetectorConfig) -> Baseline:
     """Two passes: the first finds hours that are stuck or far off (|z| >= spike threshold), the
     second recomputes expectations without them, so a fault never becomes next week's normal."""
     x = panel.energy_kwh
-    flat, runs = flatline_ratio(
-        x, window_h=cfg.flat_window_h, min_run=cfg.flat_min_run, surprise=cfg.flat_surprise
+    shifts = panel.fleet.shifts if panel.fleet is not None else {}
+    flat, runs, stuck_now, past_bad = _stuck(x, cfg)
+    outlier = _outliers(x, cfg, past_bad, stuck_now, shifts.get(ENERGY_QUICK))
+    seasonal, r, scale = seasonal_residuals(
+        x, cfg, past_bad=past_bad | outlier, now_bad=stuck_now | outlier, shift=shifts.get(ENERGY)
     )
-    stuck_now = flat >= 1
-    past_bad = stuck_history(flat, runs)
-    _, r1, scale1 = seasonal_residuals(x, cfg, past_bad=past_bad, now_bad=stuck_now, quick=True)
-    with np.errstate(invalid="ignore"):
-        outlier = np.abs(r1 / scale1) >= cfg.spike_z * cfg.history_outlier_factor
-    seasonal, r, scale = seasonal_residuals(x, cfg, past_bad=past_bad | outlier, now_bad=stuck_now | outlier)
     expected, residual, spread = seasonal, r, scale
     p50, p10, p90 = panel.get("forecast_p50"), panel.get("forecast_p10"), panel.get("forecast_p90")
     from_forecast = np.zeros_like(x, dtype=bool)

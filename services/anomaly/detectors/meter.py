@@ -43,8 +43,11 @@ def detect_dropouts(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
     ratio = np.where(zero, cfg.dropout_ratio + dip_ratio, 0.0)
     # A missing hour is only known to be missing once the fleet has moved on past it: flag it when
     # any device has data `dropout_grace_h` hours later (so the grid's ragged edge is no alarm).
-    rows_with_data = np.flatnonzero(panel.present.any(axis=1))
-    last = rows_with_data[-1] if len(rows_with_data) else -1
+    if panel.fleet is not None:
+        last = panel.fleet.last_row
+    else:
+        rows_with_data = np.flatnonzero(panel.present.any(axis=1))
+        last = rows_with_data[-1] if len(rows_with_data) else -1
     settled = (np.arange(len(x)) <= last - cfg.dropout_grace_h)[:, None]
     installed = np.maximum.accumulate(panel.present, axis=0)  # no dropouts before a device's first hour
     ratio = np.where(~panel.present & settled & installed, cfg.dropout_ratio * 2 / 3, ratio)

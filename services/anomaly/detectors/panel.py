@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Panel", "panel_from_long"]
+__all__ = ["Fleet", "Panel", "panel_from_long"]
 
 OPTIONAL_COLUMNS = (
     "coverage",
@@ -29,6 +29,24 @@ OPTIONAL_COLUMNS = (
 
 
 @dataclass(frozen=True)
+class Fleet:
+    """What the rest of the fleet contributes when a panel holds only some of its devices.
+
+    The service scores a fleet a chunk of devices at a time (memory bounded by the chunk), yet a
+    few numbers are the whole fleet's: the per-hour shift every expectation is moved by (a closure
+    moves most meters at once), the last hour any device reported (a gap is only a dropout once
+    the fleet has moved past it) and how many meters are candidates in each hour (the
+    calibration's `fleet_share`). With these given, a chunk scores exactly as in one panel.
+    Arrays are per row of the panel's hours, which must be the fleet's grid.
+    """
+
+    size: int
+    last_row: int
+    shifts: dict[str, np.ndarray] = field(default_factory=dict)
+    candidates: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Panel:
     hours: pd.DatetimeIndex
     devices: list[str]
@@ -36,6 +54,7 @@ class Panel:
     present: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     nominal_voltage: np.ndarray | None = None
+    fleet: Fleet | None = None  # None: the panel is the whole fleet
 
     def get(self, name: str) -> np.ndarray | None:
         return self.extra.get(name)
