@@ -10,6 +10,7 @@ dropout that late data disproves is withdrawn (`withdraw.py`), published once, a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -17,8 +18,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from services.anomaly.combine import DEFAULT_TARIFF, group_incidents, rank_hours
-from services.anomaly.detectors import DetectorConfig, panel_from_long, run_detectors
+from services.anomaly.calibrate import load_calibration
+from services.anomaly.combine import DEFAULT_TARIFF, candidates_per_hour, group_incidents, rank_hours
+from services.anomaly.detectors import (
+    DetectorConfig,
+    Fleet,
+    Panel,
+    fleet_shift_from_terms,
+    fleet_terms,
+    panel_from_long,
+    run_detectors,
+)
 from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
 from shared.bus.base import Publisher
 from shared.errors import NotFound
@@ -63,6 +73,21 @@ SELECT device_id, target_hour AS hour, p10 AS forecast_p10, p50 AS forecast_p50,
 FROM energy_analytics.forecasts
 WHERE target_hour >= @lookback_start AND target_hour < @window_end
 """
+# The same rows for one chunk of devices (the push handler's path, memory bounded by the chunk).
+CHUNK_HOURLY_SQL = HOURLY_SQL + "  AND h.device_id IN UNNEST(@device_ids)\n"
+CHUNK_READINGS_SQL = READINGS_SQL.replace("GROUP BY", "  AND device_id IN UNNEST(@device_ids)\nGROUP BY")
+CHUNK_FORECAST_SQL = FORECAST_SQL + "  AND device_id IN UNNEST(@device_ids)\n"
+# The fleet as scoring sees it: every active device with hourly rows in the range, and its span.
+FLEET_SQL = """
+SELECT h.device_id, MIN(h.hour) AS first_hour, MAX(h.hour) AS last_hour
+FROM energy_analytics.hourly_consumption AS h
+JOIN energy_analytics.dim_device AS d ON d.device_id = h.device_id AND COALESCE(d.is_active, TRUE)
+WHERE h.hour >= @history_start AND h.hour < @window_end
+GROUP BY h.device_id
+ORDER BY h.device_id
+"""
+READING_COLUMNS = ("voltage_min", "voltage_max", "min_power_w")
+FORECAST_COLUMNS = ("forecast_p10", "forecast_p50", "forecast_p90")
 DEVICES_SQL = "SELECT device_id, nominal_voltage FROM energy_analytics.dim_device"
 EXISTING_SQL = """
 SELECT incident_id, device_id, start_hour, end_hour, anomaly_type, severity, score, expected, actual,
@@ -169,6 +194,79 @@ def _reconcile(
     return out, new_ids
 
 
+class _FleetLoader:
+    """Loads the panel of one chunk of devices on the fleet's hour grid, so a chunk's rows, and
+    every rolling window over them, line up with the whole fleet's."""
+
+    def __init__(self, wh: Warehouse, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        self.wh, self.end = wh, end
+        self.history = {"history_start": (start - HISTORY).to_pydatetime(), "window_end": end.to_pydatetime()}
+        self.bounds = {
+            "lookback_start": (start - INCIDENT_LOOKBACK).to_pydatetime(),
+            "window_end": end.to_pydatetime(),
+        }
+        spans = wh.query_df(FLEET_SQL, self.history)
+        self.devices = [str(d) for d in spans["device_id"]]
+        self.first = _utc(spans["first_hour"]).min() if len(spans) else None
+        last = _utc(spans["last_hour"]).max() if len(spans) else None
+        self.last_row = int((last - self.first) / pd.Timedelta(hours=1)) if len(spans) else -1
+        devices = wh.query_df(DEVICES_SQL)
+        self.volts = {
+            str(d): float(v)
+            for d, v in zip(devices["device_id"], devices["nominal_voltage"], strict=True)
+            if pd.notna(v)
+        }
+
+    def panel(self, device_ids: list[str], fleet: Fleet, *, energy_only: bool = False) -> Panel:
+        ids = {"device_ids": device_ids}
+        hourly = self.wh.query_df(CHUNK_HOURLY_SQL, {**self.history, **ids})
+        frame = hourly.assign(hour=_utc(hourly["hour"]))
+        if not energy_only:  # the fleet shifts read energy and peak power only
+            for sql, columns in (
+                (CHUNK_READINGS_SQL, READING_COLUMNS),
+                (CHUNK_FORECAST_SQL, FORECAST_COLUMNS),
+            ):
+                extra = self.wh.query_df(sql, {**self.bounds, **ids})
+                if extra.empty:  # every chunk gets the same columns, so the same detectors run
+                    extra = pd.DataFrame(columns=["device_id", "hour", *columns])
+                extra = extra.assign(hour=_utc(extra["hour"]))
+                frame = frame.merge(extra, on=["device_id", "hour"], how="left")
+        panel = panel_from_long(frame, nominal_voltage=self.volts, start=self.first, end=self.end)
+        return replace(panel, fleet=fleet)
+
+
+def _chunks(ids: list[str], size: int) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _fleet_context(loader: _FleetLoader, cfg: DetectorConfig, chunk: int) -> Fleet:
+    """The fleet-wide numbers a chunk needs (`Fleet`), swept a chunk at a time: two sweeps for
+    the shifts (each hour's median over every device, so the hours x fleet terms are kept: 8
+    bytes a device-hour, against the ~1 kB a device-hour of a whole-fleet panel), one more for
+    the per-hour candidate counts when a calibration is in use."""
+    fleet = Fleet(size=len(loader.devices), last_row=loader.last_row)
+    for _sweep in range(2):
+        terms: dict[str, np.ndarray] = {}
+        at = 0
+        for ids in _chunks(loader.devices, chunk):
+            for name, lr in fleet_terms(loader.panel(ids, fleet, energy_only=True), cfg).items():
+                if name not in terms:
+                    terms[name] = np.full((lr.shape[0], fleet.size), np.nan)
+                terms[name][:, at : at + len(ids)] = lr
+            at += len(ids)
+        shifts = {name: fleet_shift_from_terms(lr, cfg.min_fleet) for name, lr in terms.items()}
+        fleet = replace(fleet, shifts={**fleet.shifts, **shifts})
+    cal = load_calibration()
+    if cal is not None:
+        counts = None
+        for ids in _chunks(loader.devices, chunk):
+            _, findings = run_detectors(loader.panel(ids, fleet), cfg)
+            part = candidates_per_hour(findings, cal.candidate_ratio)
+            counts = part if counts is None else counts + part
+        fleet = replace(fleet, candidates=counts)
+    return fleet
+
+
 def detect_window(
     event: FeaturesRefreshed,
     wh: Warehouse,
@@ -176,44 +274,58 @@ def detect_window(
     now: datetime,
     cfg: DetectorConfig | None = None,
     tariff_per_kwh: float = DEFAULT_TARIFF,
+    chunk: int = 100,
 ) -> WindowIncidents:
-    """Score `event`'s window for its devices; read-only on the warehouse."""
-    frame, volts = _load_frame(wh, event)
-    wanted = set(event.device_ids)
-    if frame.empty or not wanted & set(frame["device_id"]):
-        return WindowIncidents(rows=pd.DataFrame(), new_ids=[], devices_scored=0, hours_scored=0)
+    """Score `event`'s window for its devices; read-only on the warehouse.
+
+    Devices are loaded and scored `chunk` at a time (`Settings.anomaly_device_chunk`), so peak
+    memory follows the chunk, not the fleet; the fleet's own numbers (`Fleet`) are gathered first,
+    which keeps every result identical to scoring the whole fleet in one panel.
+    """
+    cfg = cfg or DetectorConfig()
     start = pd.Timestamp(event.window_start).tz_convert(UTC)
     end = pd.Timestamp(event.window_end).tz_convert(UTC)
-    panel = panel_from_long(frame, nominal_voltage=volts, end=end)
-    _, findings = run_detectors(panel, cfg)
-    ranked = rank_hours(panel, findings, include_missing=True)
-    scope = (
-        ranked["device_id"].isin(wanted)
-        & (ranked["hour"] >= start - INCIDENT_LOOKBACK)
-        & (ranked["hour"] < end)
-    )
-    all_found = group_incidents(
-        ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H, tariff_per_kwh=tariff_per_kwh
-    )
-    # An incident that ended before the window is the earlier event's business, not ours.
-    found = all_found[all_found["end_hour"] > start]
+    loader = _FleetLoader(wh, start, end)
+    wanted = set(event.device_ids)
+    scored = [d for d in loader.devices if d in wanted]
+    if not scored:
+        return WindowIncidents(rows=pd.DataFrame(), new_ids=[], devices_scored=0, hours_scored=0)
+    fleet = _fleet_context(loader, cfg, chunk)
     since = (start - INCIDENT_LOOKBACK - pd.Timedelta(hours=GAP_H)).to_pydatetime()
     existing = wh.query_df(EXISTING_SQL, {"since": since, "window_end": end.to_pydatetime()})
     for col in ("start_hour", "end_hour", "detected_at", "withdrawn_at"):
         existing[col] = _utc(existing[col])
-    withdrawn = find_withdrawn(existing, all_found, panel, wanted, now)
+    found_parts, withdrawn_parts, hours_scored = [], [], 0
+    for ids in _chunks(scored, chunk):
+        panel = loader.panel(ids, fleet)
+        _, findings = run_detectors(panel, cfg)
+        ranked = rank_hours(panel, findings, include_missing=True)
+        scope = (ranked["hour"] >= start - INCIDENT_LOOKBACK) & (ranked["hour"] < end)
+        all_found = group_incidents(
+            ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H, tariff_per_kwh=tariff_per_kwh
+        )
+        if not all_found.empty:
+            found_parts.append(all_found)
+        withdrawn_parts.append(find_withdrawn(existing, all_found, panel, set(ids), now))
+        hours_scored += int(np.sum((ranked["hour"] >= start) & (ranked["hour"] < end)))
+        del panel, findings, ranked
+    all_found = pd.concat(found_parts, ignore_index=True) if found_parts else all_found
+    # An incident that ended before the window is the earlier event's business, not ours.
+    found = all_found[all_found["end_hour"] > start]
+    withdrawn_parts = [w for w in withdrawn_parts if not w.empty]
+    # in existing's order, as one panel gives
+    withdrawn = pd.concat(withdrawn_parts).sort_index() if withdrawn_parts else existing.iloc[0:0]
     closed = is_withdrawn(existing["status"]) | existing["incident_id"].isin(withdrawn["incident_id"])
     rows, new_ids = _reconcile(found, existing[~closed], now, taken=set(existing.loc[closed, "incident_id"]))
     if not withdrawn.empty:
         withdrawn = withdrawn[rows.columns]
         rows = withdrawn if rows.empty else pd.concat([rows, withdrawn], ignore_index=True)
-    in_window = ranked["device_id"].isin(wanted) & (ranked["hour"] >= start) & (ranked["hour"] < end)
     return WindowIncidents(
         rows=rows,
         new_ids=new_ids,
         withdrawn_ids=list(withdrawn["incident_id"]),
-        devices_scored=len(wanted & set(panel.devices)),
-        hours_scored=int(np.sum(in_window)),
+        devices_scored=len(scored),
+        hours_scored=hours_scored,
     )
 
 
@@ -291,7 +403,7 @@ def publish_new(incidents: WindowIncidents, publisher: Publisher, correlation_id
 
 
 def publish_withdrawn(incidents: WindowIncidents, publisher: Publisher, correlation_id: str | None) -> int:
-    if incidents.rows.empty:  # nothing scored: nothing can have been withdrawn
+    if incidents.rows.empty:  # nothing scored: nothing withdrawn
         return 0
     gone = incidents.rows[incidents.rows["incident_id"].isin(incidents.withdrawn_ids)]
     for inc in gone.to_dict("records"):
@@ -325,7 +437,11 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
     deduped downstream on incident_id); publishing after the MERGE could lose an alert for good."""
     with open_warehouse(ctx.settings) as wh:
         incidents = detect_window(
-            event, wh, now=datetime.now(UTC), tariff_per_kwh=ctx.settings.chat_flat_tariff_per_kwh
+            event,
+            wh,
+            now=datetime.now(UTC),
+            tariff_per_kwh=ctx.settings.chat_flat_tariff_per_kwh,
+            chunk=ctx.settings.anomaly_device_chunk,
         )
         published = publish_new(incidents, ctx.publisher, ctx.correlation_id)
         publish_withdrawn(incidents, ctx.publisher, ctx.correlation_id)
