@@ -11,7 +11,8 @@ Bounded work: each device gets its own window (the hours of its changed readings
 when its dim_device row changes or it is deleted), devices with the same window share one pass of
 the models, restricted to them (at most MAX_PASSES passes: further windows are merged, which only
 recomputes more). Reading times outside a plausible range (`WindowLimits`: not before
-`refresh_earliest_reading`, not after the newest `_fivetran_synced` plus `refresh_future_skew_hours`)
+`refresh_earliest_reading`, not after the later of now and the newest `_fivetran_synced`, plus
+`refresh_future_skew_hours`)
 never widen a window and are left out of the models on every path, full rebuild included, so one
 reading dated 1970 or 2099 costs nothing and incremental still equals full. Changed readings older
 than `refresh_max_window_days` before the newest changed hour are not recomputed incrementally (reported in
@@ -106,14 +107,15 @@ class WindowLimits(BaseModel):
             max_span=timedelta(days=settings.refresh_max_window_days),
         )
 
-    def plausible(self, newest_synced: datetime | None) -> Window:
-        """[earliest, newest sync + skew): a reading cannot be dated after it was synced (plus skew).
+    def plausible(self, newest_synced: datetime | None, now: datetime | None = None) -> Window:
+        """[earliest, clock + skew): no reading can be dated after the refresh's own clock, the later
+        of now and the newest sync (plus skew; the connector already quarantines such readings).
 
         The bound is rounded up to a whole hour: windows are hours, and a microsecond timestamp
         parameter is one bqemulator cannot even cast (BigQuery can)."""
         if newest_synced is None:
             return self.earliest, self.earliest
-        latest = newest_synced + self.future_skew
+        latest = max(newest_synced, now or datetime.now(UTC)) + self.future_skew
         whole = latest.replace(minute=0, second=0, microsecond=0)
         latest = whole if whole == latest else whole + HOUR
         return self.earliest, max(self.earliest, latest)

@@ -75,7 +75,11 @@ def _chat_templates() -> Iterator[tuple[str, str]]:
     groups, scopes, hours_options = ("fleet", "device", "site"), ("fleet", "devices", "sites"), (False, True)
     for name in TEMPLATES:
         seen: set[str] = set()
-        orders = ("energy_kwh", "max_power_w") if name == "usage" else ("energy_kwh",)
+        # the orderings answer.py asks of each template
+        orders = {
+            "usage": ("energy_kwh", "max_device_power_w", "energy_per_device_kwh"),
+            "peak_hour": ("energy_kwh", "max_power_w"),
+        }.get(name, ("energy_kwh",))
         variants = itertools.product(groups if name == "usage" else ("fleet",), scopes, hours_options, orders)
         for group, scope, hours, order_by in variants:
             sql = render_template(name, group=group, scope=scope, hours=hours, order_by=order_by)
@@ -92,7 +96,14 @@ def _source_literals() -> Iterator[tuple[str, str]]:
             rel = path.relative_to(REPO_ROOT)
             tree = ast.parse(path.read_text())
             module = ".".join(rel.with_suffix("").parts)
+            # the literal pieces of an f-string are fragments, not statements (the whole value is
+            # analysed below when it is a module-level constant)
+            pieces = {
+                id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values
+            }
             for node in ast.walk(tree):
+                if id(node) in pieces:
+                    continue
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
                     text = node.value
                     if _SQL_START.match(text) and _NAMES_WAREHOUSE.search(text) and "{" not in text:
@@ -100,9 +111,9 @@ def _source_literals() -> Iterator[tuple[str, str]]:
             for node in tree.body:
                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.JoinedStr):
                     for target in node.targets:
-                        if isinstance(target, ast.Name) and target.id.endswith("_SQL"):
+                        if isinstance(target, ast.Name):
                             value = getattr(importlib.import_module(module), target.id)
-                            if _NAMES_WAREHOUSE.search(value):
+                            if _SQL_START.match(value) and _NAMES_WAREHOUSE.search(value):
                                 yield f"source:{rel}:{target.id}", value
 
 

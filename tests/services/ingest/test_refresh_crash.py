@@ -38,7 +38,7 @@ from shared.refresh import RefreshResult, finish_recorded
 from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import contract_for, open_warehouse
 from shared.warehouse.models import ordered_models
-from tests.pushing import push_envelope
+from tests.pushing import authorized, push_envelope
 
 MODEL_STEPS = [f"model:{c.table}" for c in ordered_models()]
 STEPS = [*MODEL_STEPS, "recorded", "watermarks", "committed", "published"]
@@ -52,7 +52,7 @@ class Crash(BaseException):
 
 def _client() -> FlaskClient:
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/ingest/main.py"))
-    return app.test_client()
+    return authorized(app.test_client())
 
 
 def _envelope(sync_id: str, attempt: int = 1) -> dict[str, Any]:
@@ -178,8 +178,8 @@ def test_crash_at_each_step_is_repaired_by_redelivery(
     clean: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    _from(first_synced, settings)  # the home's push token comes with it
     client = _client()
-    _from(first_synced, settings)
 
     def crash(name: str) -> None:
         if name == step:
@@ -215,7 +215,8 @@ _KILLED_CHILD = textwrap.dedent(
 
     shared.refresh.step_done = die
     app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/ingest/main.py"))
-    app.test_client().post("/pubsub/sync-completed", json=_envelope("sync-1"))
+    from tests.pushing import authorized
+    authorized(app.test_client()).post("/pubsub/sync-completed", json=_envelope("sync-1"))
     print("not killed")
     """
 )
@@ -234,8 +235,8 @@ _KILLED_CHILD = textwrap.dedent(
 def test_sigkill_of_the_ingest_process_is_repaired_by_redelivery(
     step: str, ordering_name: str, settings: Settings, first_synced: Path, clean: Any
 ) -> None:
+    _from(first_synced, settings)  # the home's push token comes with it
     client = _client()
-    _from(first_synced, settings)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     here = str(Path(__file__).parent)
     child = subprocess.run(
