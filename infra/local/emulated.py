@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from pydantic import BaseModel
@@ -154,10 +155,10 @@ def prepare_cloud(settings: Settings) -> list[str]:
     return subscriptions
 
 
-def land_raw(settings: Settings) -> dict[str, int]:
-    """Copy the connector's raw tables into the BigQuery raw dataset (what Fivetran's BigQuery
-    destination does after a sync); returns rows per table. Whole tables, so `_fivetran_synced`
-    and the refresh watermarks behave as after a real load."""
+def land_raw(settings: Settings, *, raw_path: Path | None = None) -> dict[str, int]:
+    """Copy the connector's raw tables (`raw_path`, default this home's) into the BigQuery raw
+    dataset (what Fivetran's BigQuery destination does after a sync); returns rows per table.
+    Whole tables, so `_fivetran_synced` and the refresh watermarks behave as after a real load."""
     import duckdb
     import pyarrow as pa
     from google.api_core.client_options import ClientOptions
@@ -170,7 +171,7 @@ def land_raw(settings: Settings) -> dict[str, int]:
         client_options=ClientOptions(api_endpoint=settings.bigquery_api_endpoint),
     )
     counts: dict[str, int] = {}
-    con = duckdb.connect(str(settings.raw_duckdb_path), read_only=True)
+    con = duckdb.connect(str(raw_path or settings.raw_duckdb_path), read_only=True)
     try:
         client.create_dataset(f"{settings.gcp_project}.{settings.raw_dataset}", exists_ok=True)
         present = {

@@ -72,44 +72,12 @@ def full_rebuild_elsewhere(settings: Settings, tmp_path: Path) -> dict[str, pd.D
     return snapshot(other)
 
 
-_BQ_TYPES = {"string": "STRING", "double": "FLOAT64", "int32": "INT64", "int64": "INT64", "bool": "BOOL"}
-
-
 def mirror_raw_to_bigquery(duck: Settings, bq: Settings) -> None:
     """Copy the raw tables from the DuckDB connector file into the emulator's raw dataset, so both
     backends model exactly the same rows (what Fivetran would have landed in BigQuery)."""
-    import duckdb
-    import pyarrow as pa
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
+    from infra.local.emulated import land_raw
 
-    client = bigquery.Client(
-        project=bq.gcp_project,
-        credentials=AnonymousCredentials(),
-        client_options=ClientOptions(api_endpoint=bq.bigquery_api_endpoint),
-    )
-    client.create_dataset(f"{bq.gcp_project}.{bq.raw_dataset}", exists_ok=True)
-    con = duckdb.connect(str(duck.raw_duckdb_path), read_only=True)
-    try:
-        for table in ("site", "device", "reading"):
-            arrow = con.execute(f"SELECT * FROM tester.{table}").to_arrow_table()
-            schema = [
-                bigquery.SchemaField(
-                    f.name, "TIMESTAMP" if pa.types.is_timestamp(f.type) else _BQ_TYPES[str(f.type)]
-                )
-                for f in arrow.schema
-            ]
-            ref = f"{bq.gcp_project}.{bq.raw_dataset}.{table}"
-            client.delete_table(ref, not_found_ok=True)
-            created = client.create_table(bigquery.Table(ref, schema=schema))
-            rows = arrow.to_pylist()
-            for offset in range(0, len(rows), 5_000):
-                errors = client.insert_rows(created, rows[offset : offset + 5_000])
-                assert not errors, errors[:3]
-    finally:
-        con.close()
-        client.close()
+    land_raw(bq, raw_path=duck.raw_duckdb_path)
 
 
 def land_rows(
