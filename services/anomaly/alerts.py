@@ -1,46 +1,48 @@
 """Incidents that reach people: anomalies-detected (and anomalies-withdrawn) pushes in, a signed
-webhook (and optionally an e-mail) out.
+webhook and/or an e-mail out (alert_channels.py: signing scheme, Retry-After, SMTP with TLS/AUTH).
 
 Rules, in order, for a new incident:
 1. below `min_severity` -> not sent (`alert_status` 'below_severity');
-2. another incident of the same device was alerted less than `dedupe_hours` ago -> 'suppressed'
-   (one stuck meter sends one alert, not one per incident it flaps into);
-3. inside quiet hours (local time of `quiet_timezone`) only 'high' goes out; the rest is 'quiet'
-   (kept on the incident row, visible on the dashboard, not pushed at night);
-4. otherwise POST the JSON body to `webhook_url`, signed with HMAC-SHA256 of the raw body under
-   `webhook_secret` in `X-Gridsight-Signature-256` (the receiver verifies in constant time, as our
-   ingest does for Fivetran), retried with exponential backoff; when every attempt fails the
-   handler raises TransientError, so Pub/Sub redelivers and, after the subscription's max delivery
-   attempts, dead-letters it. With `smtp_host` set the same alert also goes by e-mail; with neither
-   configured the decision is 'no_channel'.
-   The webhook is skipped (one warning line) while its secret is still Terraform's placeholder version
-   (shared/settings.py SECRET_PLACEHOLDER, a public constant): a body signed with it proves nothing and
-   anyone could forge one. With no other channel the decision is then 'secret_placeholder'.
+2. another incident of the same device claimed an alert less than `dedupe_hours` ago ('pending' or
+   'sent'), or is still undecided, was detected in that window and comes first (higher severity,
+   then earlier detected, then smaller id) -> 'suppressed'. One stuck or flapping meter sends one
+   alert, even when a backfill publishes all its incidents at once and they are delivered in parallel;
+3. inside quiet hours (local time of `quiet_timezone`, DST included) only high (and critical) goes
+   out; the rest is 'quiet' (kept on the incident row, visible on the dashboard, not pushed at night);
+4. otherwise the decision is claimed ('pending', `alerted_at`), then each ready channel delivers and
+   is stamped on the row (`alert_webhook_at`, `alert_mail_at`), then 'sent'. A failing channel raises
+   (TransientError 503 / InvalidEvent 400): Pub/Sub redelivers, and a redelivery only retries the
+   channels not yet stamped, so the receiver that got the webhook does not get it again because
+   the e-mail failed; after max delivery attempts the message is dead-lettered (the row stays
+   'pending': true, nobody was told by that channel).
+   With no channel configured the decision is 'no_channel'. A channel whose secret is still
+   Terraform's placeholder version (shared/settings.py SECRET_PLACEHOLDER, a public constant) is
+   skipped with one warning line: a body signed with it proves nothing. With no other channel the
+   decision is then 'secret_placeholder'.
 
-The outcome is stored on the incident (`alert_status`, `alerted_at`): a redelivery of an alerted
-incident sends nothing. A withdrawn incident that was alerted gets one follow-up
-(`followup_sent_at`); one that never reached anybody needs none. The incident row is written after
+A redelivery of a decided incident sends nothing. A withdrawn incident gets one follow-up on each
+channel that delivered its alert (`followup_webhook_at`, `followup_mail_at`, then
+`followup_sent_at`); one that never reached anybody needs none. The incident row is written after
 its message is published, so an alert that arrives first is a TransientError (retried) too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import smtplib
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-import requests
-from pydantic import BaseModel, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from pydantic import BaseModel
 
-from shared.errors import InvalidEvent, TransientError
+from services.anomaly.alert_channels import (
+    SIGNATURE_HEADER,
+    AlertSettings,
+    load_alert_settings,
+    post_webhook,
+    send_mail,
+)
+from shared.errors import GridsightError, TransientError
 from shared.events import AnomaliesDetected, AnomaliesWithdrawn
 from shared.logging import get_logger
 from shared.settings import SECRET_PLACEHOLDER, Settings
@@ -49,35 +51,17 @@ from shared.warehouse import Warehouse, open_warehouse
 __all__ = [
     "SIGNATURE_HEADER",
     "AlertOutcome",
+    "AlertPayload",
     "AlertSettings",
     "deliver_alert",
     "deliver_followup",
-    "sign_alert",
 ]
 
-SIGNATURE_HEADER = "X-Gridsight-Signature-256"
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+Channel = Literal["webhook", "mail"]
+CHANNELS: tuple[Channel, ...] = ("webhook", "mail")
+CLAIMED = ("pending", "sent")
 log = get_logger(__name__)
-
-
-class AlertSettings(BaseSettings):
-    """GRIDSIGHT_ALERT_* (the secret from Secret Manager in the cloud, the environment locally)."""
-
-    model_config = SettingsConfigDict(env_prefix="GRIDSIGHT_ALERT_", extra="ignore")
-    webhook_url: str | None = None
-    webhook_secret: SecretStr = SecretStr("local-dev-alert-secret")
-    min_severity: Literal["low", "medium", "high"] = "medium"
-    dedupe_hours: float = 24.0
-    quiet_start_hour: int | None = None  # e.g. 22 (local); None = no quiet hours
-    quiet_end_hour: int | None = None  # e.g. 7 (local, exclusive)
-    quiet_timezone: str = "UTC"
-    timeout_s: float = 10.0
-    attempts: int = 4
-    backoff_s: float = 1.0
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    mail_from: str = "gridsight@localhost"
-    mail_to: str | None = None
 
 
 class AlertOutcome(BaseModel):
@@ -86,15 +70,33 @@ class AlertOutcome(BaseModel):
     rows_written: int = 0
 
 
+class AlertPayload(BaseModel):
+    """What the webhook receiver gets (JSON; README "Alerts"). Times are ISO 8601 UTC; energy in
+    kWh, cost in the tariff's currency; expected/actual are the detector's headline values."""
+
+    type: Literal["incident", "withdrawn"]
+    incident_id: str
+    device_id: str
+    anomaly_type: str
+    severity: str
+    probability: float | None
+    start_hour: datetime
+    end_hour: datetime
+    expected: float | None
+    actual: float | None
+    explanation: str
+    energy_at_stake_kwh: float | None
+    cost_at_stake: float | None
+    alerted_at: datetime | None
+    reason: str | None = None  # withdrawn only: why
+    withdrawn_at: datetime | None = None
+
+
 class AlertContext(Protocol):
     """The part of `shared.push.PushContext` alerting needs (read-only, as PushContext is frozen)."""
 
     @property
     def settings(self) -> Settings: ...
-
-
-def sign_alert(body: bytes, secret: str) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def in_quiet_hours(now: datetime, cfg: AlertSettings) -> bool:
@@ -120,63 +122,42 @@ def webhook_ready(cfg: AlertSettings) -> bool:
     return True
 
 
-def _post(body: dict[str, object], cfg: AlertSettings) -> None:
-    if not webhook_ready(cfg):
-        return
-    raw = json.dumps(body, sort_keys=True, default=str).encode()
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign_alert(raw, cfg.webhook_secret.get_secret_value()),
-    }
-
-    def once() -> None:
-        response = requests.post(cfg.webhook_url, data=raw, headers=headers, timeout=cfg.timeout_s)  # type: ignore[arg-type]
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"alert webhook answered {response.status_code}")
-        if response.status_code >= 400:  # retrying here will not help: 400, Pub/Sub dead-letters it
-            raise InvalidEvent(
-                f"alert webhook refused the alert: {response.status_code} {response.text[:200]}"
-            )
-
-    try:
-        for attempt in Retrying(
-            stop=stop_after_attempt(cfg.attempts),
-            wait=wait_exponential(multiplier=cfg.backoff_s, max=30 * cfg.backoff_s),
-            retry=retry_if_exception_type((TransientError, requests.RequestException)),
-            reraise=False,
-        ):
-            with attempt:
-                once()
-    except RetryError as exc:
-        cause = exc.last_attempt.exception()
-        raise TransientError(f"alert webhook failed after {cfg.attempts} attempts: {cause}") from cause
+def mail_ready(cfg: AlertSettings) -> bool:
+    """A relay and a recipient are set and, with a login, its password is a real one."""
+    if not (cfg.smtp_host and cfg.mail_to):
+        return False
+    password = cfg.smtp_password.get_secret_value().strip()
+    if cfg.smtp_username and password in ("", SECRET_PLACEHOLDER):
+        log.warning(
+            "alert e-mail skipped: GRIDSIGHT_ALERT_SMTP_PASSWORD is empty or still the placeholder version; "
+            "add the real one (gcloud secrets versions add <prefix>-alert-smtp-password, infra/README.md)",
+            extra={"smtp_host": cfg.smtp_host},
+        )
+        return False
+    return True
 
 
-def _mail(subject: str, text: str, cfg: AlertSettings) -> None:
-    if not cfg.smtp_host or not cfg.mail_to:
-        return
-    msg = EmailMessage()
-    msg["Subject"], msg["From"], msg["To"] = subject, cfg.mail_from, cfg.mail_to
-    msg.set_content(text)
-    try:
-        with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
-            smtp.send_message(msg)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise TransientError(f"SMTP relay {cfg.smtp_host}:{cfg.smtp_port} failed: {exc}") from exc
+def ready_channels(cfg: AlertSettings) -> list[Channel]:
+    ready = {"webhook": webhook_ready(cfg), "mail": mail_ready(cfg)}
+    return [c for c in CHANNELS if ready[c]]
 
 
 INCIDENT_SQL = """
 SELECT incident_id, device_id, start_hour, end_hour, anomaly_type, severity, probability,
-  energy_at_stake_kwh, cost_at_stake, expected, actual, explanation, status, alert_status, alerted_at,
-  followup_sent_at
+  energy_at_stake_kwh, cost_at_stake, expected, actual, explanation, detected_at, status, alert_status,
+  alerted_at, alert_webhook_at, alert_mail_at, followup_webhook_at, followup_mail_at, followup_sent_at
 FROM energy_analytics.anomalies
 WHERE incident_id = @incident_id
 """
-RECENT_ALERT_SQL = """
-SELECT COUNT(*) AS n
+# Same-device incidents that may take this one's alert: claimed in the window, or still undecided.
+RIVALS_SQL = """
+SELECT incident_id, severity, detected_at, alert_status
 FROM energy_analytics.anomalies
-WHERE device_id = @device_id AND incident_id != @incident_id AND alert_status = 'sent'
-  AND alerted_at >= @since
+WHERE device_id = @device_id AND incident_id != @incident_id
+  AND (
+    (alert_status IN ('pending', 'sent') AND alerted_at >= @since)
+    OR (alert_status IS NULL AND (status IS NULL OR status != 'withdrawn') AND detected_at >= @since)
+  )
 """
 
 
@@ -190,23 +171,81 @@ def _incident(wh: Warehouse, incident_id: str) -> dict[str, object]:
     }
 
 
-def _record(wh: Warehouse, incident_id: str, **columns: object) -> int:
-    return wh.merge("anomalies", pd.DataFrame([{"incident_id": incident_id, **columns}]), key=["incident_id"])
+def _record(settings: Settings, incident_id: str, **columns: object) -> int:
+    with open_warehouse(settings) as wh:
+        return wh.merge(
+            "anomalies", pd.DataFrame([{"incident_id": incident_id, **columns}]), key=["incident_id"]
+        )
+
+
+def _order(severity: object, detected_at: object, incident_id: object) -> tuple[int, pd.Timestamp, str]:
+    """Who goes first among undecided incidents of one device: most severe, earliest, smallest id."""
+    when = pd.Timestamp(detected_at) if detected_at is not None and pd.notna(detected_at) else pd.Timestamp.max
+    when = when.tz_localize(UTC) if when.tzinfo is None else when
+    return (-SEVERITY_RANK.get(str(severity), 0), when, str(incident_id))
 
 
 def _decide(inc: dict[str, object], wh: Warehouse, now: datetime, cfg: AlertSettings) -> str:
     severity = str(inc["severity"])
-    if SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK[cfg.min_severity]:
+    floor = SEVERITY_RANK[cfg.min_severity]
+    if SEVERITY_RANK.get(severity, 0) < floor:
         return "below_severity"
     since = now - timedelta(hours=cfg.dedupe_hours)
-    recent = wh.query_df(
-        RECENT_ALERT_SQL, {"device_id": inc["device_id"], "incident_id": inc["incident_id"], "since": since}
+    rivals = wh.query_df(
+        RIVALS_SQL, {"device_id": inc["device_id"], "incident_id": inc["incident_id"], "since": since}
     )
-    if int(recent["n"].iloc[0]):
-        return "suppressed"
-    if in_quiet_hours(now, cfg) and severity != "high":
+    mine = _order(severity, inc.get("detected_at"), inc["incident_id"])
+    for r in rivals.itertuples(index=False):
+        if r.alert_status in CLAIMED:
+            return "suppressed"
+        if SEVERITY_RANK.get(str(r.severity), 0) >= floor and _order(
+            r.severity, r.detected_at, r.incident_id
+        ) < mine:
+            return "suppressed"  # it is undecided but goes first: it will be the device's alert
+    if in_quiet_hours(now, cfg) and SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK["high"]:
         return "quiet"
     return "sent"
+
+
+def _payload(inc: dict[str, object], kind: Literal["incident", "withdrawn"], **extra: object) -> AlertPayload:
+    fields = {k: inc.get(k) for k in AlertPayload.model_fields if k not in ("type", *extra)}
+    return AlertPayload.model_validate({**fields, "type": kind, **extra})
+
+
+def _deliver(
+    channels: list[Channel],
+    stamps: dict[Channel, str],
+    inc: dict[str, object],
+    payload: AlertPayload,
+    subject: str,
+    text: str,
+    settings: Settings,
+    cfg: AlertSettings,
+    now: datetime,
+) -> int:
+    """Each channel not yet stamped delivers, then is stamped; the first failure is raised after
+    every channel had its try (a wrong SMTP password does not hold back the webhook)."""
+    written, failures = 0, list[GridsightError]()
+    for channel in channels:
+        if inc.get(stamps[channel]) is not None:
+            continue
+        try:
+            if channel == "webhook":
+                post_webhook(payload, f"{payload.incident_id}:{payload.type}", cfg)
+            else:
+                send_mail(subject, text, cfg)
+        except GridsightError as exc:
+            log.warning(
+                "alert channel failed",
+                extra={"incident_id": payload.incident_id, "channel": channel, "reason": str(exc)},
+            )
+            failures.append(exc)
+            continue
+        written += _record(settings, str(inc["incident_id"]), **{stamps[channel]: now})
+    if failures:
+        transient = [f for f in failures if isinstance(f, TransientError)]
+        raise (transient or failures)[0]
+    return written
 
 
 def deliver_alert(
@@ -216,24 +255,33 @@ def deliver_alert(
     cfg: AlertSettings | None = None,
     now: datetime | None = None,
 ) -> AlertOutcome:
-    cfg = cfg or AlertSettings()
+    cfg = cfg or load_alert_settings()
     now = now or datetime.now(UTC)
     with open_warehouse(ctx.settings) as wh:
         inc = _incident(wh, event.incident_id)
-        if inc["alert_status"] is not None or inc["status"] == "withdrawn":
+        if inc["status"] == "withdrawn" or inc["alert_status"] not in (None, "pending"):
             return AlertOutcome(
-                incident_id=event.incident_id, status=f"already {inc['alert_status'] or 'withdrawn'}"
+                incident_id=event.incident_id,
+                status=f"already {'withdrawn' if inc['status'] == 'withdrawn' else inc['alert_status']}",
             )
-        decision = _decide(inc, wh, now, cfg)
-    if decision == "sent" and not (cfg.smtp_host and cfg.mail_to) and not webhook_ready(cfg):
-        # nothing to deliver to: say so rather than "sent" (and why, when only the secret is missing)
-        decision = "secret_placeholder" if cfg.webhook_url else "no_channel"
-    if decision == "sent":
-        body = {"type": "incident", **inc, "alerted_at": now.isoformat()}
-        _post(body, cfg)
-        _mail(f"[gridsight] {inc['severity']} {inc['anomaly_type']} on {inc['device_id']}", _text(inc), cfg)
-    with open_warehouse(ctx.settings) as wh:
-        written = _record(wh, event.incident_id, alert_status=decision, alerted_at=now)
+        decision = "sent" if inc["alert_status"] == "pending" else _decide(inc, wh, now, cfg)
+    channels = ready_channels(cfg) if decision == "sent" else []
+    if decision == "sent" and not channels:
+        # nothing to deliver to: say so rather than "sent" (and why, when only a secret is missing)
+        configured = cfg.webhook_url or (cfg.smtp_host and cfg.mail_to)
+        decision = "secret_placeholder" if configured else "no_channel"
+    written = 0
+    if decision != "sent":
+        written = _record(ctx.settings, event.incident_id, alert_status=decision, alerted_at=now)
+    else:
+        if inc["alert_status"] is None:
+            written += _record(ctx.settings, event.incident_id, alert_status="pending", alerted_at=now)
+        inc_time = inc["alerted_at"] or now
+        payload = _payload(inc, "incident", alerted_at=inc_time)
+        subject = f"[gridsight] {inc['severity']} {inc['anomaly_type']} on {inc['device_id']}"
+        stamps: dict[Channel, str] = {"webhook": "alert_webhook_at", "mail": "alert_mail_at"}
+        written += _deliver(channels, stamps, inc, payload, subject, _text(inc), ctx.settings, cfg, now)
+        written += _record(ctx.settings, event.incident_id, alert_status="sent")
     log.info(
         "alert", extra={"incident_id": event.incident_id, "device_id": event.device_id, "decision": decision}
     )
@@ -247,28 +295,41 @@ def deliver_followup(
     cfg: AlertSettings | None = None,
     now: datetime | None = None,
 ) -> AlertOutcome:
-    cfg = cfg or AlertSettings()
+    cfg = cfg or load_alert_settings()
     now = now or datetime.now(UTC)
     with open_warehouse(ctx.settings) as wh:
         inc = _incident(wh, event.incident_id)
-    if inc["alert_status"] != "sent":
+    reached = [c for c, col in (("webhook", "alert_webhook_at"), ("mail", "alert_mail_at")) if inc[col]]
+    if not reached and inc["alert_status"] == "sent":
+        reached = list(CHANNELS)  # alerted before channels were stamped: follow up where it can go now
+    if not reached:
         return AlertOutcome(incident_id=event.incident_id, status="nobody was alerted")
     if inc["followup_sent_at"] is not None:
         return AlertOutcome(incident_id=event.incident_id, status="follow-up already sent")
-    body = {
-        "type": "withdrawn",
-        **inc,
-        "reason": event.reason,
-        "withdrawn_at": event.withdrawn_at.isoformat(),
-    }
-    _post(body, cfg)
-    _mail(f"[gridsight] withdrawn: {inc['anomaly_type']} on {inc['device_id']}", event.reason, cfg)
-    with open_warehouse(ctx.settings) as wh:
-        written = _record(wh, event.incident_id, followup_sent_at=now)
+    channels = [c for c in ready_channels(cfg) if c in reached]
+    if not channels:  # the channels that carried the alert are no longer configured (or secret reverted)
+        return AlertOutcome(incident_id=event.incident_id, status="follow-up not sent: no channel ready")
+    payload = _payload(
+        inc, "withdrawn", alerted_at=inc["alerted_at"], reason=event.reason, withdrawn_at=event.withdrawn_at
+    )
+    subject = f"[gridsight] withdrawn: {inc['anomaly_type']} on {inc['device_id']}"
+    text = f"The alert for incident {inc['incident_id']} is withdrawn: {event.reason}"
+    stamps: dict[Channel, str] = {"webhook": "followup_webhook_at", "mail": "followup_mail_at"}
+    written = _deliver(channels, stamps, inc, payload, subject, text, ctx.settings, cfg, now)
+    written += _record(ctx.settings, event.incident_id, followup_sent_at=now)
     return AlertOutcome(incident_id=event.incident_id, status="follow-up sent", rows_written=written)
 
 
 def _text(inc: dict[str, object]) -> str:
-    stake = inc.get("energy_at_stake_kwh")
-    money = f"; {stake:.1f} kWh at stake (cost {inc.get('cost_at_stake'):.2f})" if stake is not None else ""
-    return f"{inc['explanation']}\nFrom {inc['start_hour']} to {inc['end_hour']} (UTC){money}."
+    lines = [
+        str(inc["explanation"]),
+        f"From {inc['start_hour']} to {inc['end_hour']} (UTC); severity {inc['severity']}.",
+    ]
+    if inc.get("probability") is not None:
+        lines.append(f"Estimated probability of a real fault: {float(inc['probability']):.0%}.")  # type: ignore[arg-type]
+    if inc.get("energy_at_stake_kwh") is not None:
+        cost = inc.get("cost_at_stake")
+        money = f" (cost {float(cost):.2f})" if cost is not None else ""  # type: ignore[arg-type]
+        lines.append(f"{float(inc['energy_at_stake_kwh']):.1f} kWh at stake{money}.")  # type: ignore[arg-type]
+    lines.append(f"Incident {inc['incident_id']}.")
+    return "\n".join(lines)
