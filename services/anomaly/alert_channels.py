@@ -240,7 +240,8 @@ def _tls_context(cfg: AlertSettings) -> ssl.SSLContext:
 
 
 def send_mail(subject: str, text: str, cfg: AlertSettings) -> None:
-    assert cfg.smtp_host and cfg.mail_to
+    assert cfg.smtp_host
+    assert cfg.mail_to
     msg = EmailMessage()
     msg["Subject"], msg["From"], msg["To"] = subject, cfg.mail_from, cfg.mail_to
     msg.set_content(text)

@@ -180,7 +180,9 @@ def _record(settings: Settings, incident_id: str, **columns: object) -> int:
 
 def _order(severity: object, detected_at: object, incident_id: object) -> tuple[int, pd.Timestamp, str]:
     """Who goes first among undecided incidents of one device: most severe, earliest, smallest id."""
-    when = pd.Timestamp(detected_at) if detected_at is not None and pd.notna(detected_at) else pd.Timestamp.max
+    when = (
+        pd.Timestamp(detected_at) if detected_at is not None and pd.notna(detected_at) else pd.Timestamp.max
+    )
     when = when.tz_localize(UTC) if when.tzinfo is None else when
     return (-SEVERITY_RANK.get(str(severity), 0), when, str(incident_id))
 
@@ -198,9 +200,10 @@ def _decide(inc: dict[str, object], wh: Warehouse, now: datetime, cfg: AlertSett
     for r in rivals.itertuples(index=False):
         if r.alert_status in CLAIMED:
             return "suppressed"
-        if SEVERITY_RANK.get(str(r.severity), 0) >= floor and _order(
-            r.severity, r.detected_at, r.incident_id
-        ) < mine:
+        if (
+            SEVERITY_RANK.get(str(r.severity), 0) >= floor
+            and _order(r.severity, r.detected_at, r.incident_id) < mine
+        ):
             return "suppressed"  # it is undecided but goes first: it will be the device's alert
     if in_quiet_hours(now, cfg) and SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK["high"]:
         return "quiet"

@@ -704,17 +704,19 @@ def test_every_setting_of_a_service_own_settings_class_reaches_its_cloud_run_ser
 
         assert AlertSettings in own_settings_classes("anomaly")
         assert unquote(secrets["GRIDSIGHT_ALERT_WEBHOOK_SECRET"]) == "alert-webhook-secret"
+        assert unquote(secrets["GRIDSIGHT_ALERT_SMTP_PASSWORD"]) == "alert-smtp-password"
 
 
-def test_only_the_anomaly_service_account_may_read_the_alert_secret(
-    module_locals: dict[str, Any], resources: dict[str, Any]
+@pytest.mark.parametrize("secret", ["alert-webhook-secret", "alert-smtp-password"])
+def test_only_the_anomaly_service_account_may_read_the_alert_secrets(
+    module_locals: dict[str, Any], resources: dict[str, Any], secret: str
 ) -> None:
     """secretAccessor per (service, secret) it references (iam.tf service_secret_pairs) and Cloud
-    Build's own short list: the alert signing secret is granted to exactly one runtime account."""
+    Build's own short list: each alert secret is granted to exactly one runtime account."""
     readers = [
         s
         for s, needs in module_locals["service_needs"].items()
-        if "alert-webhook-secret" in map(unquote, needs["secrets"].values())
+        if secret in map(unquote, needs["secrets"].values())
     ]
     assert readers == ["anomaly"]
     runtime = resources["google_secret_manager_secret_iam_member.runtime"]
@@ -722,7 +724,7 @@ def test_only_the_anomaly_service_account_may_read_the_alert_secret(
     assert runtime["member"] == "${google_service_account.run[each.value.service].member}"
     assert unquote(runtime["role"]) == "roles/secretmanager.secretAccessor"
     build = resources["google_secret_manager_secret_iam_member.build"]
-    assert "alert-webhook-secret" not in str(build["for_each"])
+    assert secret not in str(build["for_each"])
     accessors = [n for n in resources if n.startswith("google_secret_manager_secret_iam")]
     assert sorted(accessors) == [
         "google_secret_manager_secret_iam_member.build",
@@ -742,7 +744,8 @@ def alert_locals(terraform: str | None, tmp_path_factory: pytest.TempPathFactory
     )
     on = (
         '{webhook_url = "https://hooks.example.org/gridsight", smtp_host = "relay.example.org", '
-        'mail_to = "ops@example.org", attempts = 3, timeout_s = 10, backoff_s = 2, '
+        'mail_to = "ops@example.org", smtp_username = "alerts@example.org", attempts = 3, timeout_s = 10, '
+        "backoff_s = 2, "
         'quiet_start_hour = 22, quiet_end_hour = 7, quiet_timezone = "Europe/London", min_severity = "high"}'
     )
     return {
@@ -781,9 +784,13 @@ def test_alerts_are_off_by_default_in_the_cloud(
 def test_switched_on_alert_settings_parse_as_the_service_reads_them(
     alert_locals: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from services.anomaly.alert_channels import smtp_security
+
     cfg = alert_settings_from(alert_locals["on"]["env"], monkeypatch)
     assert cfg.webhook_url == "https://hooks.example.org/gridsight"
     assert (cfg.smtp_host, cfg.smtp_port, cfg.mail_to) == ("relay.example.org", 587, "ops@example.org")
+    assert (cfg.smtp_username, cfg.smtp_security, cfg.smtp_ca_file) == ("alerts@example.org", "auto", None)
+    assert smtp_security(cfg) == "starttls"  # a login on 587: STARTTLS required before AUTH
     assert (cfg.quiet_start_hour, cfg.quiet_end_hour, cfg.quiet_timezone) == (22, 7, "Europe/London")
     assert (cfg.attempts, cfg.timeout_s, cfg.backoff_s, cfg.min_severity) == (3, 10.0, 2.0, "high")
 
@@ -808,9 +815,9 @@ def test_a_worst_case_alert_delivery_fits_the_anomaly_request_timeout(
     alert_locals: dict[str, Any], resources: dict[str, Any]
 ) -> None:
     """By hand: defaults = 4 attempts x 5 s + waits 1 + 2 + 4 s = 27 s; switched on = 3 x 10 s + waits
-    2 + 4 s + e-mail 8 x 10 s = 116 s. run.tf refuses the plan unless it leaves 30 s of the timeout."""
+    2 + 4 s + e-mail 12 x 10 s = 156 s. run.tf refuses the plan unless it leaves 30 s of the timeout."""
     assert alert_locals["default"]["worst"] == 27
-    assert alert_locals["on"]["worst"] == 116
+    assert alert_locals["on"]["worst"] == 156
     timeout = alert_locals["default"]["timeout"]["anomaly"]
     assert timeout == min(
         s.ack_deadline_seconds for s in load_topology().subscriptions.values() if s.service == "anomaly"
@@ -840,7 +847,31 @@ def test_the_placeholder_alert_matches_the_line_the_anomaly_service_logs(resourc
     """The log-match alert must match alerts.py's warning, or a skipped alert would go unnoticed."""
     condition = resources["google_monitoring_alert_policy.alert_secret_placeholder"]["conditions"][0]
     log_filter = unquote(condition["condition_matched_log"][0]["filter"])
-    phrase = re.search(r'jsonPayload\.message:\\?"([^"\\]+)', log_filter).group(1)
+    phrases = re.findall(r'jsonPayload\.message:\\?"([^"\\]+)', log_filter)
+    assert phrases == ["alert webhook skipped", "alert e-mail skipped"]
     assert "severity=WARNING" in log_filter
     alerts = (SERVICES_DIR / "anomaly" / "alerts.py").read_text()
-    assert re.search(rf'log\.warning\(\s*"{re.escape(phrase)}', alerts)
+    for phrase in phrases:
+        assert re.search(rf'log\.warning\(\s*"{re.escape(phrase)}', alerts)
+
+
+def test_the_module_accepts_the_smtp_security_modes_the_service_knows(module: dict[str, Any]) -> None:
+    """Terraform refuses what AlertSettings would refuse at the first alert: an unknown mode, or a
+    login with smtp_security = none (the password would cross the network in clear)."""
+    from typing import get_args
+
+    from services.anomaly.alert_channels import AlertSettings
+
+    variable = blocks(module["variables.tf"], "variable")["anomaly_alerts"]
+    assert re.search(r'smtp_security\s*=\s*optional\(string, "auto"\)', unquote(variable["type"]))
+    rules = " ".join(unquote(v["condition"]) for v in variable["validation"])
+    accepted = re.search(
+        r'contains\(\[("[a-z]+"(?:, "[a-z]+")*)\], var\.anomaly_alerts\.smtp_security\)', rules
+    )
+    assert accepted, "smtp_security validation not found"
+    assert re.findall(r'"([a-z]+)"', accepted.group(1)) == list(
+        get_args(AlertSettings.model_fields["smtp_security"].annotation)
+    )
+    assert (
+        '!(var.anomaly_alerts.smtp_username != null && var.anomaly_alerts.smtp_security == "none")' in rules
+    )

@@ -43,9 +43,15 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -61,7 +67,9 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
@@ -114,10 +122,14 @@ def start_relay(
     """A relay on 127.0.0.1 (free port). starttls: offers STARTTLS; implicit_tls: TLS from the first
     byte (port 465 style). Without either it still accepts AUTH in clear, so a test can prove it is
     the client that refuses to send the password."""
-    _, cert, key = make_certificates(folder) if not (folder / "ca.pem").exists() else (
-        folder / "ca.pem",
-        folder / "server.pem",
-        folder / "server.key",
+    _, cert, key = (
+        make_certificates(folder)
+        if not (folder / "ca.pem").exists()
+        else (
+            folder / "ca.pem",
+            folder / "server.pem",
+            folder / "server.key",
+        )
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)

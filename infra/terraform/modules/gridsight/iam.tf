@@ -92,7 +92,8 @@ resource "google_project_iam_member" "vertex_predict" {
 
 # One secretAccessor grant per (service, secret) the service references in locals.tf service_needs,
 # on that secret only: ingest reads webhook-secret (verifies Fivetran's signature), chat reads
-# chat-api-keys, anomaly reads alert-webhook-secret (signs outgoing alerts). Forecast reads none.
+# chat-api-keys, anomaly reads alert-webhook-secret (signs outgoing alerts) and alert-smtp-password
+# (logs in at the relay). Forecast reads none.
 resource "google_secret_manager_secret_iam_member" "runtime" {
   for_each  = local.service_secret_pairs
   project   = var.project_id

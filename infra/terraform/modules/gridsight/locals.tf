@@ -58,7 +58,7 @@ locals {
       cpu         = "2"
       memory      = "4Gi"
       reads_raw   = false
-      secrets     = { GRIDSIGHT_ALERT_WEBHOOK_SECRET = "alert-webhook-secret" }
+      secrets     = { GRIDSIGHT_ALERT_SMTP_PASSWORD = "alert-smtp-password", GRIDSIGHT_ALERT_WEBHOOK_SECRET = "alert-webhook-secret" }
       env         = local.alert_env
       vertex      = false
       writes      = true
@@ -134,7 +134,8 @@ locals {
   # so none is in state. The placeholder must equal shared/settings.py SECRET_PLACEHOLDER (tested).
   secret_placeholder = "gridsight-placeholder: add a real version with gcloud secrets versions add"
   secrets = {
-    alert-webhook-secret = "HMAC secret the anomaly service signs outgoing alert webhooks with (X-Gridsight-Signature-256); the receiver verifies with the same value."
+    alert-smtp-password  = "Password of anomaly_alerts.smtp_username at the SMTP relay (sent only over TLS); unused without a username."
+    alert-webhook-secret = "HMAC secret the anomaly service signs outgoing alert webhooks with (X-Gridsight-Signature-256 over timestamp.body); the receiver verifies with the same value."
     chat-api-keys        = "Comma-separated API keys accepted by POST /v1/chat."
     fivetran-api-key     = "Base64 'key:secret' Fivetran API key used by Cloud Build for `fivetran deploy`."
     vendor-api-key       = "The smart-meter vendor API key, passed to the connector's configuration."
@@ -154,21 +155,25 @@ locals {
     GRIDSIGHT_ALERT_QUIET_END_HOUR   = var.anomaly_alerts.quiet_end_hour == null ? null : tostring(var.anomaly_alerts.quiet_end_hour)
     GRIDSIGHT_ALERT_QUIET_START_HOUR = var.anomaly_alerts.quiet_start_hour == null ? null : tostring(var.anomaly_alerts.quiet_start_hour)
     GRIDSIGHT_ALERT_QUIET_TIMEZONE   = var.anomaly_alerts.quiet_timezone
+    GRIDSIGHT_ALERT_SMTP_CA_FILE     = var.anomaly_alerts.smtp_ca_file
     GRIDSIGHT_ALERT_SMTP_HOST        = var.anomaly_alerts.smtp_host
     GRIDSIGHT_ALERT_SMTP_PORT        = tostring(var.anomaly_alerts.smtp_port)
+    GRIDSIGHT_ALERT_SMTP_SECURITY    = var.anomaly_alerts.smtp_security
+    GRIDSIGHT_ALERT_SMTP_USERNAME    = var.anomaly_alerts.smtp_username
     GRIDSIGHT_ALERT_TIMEOUT_S        = tostring(var.anomaly_alerts.timeout_s)
     GRIDSIGHT_ALERT_WEBHOOK_URL      = var.anomaly_alerts.webhook_url
   }
 
   # The longest one alert delivery can take: every webhook attempt times out, with tenacity's
-  # exponential waits between them (backoff_s x 2^n, capped at 30 x backoff_s), then the e-mail:
-  # smtplib bounds each blocking step by timeout_s (connect, greeting, EHLO, MAIL, RCPT, DATA, the
-  # message, QUIT: 8). run.tf checks it fits the anomaly service's request timeout with 30 s to spare
+  # exponential waits between them (backoff_s x 2^n, capped at 30 x backoff_s; a receiver's
+  # Retry-After may lengthen one only within their sum, alert_channels.py), then the e-mail: smtplib
+  # bounds each blocking step by timeout_s (connect, greeting, EHLO, STARTTLS, TLS handshake, EHLO,
+  # AUTH, MAIL, RCPT, DATA, the message, QUIT: 12). run.tf checks it fits the anomaly service's request timeout with 30 s to spare
   # for the warehouse reads and the MERGE, so Cloud Run never cuts a delivery it would then repeat.
   alert_worst_case_seconds = (
     var.anomaly_alerts.attempts * var.anomaly_alerts.timeout_s
     + sum(concat([0], [for n in range(var.anomaly_alerts.attempts - 1) : min(var.anomaly_alerts.backoff_s * pow(2, n), 30 * var.anomaly_alerts.backoff_s)]))
-    + (var.anomaly_alerts.smtp_host == null ? 0 : 8 * var.anomaly_alerts.timeout_s)
+    + (var.anomaly_alerts.smtp_host == null ? 0 : 12 * var.anomaly_alerts.timeout_s)
   )
 
   # Images CI builds and pushes (cloudbuild.yaml uses the same names; a test compares them).

@@ -141,22 +141,23 @@ resource "google_monitoring_alert_policy" "forecasts_stale" {
   }
 }
 
-# Incident alerts are configured but reach nobody: the anomaly service skipped the webhook because
-# its signing secret is still the placeholder version (services/anomaly/alerts.py logs this line).
+# Incident alerts are configured but a channel reaches nobody: the anomaly service skipped the
+# webhook (or the e-mail) because its secret is still the placeholder version
+# (services/anomaly/alerts.py logs these lines).
 resource "google_monitoring_alert_policy" "alert_secret_placeholder" {
   project               = var.project_id
-  display_name          = "gridsight: incident alerts skipped, alert-webhook-secret is the placeholder"
+  display_name          = "gridsight: incident alerts skipped, an alert secret is the placeholder"
   combiner              = "OR"
   notification_channels = local.alert_common.notification_channels
   user_labels           = local.alert_common.user_labels
   documentation {
-    content   = "The anomaly service did not send an incident webhook: ${var.prefix}-alert-webhook-secret holds only the placeholder. Add the real value (infra/README.md, step 13); incidents meanwhile record alert_status 'secret_placeholder'."
+    content   = "The anomaly service did not send an incident webhook (${var.prefix}-alert-webhook-secret) or e-mail (${var.prefix}-alert-smtp-password, with anomaly_alerts.smtp_username): the secret holds only the placeholder. Add the real value (infra/README.md, step 13); with no other channel incidents meanwhile record alert_status 'secret_placeholder'."
     mime_type = "text/markdown"
   }
   conditions {
-    display_name = "alert webhook skipped"
+    display_name = "alert webhook or e-mail skipped"
     condition_matched_log {
-      filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.run_services["anomaly"]}\" AND severity=WARNING AND jsonPayload.message:\"alert webhook skipped\""
+      filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.run_services["anomaly"]}\" AND severity=WARNING AND (jsonPayload.message:\"alert webhook skipped\" OR jsonPayload.message:\"alert e-mail skipped\")"
     }
   }
   # Log-match conditions notify at most once per period.

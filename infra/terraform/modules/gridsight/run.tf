@@ -86,7 +86,7 @@ resource "google_cloud_run_v2_service" "service" {
     # A delivery cut by the request timeout is redelivered and sent again (locals.tf alert_worst_case_seconds).
     precondition {
       condition     = each.key != "anomaly" || local.alert_worst_case_seconds + 30 <= local.service_timeout_seconds[each.key]
-      error_message = "anomaly_alerts: attempts x timeout_s + backoff (+ 8 x timeout_s with smtp_host) must leave 30 s of the anomaly service's request timeout (the shortest ack deadline of its subscriptions, infra/events.yaml); lower attempts or timeout_s."
+      error_message = "anomaly_alerts: attempts x timeout_s + backoff (+ 12 x timeout_s with smtp_host) must leave 30 s of the anomaly service's request timeout (the shortest ack deadline of its subscriptions, infra/events.yaml); lower attempts or timeout_s."
     }
   }
 

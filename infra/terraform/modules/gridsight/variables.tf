@@ -27,7 +27,7 @@ variable "analytics_dataset" {
 }
 
 variable "anomaly_alerts" {
-  description = "Incident alerts from the anomaly service (services/anomaly/alerts.py, GRIDSIGHT_ALERT_*). Off by default: without webhook_url and smtp_host nothing is delivered (incidents record 'no_channel'). The webhook's signing secret is the <prefix>-alert-webhook-secret secret, added out of band (infra/README.md); while it holds the placeholder no webhook is sent. Quiet hours (local to quiet_timezone, end exclusive) hold back all but 'high'; dedupe_hours = one alert per device per window; attempts x timeout_s (+ backoff) must fit the anomaly service's request timeout (checked in run.tf). smtp_port defaults to 587 (Google Cloud blocks outbound 25); the code speaks plain SMTP without AUTH or STARTTLS, so the relay must accept this service unauthenticated."
+  description = "Incident alerts from the anomaly service (services/anomaly/alerts.py, GRIDSIGHT_ALERT_*; README \"Alerts\"). Off by default: without webhook_url and smtp_host nothing is delivered (incidents record 'no_channel'). The webhook's signing secret is the <prefix>-alert-webhook-secret secret and the relay password (with smtp_username) <prefix>-alert-smtp-password, both added out of band (infra/README.md step 13); while one holds the placeholder its channel is skipped. Quiet hours (local to quiet_timezone, end exclusive) hold back all but high; dedupe_hours = one alert per device per window; attempts x timeout_s (+ backoff, + 12 x timeout_s for e-mail) must fit the anomaly service's request timeout (checked in run.tf). smtp_port defaults to 587 (Google Cloud blocks outbound 25). smtp_security auto = implicit TLS on 465, else STARTTLS when offered and required with a login; certificates are always verified (smtp_ca_file: a PEM bundle in the image for a private CA)."
   type = object({
     attempts         = optional(number, 4)
     backoff_s        = optional(number, 1)
@@ -38,8 +38,11 @@ variable "anomaly_alerts" {
     quiet_end_hour   = optional(number)
     quiet_start_hour = optional(number)
     quiet_timezone   = optional(string, "UTC")
+    smtp_ca_file     = optional(string)
     smtp_host        = optional(string)
     smtp_port        = optional(number, 587)
+    smtp_security    = optional(string, "auto")
+    smtp_username    = optional(string)
     timeout_s        = optional(number, 5)
     webhook_url      = optional(string)
   })
@@ -60,6 +63,10 @@ variable "anomaly_alerts" {
   validation {
     condition     = (var.anomaly_alerts.smtp_host == null) == (var.anomaly_alerts.mail_to == null) && var.anomaly_alerts.smtp_port >= 1 && var.anomaly_alerts.smtp_port <= 65535
     error_message = "anomaly_alerts.smtp_host and mail_to are set together (e-mail needs both) or not at all; smtp_port is 1-65535."
+  }
+  validation {
+    condition     = contains(["auto", "starttls", "tls", "none"], var.anomaly_alerts.smtp_security) && !(var.anomaly_alerts.smtp_username != null && var.anomaly_alerts.smtp_security == "none")
+    error_message = "anomaly_alerts.smtp_security must be auto, starttls, tls or none, and not none with an smtp_username (the password would cross the network in clear)."
   }
   validation {
     condition     = var.anomaly_alerts.smtp_port != 25
