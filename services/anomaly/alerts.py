@@ -269,7 +269,8 @@ def deliver_alert(
             )
         decision = "sent" if inc["alert_status"] == "pending" else _decide(inc, wh, now, cfg)
     channels = ready_channels(cfg) if decision == "sent" else []
-    if decision == "sent" and not channels:
+    delivered = inc.get("alert_webhook_at") is not None or inc.get("alert_mail_at") is not None
+    if decision == "sent" and not channels and not delivered:
         # nothing to deliver to: say so rather than "sent" (and why, when only a secret is missing)
         configured = cfg.webhook_url or (cfg.smtp_host and cfg.mail_to)
         decision = "secret_placeholder" if configured else "no_channel"
