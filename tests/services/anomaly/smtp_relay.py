@@ -5,6 +5,7 @@ it would be against a provider's relay."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 USER, PASSWORD = "gridsight-alerts", "relay-password-1"
+# aiosmtpd logs a deprecation warning of its own on every login and each session's TLS errors.
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 
 
 def _name(cn: str) -> x509.Name:
