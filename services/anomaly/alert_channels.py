@@ -35,6 +35,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Literal
@@ -142,10 +143,15 @@ def signed_headers(raw: bytes, secret: str, delivery_id: str, now: float | None 
     }
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
+@dataclass(frozen=True)
+class _Failure:
+    """One failed attempt worth retrying, and how long the receiver asked us to wait (if it did)."""
+
+    reason: str
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -178,7 +184,7 @@ def post_webhook(body: BaseModel, delivery_id: str, cfg: AlertSettings) -> None:
     """POST `body` signed; retry 5xx, 429 and connection errors with backoff, waiting at least what
     the receiver's Retry-After asks. A Retry-After longer than this request's remaining wait budget
     ends the attempts at once (TransientError): Pub/Sub's redelivery backoff takes over instead of
-    holding the push open past its ack deadline. Other 4xx: InvalidEvent, no retry."""
+    holding the push open past its ack deadline. Other 3xx/4xx: InvalidEvent, no retry."""
     assert cfg.webhook_url
     raw = json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
     secret = cfg.webhook_secret.get_secret_value()
@@ -190,17 +196,18 @@ def post_webhook(body: BaseModel, delivery_id: str, cfg: AlertSettings) -> None:
                 data=raw,
                 headers=signed_headers(raw, secret, delivery_id),
                 timeout=cfg.timeout_s,
+                allow_redirects=False,  # a redirect is a wrong URL: say so, never re-send elsewhere
             )
         except requests.RequestException as exc:
-            failure = _Retry(f"{type(exc).__name__}: {exc}")
+            failure = _Failure(f"{type(exc).__name__}: {exc}")
         else:
             if response.status_code < 300:
                 return
-            if response.status_code not in (429,) and response.status_code < 500:
+            if response.status_code != 429 and response.status_code < 500:
                 raise InvalidEvent(
                     f"alert webhook refused the alert: {response.status_code} {response.text[:200]}"
                 )
-            failure = _Retry(
+            failure = _Failure(
                 f"answered {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
             )
         if attempt == cfg.attempts - 1:
