@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from bisect import bisect_right
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from threading import Lock
@@ -81,11 +82,11 @@ def parse_page_size(raw: str | None) -> int:
 def entity_page(
     rows: list[dict], key: str, page_size: int, token: str | None, scope: str
 ) -> tuple[list[dict], str | None]:
-    """Keyset page over rows sorted by `key` (sites, devices)."""
+    """Keyset page over rows sorted by `key` (sites, devices): a binary search for the token's key."""
     after = decode_token(token, scope)["k"] if token else None
-    remaining = [r for r in rows if after is None or r[key] > after]
-    page = remaining[:page_size]
-    more = len(remaining) > page_size
+    start = 0 if after is None else bisect_right(rows, after, key=lambda r: r[key])
+    page = rows[start : start + page_size]
+    more = len(rows) > start + page_size
     return page, encode_token({"q": scope, "k": page[-1][key]}) if more else None
 
 
