@@ -12,7 +12,8 @@ sampled every 0.1 s. Goal: ratio >= 0.8. A smaller sweep over the checkpoint int
 
 --cycle 1000,10000,100000 instead measures one 15-minute cycle (#15) per fleet size, fleet change
 feed vs per-device feeds: the state a sync at T left (every device's cursor at T, and for the feed
-its fleet cursor and `as_of` T; written to files/state.json, so no backfill is run), the simulator's
+its fleet cursor and `as_of` T, and the fingerprints of the site and device pages it upserted;
+written to files/state.json, so no backfill is run), the simulator's
 clock moved to T + 15 min, one sync each way against the same data. Per run: API requests,
 reading rows, rows/s (runner elapsed, all tables), peak RSS of the runner. `--json` prints the
 results as the last line. The simulator runs in this process: its time is in the sync's elapsed.
@@ -168,6 +169,21 @@ def cycle_run(url: str, key: str, project: Path, state: dict, change_feed: bool)
     return run_debug(project, config_path)
 
 
+def entity_fingerprints(url: str, key: str) -> dict:
+    """The site and device page fingerprints a previous sync leaves in its state (the connector's
+    own `_unchanged_page` over the vendor's pages), so the cycle does not re-upsert them."""
+    sys.path.insert(0, str(REPO / "fivetran_connector"))
+    import client as vendor_client
+    import connector as ours
+
+    api = vendor_client.VendorClient(url, key)
+    state: dict = {}
+    for path, table, column in (("/v1/sites", "site", "site_id"), ("/v1/devices", "device", "device_id")):
+        for page in api.pages(path, {"page_size": 1000}):  # the connector's entity page size
+            ours._unchanged_page(state, table, page, column)
+    return state["pages"]
+
+
 def cycle_bench(
     sizes: list[int], key: str, root: Path, console, out: Path | None = None
 ) -> list[dict[str, object]]:
@@ -184,10 +200,11 @@ def cycle_bench(
         with SimulatorServer(api) as server:
             then = api.now
             cursors = {device_id: iso(then) for device_id in fleet.fleet_ids()}
+            pages = entity_fingerprints(server.url, key)
             api.advance(0.25)
             for change_feed in (True, False):
                 mode = "change feed" if change_feed else "per device"
-                state: dict = {"cursors": cursors, "decommissioned": []}
+                state: dict = {"cursors": cursors, "decommissioned": [], "pages": pages}
                 if change_feed:
                     state["feed"] = {"received_since": iso(then), "published_since": iso(then)}
                 index_s = 0.0

@@ -291,6 +291,43 @@ def test_device_cursors_stay_right_across_a_switch_to_per_device_mode_and_back(
     assert v.api.stats["changes"] - before < 10, "back on the feed it must not re-read from the start"
 
 
+def test_unchanged_sites_and_devices_are_not_upserted_again_and_a_changed_page_is(
+    connector: ModuleType, monkeypatch: pytest.MonkeyPatch, vendor
+) -> None:
+    v: Vendor = vendor(FleetSpec(devices=12, days=1, seed=31, decommission_share=0.5))
+    now = v.api.now
+    later = sorted(
+        d.decommissioned_at for d in v.fleet.devices() if d.decommissioned_at and d.decommissioned_at > now
+    )
+    assert later, "the spec must decommission a device after the first sync"
+    dest = Destination()
+    assert _sync(connector, monkeypatch, dest, v, page_size="4")
+    assert len([t for t, _ in dest.emitted if t == "device"]) == 12
+    assert len([t for t, _ in dest.emitted if t == "site"]) == len(v.fleet.sites())
+
+    v.api.advance((later[0] - 1 - now) / 3600)  # just before the first decommissioning: nothing changed
+    assert _sync(connector, monkeypatch, dest, v, page_size="4")
+    assert [t for t, _ in dest.emitted if t in ("site", "device")] == []
+
+    before = v.api.now
+    v.api.advance(2 / 3600)
+    assert _sync(connector, monkeypatch, dest, v, page_size="4")
+    # The device list in pages of 4 (devices installed later are not listed yet): the page holding
+    # the newly decommissioned device is upserted again, less devices deleted before (sent once).
+    listed = [d for d in v.fleet.devices() if d.installed_at <= v.api.now]
+    changed = [
+        listed[i : i + 4]
+        for i in range(0, len(listed), 4)
+        if later[0] in {d.decommissioned_at for d in listed[i : i + 4]}
+    ]
+    again = [
+        d for page in changed for d in page if not (d.decommissioned_at and d.decommissioned_at <= before)
+    ]
+    assert len([t for t, _ in dest.emitted if t == "device"]) == len(again) >= 1
+    assert [t for t, _ in dest.emitted if t == "site"] == []
+    _assert_landed(dest, v)
+
+
 def test_a_bad_change_feed_value_is_named(connector: ModuleType) -> None:
     config = {"base_url": "http://x", "api_key": "k", "page_size": "10", "start_date": "2026-01-01",
               "lookback_hours": "3", "change_feed": "yes"}  # fmt: skip
