@@ -9,6 +9,14 @@ sampled every 0.1 s. Goal: ratio >= 0.8. A smaller sweep over the checkpoint int
 (--sweep-devices 0 skips it); --repeats N alternates ours/ceiling and reports medians.
 
     .venv/bin/python bench/bench_connector.py [--devices 1000] [--days 7] [--sweep-devices 150]
+
+--cycle 1000,10000,100000 instead measures one 15-minute cycle (#15) per fleet size, fleet change
+feed vs per-device feeds: the state a sync at T left (every device's cursor at T, and for the feed
+its fleet cursor and `as_of` T, and the fingerprints of the site and device pages it upserted;
+written to files/state.json, so no backfill is run), the simulator's
+clock moved to T + 15 min, one sync each way against the same data. Per run: API requests,
+reading rows, rows/s (runner elapsed, all tables), peak RSS of the runner. `--json` prints the
+results as the last line. The simulator runs in this process: its time is in the sync's elapsed.
 """
 
 from __future__ import annotations
@@ -143,6 +151,124 @@ def ceiling_run(rows_file: Path, root: Path, name: str, checkpoint_rows: int) ->
     return run_debug(project, config_path)
 
 
+def cycle_run(url: str, key: str, project: Path, state: dict, change_feed: bool) -> dict[str, float]:
+    """One sync from a prepared state (what the previous sync left), in a fresh warehouse."""
+    from infra.local.sync import prepare_project
+
+    config = {
+        "base_url": url,
+        "api_key": key,
+        "page_size": "5000",
+        "start_date": "2026-01-01",
+        "lookback_hours": "3",
+        "change_feed": "true" if change_feed else "false",
+    }
+    config_path = prepare_project(project, config)
+    (project / "files").mkdir(exist_ok=True)
+    (project / "files" / "state.json").write_text(json.dumps(state))
+    return run_debug(project, config_path)
+
+
+def entity_fingerprints(url: str, key: str) -> dict:
+    """The site and device page fingerprints a previous sync leaves in its state (the connector's
+    own `_unchanged_page` over the vendor's pages), so the cycle does not re-upsert them."""
+    sys.path.insert(0, str(REPO / "fivetran_connector"))
+    import client as vendor_client
+    import connector as ours
+
+    api = vendor_client.VendorClient(url, key)
+    state: dict = {}
+    for path, table, column in (("/v1/sites", "site", "site_id"), ("/v1/devices", "device", "device_id")):
+        for page in api.pages(path, {"page_size": 1000}):  # the connector's entity page size
+            ours._unchanged_page(state, table, page, column)
+    return state["pages"]
+
+
+def cycle_bench(
+    sizes: list[int], key: str, root: Path, console, out: Path | None = None
+) -> list[dict[str, object]]:
+    """One 15-minute cycle per fleet size and mode (see the module docstring)."""
+    from simulator.feed import BLOCK_S
+    from simulator.fleet import Fleet, FleetSpec, iso
+    from simulator.server import SimulatorServer, VendorApi
+
+    results: list[dict[str, object]] = []
+    for n in sizes:
+        # days=0.5: T is 12:00 on the fleet's first day, so no register history is generated.
+        fleet = Fleet(FleetSpec(devices=n, days=0.5, seed=1, decommission_share=0.0))
+        api = VendorApi(fleet, key)
+        with SimulatorServer(api) as server:
+            then = api.now
+            cursors = {device_id: iso(then) for device_id in fleet.fleet_ids()}
+            pages = entity_fingerprints(server.url, key)
+            api.advance(0.25)
+            for change_feed in (True, False):
+                mode = "change feed" if change_feed else "per device"
+                state: dict = {"cursors": cursors, "decommissioned": [], "pages": pages}
+                if change_feed:
+                    state["feed"] = {"received_since": iso(then), "published_since": iso(then)}
+                index_s = 0.0
+                if change_feed:
+                    # The vendor's side, built before the sync and reported apart: the simulator
+                    # indexes receipts per 3-hour block, once per block (twelve 15-minute cycles),
+                    # where a real head-end system reads its database.
+                    started = time.perf_counter()
+                    lower = then - fleet.feed_lag_s
+                    for block in range(lower // BLOCK_S, api.now // BLOCK_S + 1):
+                        api.feed.block(block)
+                    index_s = time.perf_counter() - started
+                console.print(f"[bold]{n:,} devices[/], {mode}: one 15-minute cycle ...")
+                before = dict(api.stats)
+                project = root / f"cycle-{n}-{'feed' if change_feed else 'device'}"
+                run = cycle_run(server.url, key, project, state, change_feed)
+                requests = {k: v - before.get(k, 0) for k, v in api.stats.items() if v - before.get(k, 0)}
+                landed = count_landed(project)
+                rows = sum(landed.values())
+                results.append(
+                    {
+                        "devices": n,
+                        "mode": mode,
+                        "requests": sum(requests.values()),
+                        "requests_by_route": requests,
+                        "reading_rows": landed["reading"] + landed["invalid_reading"],
+                        "rows": rows,
+                        "rows_per_s": rows / run["elapsed_s"],
+                        "elapsed_s": run["elapsed_s"],
+                        "wall_s": run["wall_s"],
+                        "peak_rss_mb": run["peak_mb"],
+                        "vendor_index_s": index_s,
+                    }
+                )
+                console.print(results[-1])
+                if out is not None:  # each run as it ends: a long sweep keeps what it measured
+                    with out.open("a") as file:
+                        file.write(json.dumps(results[-1]) + "\n")
+    return results
+
+
+def print_cycles(results: list[dict[str, object]], console) -> None:
+    from rich.table import Table
+
+    table = Table(title="one 15-minute cycle: fleet change feed vs per-device feeds")
+    columns = ("devices", "mode", "requests", "reading rows", "rows (all tables)", "rows/s", "elapsed s",
+               "peak RSS MB", "vendor index s")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            f"{r['devices']:,}",
+            str(r["mode"]),
+            f"{r['requests']:,}",
+            f"{r['reading_rows']:,}",
+            f"{r['rows']:,}",
+            f"{r['rows_per_s']:,.0f}",
+            f"{r['elapsed_s']:.1f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['vendor_index_s']:.1f}" if r["vendor_index_s"] else "-",
+        )
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,7 +280,24 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=1, help="ours/ceiling pairs, order alternating; medians."
     )
+    parser.add_argument("--cycle", default="", help="fleet sizes, e.g. 1000,10000,100000 (see above)")
+    parser.add_argument("--json", action="store_true", help="with --cycle: the results as a last JSON line")
+    parser.add_argument("--out", type=Path, help="with --cycle: append each run as a JSON line here")
     args = parser.parse_args()
+    if args.cycle:
+        from rich.console import Console
+
+        try:
+            sizes = [int(x) for x in args.cycle.split(",")]
+        except ValueError:
+            raise SystemExit(f"--cycle must be fleet sizes like 1000,10000 (got {args.cycle!r})") from None
+        console = Console(stderr=args.json, width=120)
+        with tempfile.TemporaryDirectory(prefix="bench-connector-") as tmp:
+            results = cycle_bench(sizes, "bench-key", Path(tmp), console, args.out)
+        print_cycles(results, console)
+        if args.json:
+            print(json.dumps(results))
+        return
 
     from rich.console import Console
     from rich.table import Table

@@ -120,14 +120,20 @@ class VendorClient:
 
     def pages(self, path: str, params: dict) -> Iterator[list]:
         """Yield each page's `data`, following `next_page_token` until the server omits it."""
+        for body in self.bodies(path, params):
+            yield body.get("data") or []
+
+    def bodies(self, path: str, params: dict) -> Iterator[dict]:
+        """Yield each page's whole body (the fleet feed also reads its `as_of`), following
+        `next_page_token` until the server omits it."""
         token = None
         while True:
             query = dict(params)
             if token:
                 query["page_token"] = token
             body = self.get(path, query)
-            yield body.get("data") or []
-            token = body.get("next_page_token")
+            yield body if isinstance(body, dict) else {}
+            token = body.get("next_page_token") if isinstance(body, dict) else None
             if not token:
                 return
 

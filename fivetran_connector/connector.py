@@ -2,8 +2,11 @@
 
 Syncs four tables: `site`, `device`, `reading` (one row per device and reading timestamp) and
 `invalid_reading` (records that failed validation, with the reason, so nothing is dropped
-silently). Readings are pulled per device from the vendor's change feed with a cursor on the time
-the vendor *received* them, re-reading `lookback_hours` each sync so late-published records land.
+silently). Readings come from the vendor's change feed with a cursor on the time the vendor
+*received* them: by default (`change_feed` true) one fleet-wide feed, a few pages per sync for the
+whole fleet; for vendors without one (`change_feed` false), one feed per device, re-reading
+`lookback_hours` each sync so late-published records land. Either way the state keeps each device's
+newest received_at, so switching mode or adding a device resumes without a gap.
 A decommissioned device becomes a delete of its device row, upserted first with its `status` and
 `decommissioned_at` so the warehouse keeps its history; its readings stay.
 
@@ -16,6 +19,9 @@ import json
 
 # math: NaN/inf checks on measures.
 import math
+
+# OrderedDict: the fleet feed's bounded window of recent readings (conflicting duplicates).
+from collections import OrderedDict
 
 # datetime: cursors, start_date and timestamp validation, all in UTC.
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +54,10 @@ __DEFAULT_NOMINAL_V = {"single_phase": 230.0, "three_phase": 400.0}
 __MAX_VOLTAGE_V = 1000.0  # low-voltage metering, when the nominal voltage is unknown
 __TEMP_RANGE_C = (-90.0, 100.0)  # coldest air on Earth .. a meter's rated maximum with margin
 __REQUIRED_KEYS = ("base_url", "api_key", "page_size", "start_date", "lookback_hours")
+__CHANGES_PATH = "/v1/readings/changes"
+# Readings the fleet feed remembers to detect a conflicting duplicate (same device and timestamp,
+# other values): a constant, so memory stays flat in the fleet size (~10 MB at the runner).
+__CONFLICT_WINDOW = 20_000
 __MEASURES = ("power_w", "energy_wh", "voltage", "temp_c")
 __NULLABLE_MEASURES = ("voltage", "temp_c")
 
@@ -88,6 +98,12 @@ def validate_configuration(configuration: dict) -> dict:
             errors.append(f"lookback_hours must be a number from 0 to {__MAX_LOOKBACK_HOURS} (got {text!r})")
         else:
             parsed["lookback"] = timedelta(hours=hours)
+    # Optional: the vendor's fleet-wide change feed (true) or one feed per device (false, default:
+    # a vendor API without /v1/readings/changes).
+    text = str(configuration.get("change_feed") or "false").strip().lower()
+    if text not in ("true", "false"):
+        errors.append(f"change_feed must be true or false (got {text!r})")
+    parsed["change_feed"] = text == "true"
     # Optional: rows between checkpoints (tests and the benchmark vary it).
     text = str(configuration.get("checkpoint_rows") or __CHECKPOINT_EVERY_ROWS).strip()
     if not text.isdigit() or int(text) < 1:
@@ -176,22 +192,36 @@ def schema(configuration: dict):
 
 
 def update(configuration: dict, state: dict):
-    """One sync: sites, then devices (deletes for decommissioned ones), then each device's readings."""
+    """One sync: sites, then devices (deletes for decommissioned ones), then the readings: from the
+    fleet change feed, or each device's feed (`change_feed` false)."""
     config = validate_configuration(configuration)
+    previous = state or {}
     state = {
-        "cursors": dict((state or {}).get("cursors") or {}),
+        "cursors": dict(previous.get("cursors") or {}),
         # devices already upserted with status decommissioned and deleted; a new key (was
         # "deleted"), so devices an older version deleted without their status are sent once more
-        "decommissioned": list((state or {}).get("decommissioned") or []),
+        "decommissioned": list(previous.get("decommissioned") or []),
     }
     # The sync's own clock: no reading or cursor may be later than this (plus __CLOCK_SKEW).
     config["clock"] = datetime.now(UTC)
     state["cursors"] = drop_future_cursors(state["cursors"], config["clock"])
+    # The fleet cursor only while the fleet feed is used: per-device syncs move the device cursors
+    # alone, so an older fleet cursor would make a later switch back re-read from it.
+    if config["change_feed"]:
+        state["feed"] = drop_future_feed(previous.get("feed"), config["clock"])
+    # Fingerprints of the site and device pages upserted last time (`_unchanged_page`); this sync
+    # records its own under "pages", so pages the vendor no longer serves are forgotten.
+    old_pages = previous.get("pages")
+    state["previous_pages"] = old_pages if isinstance(old_pages, dict) else {}
     client = VendorClient(config["base_url"], config["api_key"])
     try:
-        sync_sites(client, config)
+        sync_sites(client, config, state)
         device_ids = sync_devices(client, config, state)
-        sync_readings(client, config, state, device_ids)
+        state.pop("previous_pages")
+        if config["change_feed"]:
+            sync_fleet_readings(client, config, state, device_ids)
+        else:
+            sync_readings(client, config, state, device_ids)
     except VendorApiError as exc:
         # State already checkpointed stays valid: each cursor only ever covers rows emitted before it.
         raise RuntimeError(f"sync stopped: {exc}") from exc
@@ -214,9 +244,45 @@ def drop_future_cursors(cursors: dict, clock: datetime) -> dict:
     return kept
 
 
-def sync_sites(client: VendorClient, config: dict) -> None:
+def drop_future_feed(feed, clock: datetime) -> dict:
+    """The fleet cursor from the state, or {} (read from the devices' cursors) when it is not one
+    this version wrote or lies past the clock."""
+    if not isinstance(feed, dict):
+        return {}
+    received = _parse_time(feed.get("received_since"))
+    published = feed.get("published_since")
+    moment = _parse_time(published) if published is not None else None
+    if received is None or received > clock + __CLOCK_SKEW or (published is not None and moment is None):
+        log.warning(f"fleet cursor {feed!r} is not usable; reading from the devices' cursors")
+        return {}
+    return {"received_since": feed["received_since"], "published_since": published}
+
+
+def _unchanged_page(state: dict, table: str, page: list, key: str) -> bool:
+    """True when this page of the vendor's list is the one already upserted (same first key, same
+    bodies): the vendor has no `updated_since`, and re-upserting 100k unchanged device rows every
+    15 minutes was more rows than the readings, and made the warehouse see every device as changed.
+    The fingerprint is recorded for the page in any case (written with the rows, at the checkpoint)."""
+    pages = state.setdefault("pages", {})
+    seen = pages.setdefault(table, {})
+    if not page or not isinstance(page[0], dict):
+        return False
+    first = str(page[0].get(key))
+    digest = hashlib.sha256(_raw_json(page).encode()).hexdigest()[:16]
+    before = state.get("previous_pages")
+    before = before.get(table) if isinstance(before, dict) else None
+    unchanged = isinstance(before, dict) and before.get(first) == digest
+    seen[first] = digest
+    return unchanged
+
+
+def sync_sites(client: VendorClient, config: dict, state: dict | None = None) -> None:
     count = 0
+    state = {} if state is None else state
     for page in client.pages("/v1/sites", {"page_size": min(config["page_size"], 1000)}):
+        count += len(page)
+        if _unchanged_page(state, "site", page, "site_id"):
+            continue
         for site in page:
             op.upsert(
                 "site",
@@ -225,7 +291,6 @@ def sync_sites(client: VendorClient, config: dict) -> None:
                     for k in ("site_id", "name", "site_type", "timezone", "latitude", "longitude")
                 },
             )
-        count += len(page)
     log.info(f"sites synced: {count}")
 
 
@@ -246,9 +311,12 @@ def sync_devices(client: VendorClient, config: dict, state: dict) -> dict:
         "decommissioned_at",
     )
     for page in client.pages("/v1/devices", {"page_size": min(config["page_size"], 1000)}):
+        unchanged = _unchanged_page(state, "device", page, "device_id")
         for device in page:
             device_id = device["device_id"]
             device_ids[device_id] = _profile(device)
+            if unchanged:
+                continue
             decommissioned = device.get("status") == "decommissioned"
             if decommissioned and device_id in deleted:
                 continue
@@ -298,6 +366,96 @@ def sync_readings(client: VendorClient, config: dict, state: dict, device_ids: d
         f"readings synced: {totals['reading']} valid, {totals['invalid_reading']} quarantined,"
         f" {totals['reading_conflict']} conflicting duplicates"
     )
+
+
+def sync_fleet_readings(client: VendorClient, config: dict, state: dict, device_ids: dict) -> None:
+    """Every device's readings from the fleet change feed: one cursor for the fleet, checkpointed
+    with the rows it covers every `checkpoint_rows` rows, and each device's own cursor kept too.
+
+    The feed is ordered by (received_at, device_id, timestamp). The fleet cursor is the newest
+    received_at emitted (never past the sync's clock) plus `published_since`: the vendor's `as_of`
+    when this sync began, so the next sync also gets records received earlier but published since,
+    without re-reading `lookback_hours` of the whole fleet. A vendor without `as_of` gets the
+    look-back instead. Memory holds one page and a fixed window of recent readings, whatever the
+    fleet size (the device cursors are the state, one entry per device as in per-device mode).
+    """
+    clock = config.get("clock") or datetime.now(UTC)
+    cursors = state["cursors"]
+    since, published = _feed_start(state, device_ids, config)
+    params = {"received_since": since, "page_size": config["page_size"]}
+    if published:
+        params["published_since"] = published
+    position, snapshot = since, None
+    recent: OrderedDict = OrderedDict()  # (device_id, timestamp) -> the reading row emitted
+    since_checkpoint = pages = 0
+    totals = {"reading": 0, "invalid_reading": 0, "reading_conflict": 0}
+    for body in client.bodies(__CHANGES_PATH, params):
+        page = body.get("data") or []
+        pages += 1
+        if snapshot is None:
+            snapshot = _vendor_clock(body.get("as_of"), clock)
+        for record in page:
+            device_id = record.get("device_id") if isinstance(record, dict) else None
+            table, row = _classify(record, device_id if isinstance(device_id, str) else "", device_ids, clock)
+            op.upsert(table, row)
+            totals[table] += 1
+            if table == "reading":
+                key = (row["device_id"], row["timestamp"])
+                earlier = recent.pop(key, None)
+                if earlier is not None and _values(earlier) != _values(row):
+                    op.upsert("reading_conflict", _conflict(earlier, row))
+                    totals["reading_conflict"] += 1
+                recent[key] = row
+                if len(recent) > __CONFLICT_WINDOW:
+                    recent.popitem(last=False)
+                received = row["received_at"]
+            elif device_id in device_ids:
+                received = _parse_time(record.get("received_at"))
+            else:
+                continue
+            if received is not None and received <= clock:
+                text = _iso(received)
+                if text > cursors.get(device_id, ""):
+                    cursors[device_id] = text
+        newest = _newest_received(page, clock)
+        if newest > position:
+            position = newest
+        state["feed"] = {"received_since": position, "published_since": snapshot}
+        since_checkpoint += len(page)
+        if since_checkpoint >= config["checkpoint_rows"]:
+            op.checkpoint(state)
+            since_checkpoint = 0
+    log.info(
+        f"readings synced from the fleet feed ({pages} pages): {totals['reading']} valid,"
+        f" {totals['invalid_reading']} quarantined, {totals['reading_conflict']} conflicting duplicates"
+    )
+
+
+def _feed_start(state: dict, device_ids: dict, config: dict) -> tuple:
+    """(received_since, published_since) for the fleet feed. Without a fleet cursor (the first sync,
+    or after per-device syncs): the oldest device cursor minus the look-back when every listed
+    device has one, else start_date (a device without a cursor may have anything since then)."""
+    feed = state.get("feed") or {}
+    received = _parse_time(feed.get("received_since"))
+    if received is not None:
+        published = feed.get("published_since")
+        if not published:
+            received -= config["lookback"]
+        return _iso(max(received, config["start_date"])), published or None
+    cursors = state["cursors"]
+    if device_ids and all(d in cursors for d in device_ids):
+        oldest = min(_parse_time(cursors[d]) or config["start_date"] for d in device_ids)
+        return _iso(max(oldest - config["lookback"], config["start_date"])), None
+    return _iso(config["start_date"]), None
+
+
+def _vendor_clock(text, clock: datetime) -> str | None:
+    """The vendor's `as_of` as the next sync's `published_since`; None (look-back instead) when it
+    is missing, unreadable or past our clock (a vendor clock that far ahead is not trusted)."""
+    moment = _parse_time(text)
+    if moment is None or moment > clock + __CLOCK_SKEW:
+        return None
+    return _iso(moment)
 
 
 __VALUE_COLUMNS = ("power_w", "energy_wh", "voltage", "temp_c", "occupancy")

@@ -83,6 +83,15 @@ def events_in_week(
     return events
 
 
+def surviving(events: list[AnomalyEvent], ts: np.ndarray) -> np.ndarray:
+    """The mask of readings a dropout does not remove (the change feed needs only this)."""
+    keep = np.ones(ts.shape, dtype=bool)
+    for ev in events:
+        if ev.kind == "dropout":
+            keep &= ~((ts >= ev.start) & (ts < ev.end))
+    return keep
+
+
 def apply_events(
     events: list[AnomalyEvent],
     ts: np.ndarray,
@@ -92,7 +101,7 @@ def apply_events(
     baseload_w: float,
 ) -> np.ndarray:
     """Distort one day's series in place; returns the mask of readings that survive (dropouts remove)."""
-    keep = np.ones(ts.shape, dtype=bool)
+    keep = surviving(events, ts)
     for ev in events:
         inside = (ts >= ev.start) & (ts < ev.end)
         if not inside.any():
@@ -103,8 +112,6 @@ def apply_events(
             first = int(np.argmax(inside))
             power[inside] = power[first]
             voltage[inside] = voltage[first]
-        elif ev.kind == "dropout":
-            keep &= ~inside
         elif ev.kind == "baseload_drift":
             progress = (ts[inside] - ev.start) / max(1, ev.end - ev.start)
             power[inside] += baseload_w * ev.magnitude * progress

@@ -9,9 +9,9 @@ Times are epoch seconds (UTC) inside the simulator; the HTTP layer formats them.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from threading import Lock
@@ -19,7 +19,14 @@ from threading import Lock
 import numpy as np
 from pydantic import BaseModel, Field
 
-from simulator.anomalies import MAX_EVENT_WEEKS, WEEK_S, AnomalyEvent, apply_events, events_in_week
+from simulator.anomalies import (
+    MAX_EVENT_WEEKS,
+    WEEK_S,
+    AnomalyEvent,
+    apply_events,
+    events_in_week,
+    surviving,
+)
 
 DAY_S = 86400
 MALFORMED_KINDS = ("nan_power", "negative_energy", "future_timestamp", "unknown_device")
@@ -29,7 +36,10 @@ MALFORMED_KINDS = ("nan_power", "negative_energy", "future_timestamp", "unknown_
 BACKLOG_UPLOAD_S = 6 * 3600
 FEED_LAG_MAX_S = 90 * 60
 _TIMEZONES = (("Europe/London", 0), ("Europe/Amsterdam", 1), ("Europe/Berlin", 1), ("Europe/Helsinki", 2))
-_REGISTER_CACHE_DEVICES = 4096
+# The register cache keeps, per device, its total at every 16th day and at its newest day: ~250 B
+# a device for a year (25 MB at 100k devices), so a fleet-wide feed never evicts and regenerates
+# a device's history (an LRU of 4,096 devices did, for every device, on every pass over 100k).
+_REGISTER_STRIDE_DAYS = 16
 
 
 class FleetSpec(BaseModel):
@@ -82,6 +92,15 @@ class Device:
     upload_offset_s: int
 
 
+@dataclass
+class _Register:
+    """Register totals of one device: at `first_day + k * _REGISTER_STRIDE_DAYS` and at `last_day`."""
+
+    checkpoints: array = field(default_factory=lambda: array("d"))
+    last_day: int = 0
+    last_total: float = 0.0
+
+
 @dataclass(frozen=True)
 class RawRecord:
     """One record as the vendor holds it: feed keys (`received`, `ts`), when it becomes visible,
@@ -132,12 +151,15 @@ class Fleet:
         self.start = int(spec.start.timestamp()) // DAY_S * DAY_S
         self.initial_now = self.start + int(spec.days * DAY_S)
         self.max_delay_s = BACKLOG_UPLOAD_S + self.interval_s + 600
+        self.feed_lag_s = FEED_LAG_MAX_S  # the longest a record is published after it is received
         self.n_sites = max(1, (spec.devices + 2) // 3)
-        self._register_cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._register_cache: dict[str, _Register] = {}
         self._lock = Lock()  # guards the register cache
         # Entities are small and asked for on every page: keep them (readings are never kept).
         self._site_cache = lru_cache(maxsize=None)(self._make_site)
         self._device_cache = lru_cache(maxsize=None)(self._make_device)
+        # One entry per device and week (~300 B): 2^17 holds a pass over 100k devices.
+        self._weeks_events = lru_cache(maxsize=1 << 17)(self._events_of_weeks)
 
     # --- entities ------------------------------------------------------------------------------
     def site(self, j: int) -> Site:
@@ -213,19 +235,20 @@ class Fleet:
     # --- anomalies -----------------------------------------------------------------------------
     def events(self, dev: Device, t0: int, t1: int) -> list[AnomalyEvent]:
         """Events overlapping [t0, t1) within the device's life."""
-        out = []
-        for week in range(t0 // WEEK_S - MAX_EVENT_WEEKS, t1 // WEEK_S + 1):
+        weeks = self._weeks_events(dev.index, t0 // WEEK_S - MAX_EVENT_WEEKS, t1 // WEEK_S + 1)
+        return [ev for ev in weeks if ev.end > t0 and ev.start < t1]
+
+    def _events_of_weeks(self, index: int, first: int, stop: int) -> tuple[AnomalyEvent, ...]:
+        """Every event starting in weeks [first, stop) of one device. Cached (`_weeks_events`): the
+        days of a week ask for the same weeks, and drawing them was half the cost of a receipt."""
+        dev = self.device(index)
+        return tuple(
+            ev
+            for week in range(first, stop)
             for ev in events_in_week(
-                self.spec.seed,
-                dev.index,
-                dev.device_id,
-                week,
-                self.spec.anomaly_rate_per_day,
-                self.interval_s,
-            ):
-                if ev.end > t0 and ev.start < t1:
-                    out.append(ev)
-        return out
+                self.spec.seed, index, dev.device_id, week, self.spec.anomaly_rate_per_day, self.interval_s
+            )
+        )
 
     def truth(self, now: int, progress: Callable[[], object] | None = None) -> list[AnomalyEvent]:
         """Ground truth up to `now`: every event within a device's served life."""
@@ -246,6 +269,9 @@ class Fleet:
     def device_bodies(self, now: int) -> list[dict]:
         return [device_body(d, now) for d in self.devices() if d.installed_at <= now]
 
+    def fleet_ids(self) -> list[str]:
+        return [f"dev-{i:05d}" for i in range(self.spec.devices)]  # sorted: ids are zero-padded
+
     def first_day(self, device_id: str) -> int | None:
         dev = self.device_by_id(device_id)
         return None if dev is None else self.first_reading(dev) // DAY_S
@@ -257,8 +283,8 @@ class Fleet:
     # --- readings ------------------------------------------------------------------------------
     def _day_series(self, dev: Device, day: int) -> dict[str, np.ndarray]:
         """The meter's true series for one UTC day, before anomalies and malformations."""
-        rng = np.random.default_rng([self.spec.seed, 3, dev.index, day])
-        ts = np.arange(day * DAY_S, (day + 1) * DAY_S, self.interval_s, dtype=np.int64)
+        draws = self._draws(dev, day)
+        ts = draws["ts"]
         temp = outdoor_temp_c(dev.site, ts)
         local_h = ((ts % DAY_S) / 3600.0 + dev.site.utc_offset_h) % 24
         weekday = ((ts + dev.site.utc_offset_h * 3600) // DAY_S + 3) % 7  # 0 = Monday
@@ -271,7 +297,7 @@ class Fleet:
             )
         else:
             away = workday & (local_h >= 8.5) & (local_h < 17.5) & (dev.index % 3 != 0)
-            if rng.random() < 0.1:  # a day out
+            if draws["day_out"]:
                 away |= (local_h >= 10) & (local_h < 20)
             occupied = ~away
             shape = (
@@ -286,17 +312,24 @@ class Fleet:
             hvac = dev.heat_w_per_c * np.clip(16 - temp, 0, None) + dev.cool_w_per_c * np.clip(
                 temp - 24, 0, None
             )
-        power = (dev.baseload_w + dev.load_w * shape + hvac) * rng.normal(1.0, 0.05, ts.size)
+        power = (dev.baseload_w + dev.load_w * shape + hvac) * draws["power_noise"]
         power = np.clip(power, 0.0, None)
         voltage = dev.nominal_voltage * (
-            1 + 0.01 * np.sin(2 * np.pi * (local_h - 18) / 24) + rng.normal(0, 0.004, ts.size)
+            1 + 0.01 * np.sin(2 * np.pi * (local_h - 18) / 24) + draws["voltage_noise"]
         )
+        return {**draws, "power": power, "voltage": voltage, "temp": temp, "occupancy": occupied.astype(bool)}
+
+    def _draws(self, dev: Device, day: int) -> dict:
+        """Every random draw of one device-day, in the generator's order (the order is the data):
+        kept apart from the physics so the fleet-wide feed can time receipts without it."""
+        rng = np.random.default_rng([self.spec.seed, 3, dev.index, day])
+        ts = np.arange(day * DAY_S, (day + 1) * DAY_S, self.interval_s, dtype=np.int64)
+        day_out = dev.site.site_type != "commercial" and bool(rng.random() < 0.1)
         return {
             "ts": ts,
-            "power": power,
-            "voltage": voltage,
-            "temp": temp,
-            "occupancy": occupied.astype(bool),
+            "day_out": day_out,
+            "power_noise": rng.normal(1.0, 0.05, ts.size),
+            "voltage_noise": rng.normal(0, 0.004, ts.size),
             "u_mal": rng.random(ts.size),
             "mal_kind": rng.integers(0, len(MALFORMED_KINDS), ts.size),
             "u_lag": rng.random(ts.size),
@@ -304,13 +337,15 @@ class Fleet:
             "jitter": rng.integers(5, 120, ts.size),
         }
 
+    def _alive(self, dev: Device, ts: np.ndarray, day: int) -> np.ndarray:
+        end = dev.decommissioned_at if dev.decommissioned_at is not None else (day + 1) * DAY_S + 1
+        return (ts >= self.first_reading(dev)) & (ts < end)
+
     def _served_series(self, dev: Device, day: int) -> dict[str, np.ndarray]:
         """The day's series within the device's life, anomalies applied; energy per interval in Wh."""
         s = self._day_series(dev, day)
         t0, t1 = day * DAY_S, (day + 1) * DAY_S
-        alive = (s["ts"] >= self.first_reading(dev)) & (
-            s["ts"] < (dev.decommissioned_at if dev.decommissioned_at is not None else t1 + 1)
-        )
+        alive = self._alive(dev, s["ts"], day)
         keep = apply_events(
             self.events(dev, t0, t1), s["ts"], s["power"], s["voltage"], s["occupancy"], dev.baseload_w
         )
@@ -318,29 +353,49 @@ class Fleet:
         s["keep"] = keep & alive
         return s
 
+    def _register(self, dev: Device, first_day: int) -> _Register:
+        """The device's register totals (caller holds the lock); created at its first day."""
+        reg = self._register_cache.get(dev.device_id)
+        if reg is None:
+            reg = _Register(array("d", [dev.register0_wh]), first_day, dev.register0_wh)
+            self._register_cache[dev.device_id] = reg
+        return reg
+
+    def _advance(self, reg: _Register, first_day: int, day: int, total: float) -> None:
+        """`total` is the register at 00:00 of `day`: keep it if it is a new checkpoint or the newest."""
+        k, rest = divmod(day - first_day, _REGISTER_STRIDE_DAYS)
+        if rest == 0 and k == len(reg.checkpoints):
+            reg.checkpoints.append(total)
+        if day > reg.last_day:
+            reg.last_day, reg.last_total = day, total
+
     def _register_at_day(self, dev: Device, day: int) -> float:
-        """Register value (Wh) at 00:00 of `day`: needs every earlier day's energy, cached per device."""
+        """Register value (Wh) at 00:00 of `day`: every earlier day's energy, from the nearest total
+        kept (the newest day, or a checkpoint at most 15 days back)."""
         first_day = self.first_reading(dev) // DAY_S
         if day <= first_day:
             return dev.register0_wh
         with self._lock:
-            totals = self._register_cache.pop(dev.device_id, [dev.register0_wh])
-            self._register_cache[dev.device_id] = totals
-            while len(self._register_cache) > _REGISTER_CACHE_DEVICES:
-                self._register_cache.popitem(last=False)
-            while first_day + len(totals) - 1 < day:
-                d = first_day + len(totals) - 1
-                totals.append(totals[-1] + float(self._served_series(dev, d)["delta_wh"].sum()))
-            return totals[day - first_day]
+            reg = self._register(dev, first_day)
+            if reg.last_day <= day:
+                d, total = reg.last_day, reg.last_total
+            else:
+                k = (day - first_day) // _REGISTER_STRIDE_DAYS
+                d, total = first_day + k * _REGISTER_STRIDE_DAYS, reg.checkpoints[k]
+            while d < day:
+                total += float(self._served_series(dev, d)["delta_wh"].sum())
+                d += 1
+                self._advance(reg, first_day, d, total)
+            return total
 
     def _note_day_total(self, dev: Device, day: int, delta_wh: np.ndarray) -> None:
         """Record `day`'s energy if it is the next total the register needs, so reading the
         following day does not regenerate this one (sequential feeds generated each day twice)."""
         first_day = self.first_reading(dev) // DAY_S
         with self._lock:
-            totals = self._register_cache.get(dev.device_id)
-            if totals is not None and first_day + len(totals) - 1 == day:
-                totals.append(totals[-1] + float(delta_wh.sum()))
+            reg = self._register(dev, first_day)
+            if reg.last_day == day:
+                self._advance(reg, first_day, day + 1, reg.last_total + float(delta_wh.sum()))
 
     def _received_at(self, dev: Device, ts: np.ndarray, jitter: np.ndarray) -> np.ndarray:
         done = ts + self.interval_s
@@ -349,8 +404,29 @@ class Fleet:
         off = dev.upload_offset_s
         return -(-(done - off) // BACKLOG_UPLOAD_S) * BACKLOG_UPLOAD_S + off + jitter // 4
 
-    def day_records(self, dev: Device, day: int) -> list[RawRecord]:
-        """Every record of one device-day as the vendor holds it (visible or not yet)."""
+    def receipts(self, device_id: str, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(timestamp, received, visible) of the device-day's records, in timestamp order, without
+        generating the readings: the draws and the dropouts only (about a fifth of `day_records`),
+        which is what the fleet-wide change feed needs to order 100k devices."""
+        dev = self.device_by_id(device_id)
+        if dev is None:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty
+        d = self._draws(dev, day)
+        ts = d["ts"]
+        keep = self._alive(dev, ts, day) & surviving(self.events(dev, day * DAY_S, (day + 1) * DAY_S), ts)
+        received = self._received_at(dev, ts, d["jitter"])
+        visible = received + np.where(d["u_lag"] < self.spec.feed_lag_share, d["lag"], 0)
+        return ts[keep], received[keep], visible[keep]
+
+    def records_at(self, device_id: str, day: int, timestamps: set[int]) -> list[RawRecord]:
+        """The device-day's records at the given timestamps only (the fleet feed's page)."""
+        dev = self.device_by_id(device_id)
+        return [] if dev is None else self.day_records(dev, day, timestamps)
+
+    def day_records(self, dev: Device, day: int, only: set[int] | None = None) -> list[RawRecord]:
+        """Every record of one device-day as the vendor holds it (visible or not yet); with `only`,
+        just those at these timestamps (bodies are the costly part, so only theirs are built)."""
         s = self._served_series(dev, day)
         if not s["keep"].any():
             return []
@@ -359,6 +435,8 @@ class Fleet:
         received = self._received_at(dev, s["ts"], s["jitter"])
         visible = received + np.where(s["u_lag"] < self.spec.feed_lag_share, s["lag"], 0)
         idx = np.flatnonzero(s["keep"])
+        if only is not None:
+            idx = idx[np.isin(s["ts"][idx], np.fromiter(only, dtype=np.int64, count=len(only)))]
         ts_text = _iso_array(s["ts"][idx])
         received_text = _iso_array(received[idx])
         columns = zip(

@@ -46,6 +46,7 @@ class Replay:
         self.start = int(meters["ts"].min()) // DAY_S * DAY_S
         self.initial_now = self.start + int(days * DAY_S)
         self.max_delay_s = _RECEIVE_DELAY_S
+        self.feed_lag_s = 0  # published as soon as received
 
     def site_bodies(self) -> list[dict]:
         return [
@@ -75,6 +76,19 @@ class Replay:
             }
             for device_id in sorted(self._series)
         ]
+
+    def fleet_ids(self) -> list[str]:
+        return sorted(self._series)
+
+    def receipts(self, device_id: str, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(timestamp, received, visible) of the device-day (the file is small: built from records)."""
+        recs = self.records(device_id, day)
+        ts = np.array([r.ts for r in recs], dtype=np.int64)
+        received = np.array([r.received for r in recs], dtype=np.int64)
+        return ts, received, received.copy()
+
+    def records_at(self, device_id: str, day: int, timestamps: set[int]) -> list[RawRecord]:
+        return [r for r in self.records(device_id, day) if r.ts in timestamps]
 
     def first_day(self, device_id: str) -> int | None:
         series = self._series.get(device_id)

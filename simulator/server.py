@@ -6,6 +6,11 @@ Routes (all JSON; `page_size` 1..5000, default 1000; `next_page_token` is null o
   GET  /v1/devices?page_size=&page_token=          decommissioned devices carry status="decommissioned"
   GET  /v1/devices/{id}/readings?received_since=ISO&page_size=&page_token=
                                                    change feed ordered by (received_at, timestamp)
+  GET  /v1/readings/changes?received_since=ISO[&published_since=ISO]&page_size=&page_token=
+                                                   the fleet change feed: every device's records,
+                                                   ordered by (received_at, device_id, timestamp);
+                                                   with published_since (the `as_of` of the previous
+                                                   sync) also those published since then
   POST /_admin/advance {"hours": 24}               moves the simulated clock; releases more data
   GET  /_admin/stats                               request counts per route (tests count pages)
 
@@ -27,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from shared.errors import InvalidEvent, NotFound
 from shared.logging import get_logger
 from simulator.faults import FaultPolicy
-from simulator.feed import Source, entity_page, parse_page_size, readings_page
+from simulator.feed import FleetFeed, Source, changes_page, entity_page, parse_page_size, readings_page
 from simulator.fleet import iso, parse_iso
 
 log = get_logger("simulator")
@@ -43,6 +48,8 @@ class VendorApi:
         self.api_key = api_key
         self.faults = faults or FaultPolicy()
         self.now = source.initial_now
+        self.feed = FleetFeed(source)
+        self._devices_at: tuple[int, list[dict]] | None = None
         self.stats: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -50,6 +57,14 @@ class VendorApi:
         with self._lock:
             self.now += int(hours * 3600)
             return self.now
+
+    def _device_bodies(self, now: int) -> list[dict]:
+        """The device list at `now`, built once per clock value: 100 pages of 1,000 at 100k devices
+        rebuilt all 100k bodies for every page."""
+        with self._lock:
+            if self._devices_at is None or self._devices_at[0] != now:
+                self._devices_at = (now, self.source.device_bodies(now))
+            return self._devices_at[1]
 
     def count(self, route: str) -> None:
         with self._lock:
@@ -72,20 +87,33 @@ class VendorApi:
             data, nxt = entity_page(self.source.site_bodies(), "site_id", size, token, "sites")
         elif path == "/v1/devices":
             self.count("devices")
-            data, nxt = entity_page(self.source.device_bodies(now), "device_id", size, token, "devices")
+            data, nxt = entity_page(self._device_bodies(now), "device_id", size, token, "devices")
         elif match := _READINGS.match(path):
             self.count("readings")
-            since_text = query.get("received_since")
-            if not since_text:
-                raise InvalidEvent("received_since (ISO 8601 UTC time) is required")
-            try:
-                since = parse_iso(since_text)
-            except ValueError as exc:
-                raise InvalidEvent(f"received_since is not an ISO 8601 time: {since_text!r}") from exc
+            since = _time_param(query, "received_since", required=True)
+            assert since is not None
             data, nxt = readings_page(self.source, match.group(1), since, now, size, token)
+        elif path == "/v1/readings/changes":
+            self.count("changes")
+            since = _time_param(query, "received_since", required=True)
+            assert since is not None
+            published = _time_param(query, "published_since", required=False)
+            data, nxt = changes_page(self.feed, since, published, now, size, token)
         else:
             raise NotFound(f"no route {path}")
         return {"data": data, "next_page_token": nxt, "as_of": iso(now)}
+
+
+def _time_param(query: dict[str, str], name: str, *, required: bool) -> int | None:
+    text = query.get(name)
+    if not text:
+        if required:
+            raise InvalidEvent(f"{name} (ISO 8601 UTC time) is required")
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError as exc:
+        raise InvalidEvent(f"{name} is not an ISO 8601 time: {text!r}") from exc
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,7 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not api.authorised(self.headers.get("Authorization")):
             return self._fail(401, "missing or wrong API key (Authorization: Bearer <key>)")
         if url.path == "/_admin/stats":
-            return self._send(200, {"requests": dict(api.stats), "now": iso(api.now)})
+            stats = {"requests": dict(api.stats), "now": iso(api.now)}
+            return self._send(200, {**stats, "fleet_blocks_built": api.feed.blocks_built})
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         fault = api.faults.draw(url.path) if url.path.startswith("/v1/") else None
         if fault == "rate_limited":

@@ -122,6 +122,7 @@ def default_configuration(settings: Settings) -> dict[str, str]:
         "page_size": str(settings.connector_page_size),
         "start_date": settings.connector_start_date,
         "lookback_hours": str(settings.connector_lookback_hours),
+        "change_feed": "true",  # the simulator offers the fleet-wide change feed
     }
 
 

@@ -11,7 +11,7 @@ from connector_harness import Vendor, assert_same, config_for, expected, read_la
 
 from infra.local.sync import prepare_project, start_runner
 from simulator.faults import FaultPolicy
-from simulator.fleet import FleetSpec
+from simulator.fleet import FleetSpec, iso
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,14 @@ def _run_until_line(project: Path, config: dict[str, str], kill_at_line: int) ->
         return process.wait()
 
 
-def test_killing_the_sync_at_random_points_loses_and_duplicates_nothing(tmp_path: Path, vendor) -> None:
+@pytest.mark.parametrize("change_feed", ["false", "true"])
+def test_killing_the_sync_at_random_points_loses_and_duplicates_nothing(
+    tmp_path: Path, vendor, change_feed: str
+) -> None:
     v: Vendor = vendor(FleetSpec(devices=10, days=3, seed=3, malformed_rate=0.005))
     home = tmp_path / "home"
     project = home / "connector"
-    config = config_for(v, page_size="100", checkpoint_rows="400")
+    config = config_for(v, page_size="100", checkpoint_rows="400", change_feed=change_feed)
     rng = random.Random(20261123)  # seeded: the same "random" points every run, so failures reproduce
 
     kills = 0
@@ -43,10 +46,13 @@ def test_killing_the_sync_at_random_points_loses_and_duplicates_nothing(tmp_path
     assert kills >= 2, "the kill points must fall inside the sync"
     assert (project / "files" / "state.json").exists(), "some checkpoint must have happened before a kill"
 
-    result = sync(home, v, page_size="100", checkpoint_rows="400")
+    result = sync(home, v, page_size="100", checkpoint_rows="400", change_feed=change_feed)
 
     assert result.ok, result.error
     assert_same(read_landed(result.raw_path), expected(v.fleet, v.api.now))
+    if change_feed == "true":
+        assert v.api.stats["readings"] == 0
+        assert state_of(home)["feed"]["published_since"] == iso(v.api.now)
 
 
 def test_bad_configuration_fails_fast_naming_every_bad_field(tmp_path: Path, vendor) -> None:

@@ -100,6 +100,25 @@ def test_incremental_sync_fetches_only_new_pages_and_equals_one_sync_over_everyt
         assert any(k[0] == device_id for k in incremental.readings), "a deleted device keeps its readings"
 
 
+def test_the_fleet_feed_through_the_runner_lands_the_vendor_data_in_a_few_requests(
+    tmp_path: Path, vendor
+) -> None:
+    v: Vendor = vendor(FleetSpec(devices=12, days=2, seed=17, malformed_rate=0.01, decommission_share=0.3))
+    first = sync(tmp_path / "home", v, change_feed="true", page_size="500")
+    assert first.ok, first.error
+    assert_same(read_landed(first.raw_path), expected(v.fleet, v.api.now))
+    after_first = v.api.stats["changes"]
+    v.api.advance(0.25)
+    second = sync(tmp_path / "home", v, change_feed="true", page_size="500")
+
+    assert second.ok, second.error
+    assert_same(read_landed(second.raw_path), expected(v.fleet, v.api.now))
+    assert v.api.stats["readings"] == 0
+    # The 15-minute cycle: 12 meters publish about 12 records, one page, not a request per device.
+    assert v.api.stats["changes"] - after_first == 1
+    assert second.rows["reading"] < 12 * 3
+
+
 def test_twenty_percent_faults_land_the_same_rows_as_a_clean_sync(tmp_path: Path, vendor) -> None:
     spec = FleetSpec(devices=5, days=2, seed=5, malformed_rate=0.005)
     clean: Vendor = vendor(spec)
