@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK_DEVICES = 50
 
 
-def _phase_generate(home: Path, devices: int, days: int) -> dict[str, object]:
+def _phase_generate(home: Path, devices: int, days: int, recent_days: int = 0) -> dict[str, object]:
+    """H days of history: a backfill landed device by device in one sync (as the connector's first
+    sync lands it), then the last `recent_days` in 6-hour syncs in time order (as a running fleet's
+    syncs land them), so the newest raw rows are clustered by time like a live system's."""
     from rich.progress import Progress
 
     from shared.settings import Settings
@@ -48,16 +52,29 @@ def _phase_generate(home: Path, devices: int, days: int) -> dict[str, object]:
     settings = Settings(home=home)
     sites, fleet = make_fleet(devices)
     ids = fleet["device_id"].to_pylist()
-    synced = START + timedelta(days=days, minutes=5)
+    end = START + timedelta(days=days)
+    backfill_end = end - timedelta(days=recent_days)
+    synced = backfill_end + timedelta(minutes=5)
     with RawStore(settings.raw_duckdb_path, primary_keys=False) as raw, Progress() as bar:
         raw.upsert("site", sites, synced)
         raw.upsert("device", fleet, synced)
         task = bar.add_task("generating readings", total=len(ids))
         for i in range(0, len(ids), CHUNK_DEVICES):
             chunk = ids[i : i + CHUNK_DEVICES]
-            rows = make_readings(chunk, START, START + timedelta(days=days), seed=i)
+            rows = make_readings(chunk, START, backfill_end, seed=i)
             raw.upsert("reading", rows, synced)
             bar.advance(task, len(chunk))
+        registers = raw.last_registers()
+        batch = timedelta(hours=6)
+        at = backfill_end
+        while at < end:
+            rows = make_readings(
+                ids, at, at + batch, start_registers=registers, seed=30_000 + int(at.timestamp())
+            )
+            rows = rows.sort_by([("timestamp", "ascending"), ("device_id", "ascending")])
+            raw.upsert("reading", rows, at + batch + timedelta(minutes=5))
+            registers = raw.last_registers()
+            at += batch
     return {"readings": devices * days * 96}
 
 
@@ -102,7 +119,12 @@ def _child(phase: str, home: Path, args: argparse.Namespace) -> tuple[dict[str, 
     """Run one phase in a child process; returns its JSON result and its peak RSS in MiB."""
     cmd = [sys.executable, __file__, "--phase", phase, "--home", str(home)]
     cmd += ["--devices", str(args.devices), "--days", str(args.days)]
-    cmd += ["--cycles", str(getattr(args, "cycles", 1))]
+    cmd += [
+        "--cycles",
+        str(getattr(args, "cycles", 1)),
+        "--recent-days",
+        str(getattr(args, "recent_days", 0)),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
@@ -197,18 +219,34 @@ class _Timed:
 
 def _label(sql: str) -> str:
     """A short name for a statement the refresh runs (what the per-statement table is keyed by)."""
-    from shared import refresh
-
-    known = {refresh._compiled(q): n for q, n in zip(refresh._WINDOW_QUERIES, _WINDOW_NAMES, strict=True)}
+    known = _known_statements()
     if sql in known:
         return known[sql]
     if match := re.match(r"\s*MERGE INTO energy_analytics\.(\w+)", sql):
         return f"merge {match.group(1)}"
     if match := re.search(r"MAX\(_fivetran_synced\) AS mark FROM raw\.(\w+)", sql):
         return f"watermark raw.{match.group(1)}"
-    if sql == refresh._dimension_diff_sql():
-        return "dimension diff"
+    if match := re.search(r"FROM energy_analytics\.(\w+)", sql):
+        return f"read {match.group(1)}"
     return " ".join(sql.split())[:28]
+
+
+@cache
+def _known_statements() -> dict[str, str]:
+    from shared import refresh
+    from shared.warehouse.models import ordered_models
+
+    known = {refresh._compiled(q): n for q, n in zip(refresh._WINDOW_QUERIES, _WINDOW_NAMES, strict=True)}
+    known[refresh._dimension_diff_sql()] = "dimension diff"
+    staged = getattr(refresh, "_model_staged_sql", None)  # the staged DuckDB writes, where they exist
+    for contract in ordered_models():
+        if staged is None or contract.materialization == "full":
+            continue
+        for column in (None, refresh._restrict_column(contract)):
+            steps = staged(contract.table, column)
+            for kind, sql in zip(("stage", "upsert", "delete", "drop"), steps, strict=True):
+                known[sql] = f"{kind} {contract.table}"
+    return known
 
 
 _WINDOW_NAMES = ("changed readings", "implausible readings", "changed devices", "device span", "device sites")
@@ -309,7 +347,7 @@ def _history_growth(args: argparse.Namespace) -> None:
     for days in histories:
         with tempfile.TemporaryDirectory(prefix="gridsight-growth-") as tmp:
             home = Path(tmp)
-            sub = argparse.Namespace(devices=args.devices, days=days, cycles=args.cycles)
+            sub = argparse.Namespace(devices=args.devices, days=days, cycles=args.cycles, recent_days=2)
             gen, _ = _child("generate", home, sub)
             full, _ = _child("full", home, sub)
             print(f"H={days}: {gen['readings']:,} readings, full refresh {float(full['seconds']):.1f} s")
@@ -371,6 +409,9 @@ def main() -> None:
         help="time --cycles 15-min cycles at each of --histories days of history (per statement)",
     )
     parser.add_argument("--histories", default="30,365", help="days of history, comma-separated")
+    parser.add_argument(
+        "--recent-days", type=int, default=0, help="last days landed in 6-h syncs in time order"
+    )
     parser.add_argument("--cycles", type=int, default=5, help="15-min cycles per history (--history-growth)")
     parser.add_argument("--home", type=Path)
     args = parser.parse_args()
@@ -378,7 +419,7 @@ def main() -> None:
     if args.phase:
         os.environ.setdefault("DO_NOT_TRACK", "1")
         if args.phase == "generate":
-            result = _phase_generate(args.home, args.devices, args.days)
+            result = _phase_generate(args.home, args.devices, args.days, args.recent_days)
         elif args.phase == "cycles":
             result = _phase_cycles(args.home, args.devices, args.days, args.cycles)
         elif args.phase == "more":
