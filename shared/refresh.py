@@ -559,15 +559,16 @@ def _model_merge_sql(table: str, restrict: str | None = None) -> str:
     source, scope = _model_source(table, restrict)
     if scope is None:
         return merge_sql(contract, source, delete_scope="TRUE")
-    return merge_sql(contract, source, delete_scope=scope, match_scope=scope)
+    return merge_sql(contract, source, delete_scope=scope, match_scope=_time_scope(contract))
 
 
 @cache
 def _model_staged_sql(table: str, restrict: str | None = None) -> tuple[str, ...]:
     """The same write as `_model_merge_sql` in the statements DuckDB prunes (see `staged_merge_sql`)."""
+    contract = contract_for(table)
     source, scope = _model_source(table, restrict)
     assert scope is not None, "only incremental models are staged"
-    return staged_merge_sql(contract_for(table), source, scope)
+    return staged_merge_sql(contract, source, scope, match_scope=_time_scope(contract))
 
 
 # Raw columns a restricted pass filters raw reads on (the connector's schema; tests check them).
@@ -587,11 +588,7 @@ def _model_source(table: str, restrict: str | None) -> tuple[str, str | None]:
     compiled = compile_sql(contract.model_sql())
     if contract.materialization == "full":
         return compiled.sql(dialect="bigquery"), None
-    column = contract.time_column or ""
-    if contract.columns[column] == "DATE":
-        scope = f"t.{column} >= DATE(@window_start) AND t.{column} < DATE(@window_end)"
-    else:
-        scope = f"t.{column} >= @window_start AND t.{column} < @window_end"
+    scope = _time_scope(contract)
     if restrict is None:
         return compiled.sql(dialect="bigquery"), scope
     for node in list(compiled.find_all(exp.Table)):
@@ -605,6 +602,17 @@ def _model_source(table: str, restrict: str | None) -> tuple[str, str | None]:
             )
     source = f"SELECT * FROM ({compiled.sql(dialect='bigquery')}) WHERE {restrict} IN UNNEST(@restrict)"
     return source, f"{scope} AND t.{restrict} IN UNNEST(@restrict)"
+
+
+def _time_scope(contract: TableContract) -> str:
+    """The target rows in an incremental model's window (its time column; BigQuery's partitions).
+
+    Only this part goes into a MERGE's ON clause: bqemulator cannot run an `IN UNNEST` there (a
+    non-inner join on a subquery), and the window alone is what prunes partitions."""
+    column = contract.time_column or ""
+    if contract.columns[column] == "DATE":
+        return f"t.{column} >= DATE(@window_start) AND t.{column} < DATE(@window_end)"
+    return f"t.{column} >= @window_start AND t.{column} < @window_end"
 
 
 def _has_column(table: exp.Table, column: str) -> bool:

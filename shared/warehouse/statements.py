@@ -82,8 +82,10 @@ def merge_sql(
     return sql
 
 
-def staged_merge_sql(contract: TableContract, source_sql: str, scope: str) -> tuple[str, ...]:
-    """`merge_sql(delete_scope=scope, match_scope=scope)` as four statements, for DuckDB.
+def staged_merge_sql(
+    contract: TableContract, source_sql: str, scope: str, *, match_scope: str | None = None
+) -> tuple[str, ...]:
+    """`merge_sql(delete_scope=scope, match_scope=match_scope)` as four statements, for DuckDB.
 
     DuckDB runs a MERGE with WHEN NOT MATCHED BY SOURCE as an outer join that reads every target row
     whatever the scope (measured: 20 M rows read to change 2,000; with the scope in the ON clause as
@@ -95,7 +97,7 @@ def staged_merge_sql(contract: TableContract, source_sql: str, scope: str) -> tu
     on = " AND ".join(f"t.{k} = s.{k}" for k in contract.unique_key)
     return (
         f"CREATE OR REPLACE TEMP TABLE {STAGE_TABLE} AS {source_sql}",
-        merge_sql(contract, f"SELECT * FROM {STAGE_TABLE}", match_scope=scope),
+        merge_sql(contract, f"SELECT * FROM {STAGE_TABLE}", match_scope=match_scope),
         f"DELETE FROM energy_analytics.{contract.table} AS t WHERE ({scope})"
         f" AND NOT EXISTS (SELECT 1 FROM {STAGE_TABLE} AS s WHERE {on})",
         f"DROP TABLE {STAGE_TABLE}",
