@@ -40,6 +40,7 @@ from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
+from sqlglot import exp
 
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -47,7 +48,7 @@ from shared.warehouse import Warehouse, atomic, open_warehouse
 from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 from shared.warehouse.dialect import transpile
 from shared.warehouse.models import compile_sql, model_inputs, ordered_models
-from shared.warehouse.statements import changed_condition, create_table_sql, merge_sql
+from shared.warehouse.statements import changed_condition, create_table_sql, merge_sql, staged_merge_sql
 
 __all__ = [
     "RAW_TABLES",
@@ -225,6 +226,9 @@ def _run_refresh(
     passes = [_Pass(plausible, None)] if full else _changed_passes(wh, previous, plausible, limits, result)
 
     result.passes = len(passes)
+    # DuckDB: an incremental pass writes through the staged form, which reads only the window (a
+    # full rebuild reads everything anyway, and then lays the tables out sorted, see `_cluster`)
+    staged = wh.backend == "duckdb" and not full
     reported: list[Window] = []
     for p in passes:
         p.sites = _sites_of(wh, p.devices)
@@ -239,10 +243,12 @@ def _run_refresh(
             for p in passes:
                 model_window = _model_window(contract, p.window, p.windows)
                 p.windows[contract.table] = model_window
-                changed += _merge_model(wh, contract, model_window, p)
+                changed += _merge_model(wh, contract, model_window, p, staged=staged)
         result.rows_changed[contract.table] = changed
         result.durations_s[contract.table] = round(time.perf_counter() - started, 4)
         step_done(f"model:{contract.table}")
+    if full:
+        _cluster(wh)
 
     for p in passes:
         bounds = _reported_window(wh, p.window, p.windows)
@@ -285,6 +291,14 @@ def warm_up(settings: Settings) -> float:
         for c in ordered_models()
         if c.materialization != "full" and (column := _restrict_column(c)) is not None
     ]
+    if dialect == "duckdb":
+        statements += [
+            sql
+            for c in ordered_models()
+            if c.materialization != "full"
+            for column in (None, _restrict_column(c))
+            for sql in _model_staged_sql(c.table, column)
+        ]
     statements.append(_dimension_diff_sql())
     statements += [_compiled(sql) for sql in _WINDOW_QUERIES]
     statements += [create_table_sql(c, layout=False) for c in load_contracts().values()]
@@ -482,23 +496,50 @@ def _all_devices(wh: Warehouse) -> list[str]:
 
 # --- running models --------------------------------------------------------------------------------
 def _merge_model(
-    wh: Warehouse, contract: TableContract, window: Window | None, restrict: _Pass | None = None
+    wh: Warehouse,
+    contract: TableContract,
+    window: Window | None,
+    restrict: _Pass | None = None,
+    *,
+    staged: bool = False,
 ) -> int:
     """MERGE one model's output into its table; rows in scope it no longer produces are deleted.
 
     With `restrict` (a pass for some devices), only rows of those devices (or of their sites, for a
-    site-grained model) are written and in scope."""
+    site-grained model) are read, written and in scope. `staged` runs the DuckDB form of the same
+    write (`staged_merge_sql`), which reads only the window of the target."""
     if window is None:
         return wh.execute(_model_merge_sql(contract.table))
     params: dict[str, object] = {"window_start": window[0], "window_end": window[1]}
     column = _restrict_column(contract) if restrict is not None and restrict.devices is not None else None
-    if column is None:
-        return wh.execute(_model_merge_sql(contract.table), params)
-    assert restrict is not None
-    values = restrict.devices if column == "device_id" else restrict.sites
-    if not values:
-        return 0
-    return wh.execute(_model_merge_sql(contract.table, column), {**params, "restrict": values})
+    if column is not None:
+        assert restrict is not None
+        values = restrict.devices if column == "device_id" else restrict.sites
+        if not values:
+            return 0
+        params["restrict"] = values
+    if not staged:
+        return wh.execute(_model_merge_sql(contract.table, column), params)
+    stage, upsert, delete, drop = _model_staged_sql(contract.table, column)
+    wh.execute(stage, params)
+    changed = wh.execute(upsert, params) + wh.execute(delete, params)
+    wh.execute(drop)
+    return changed
+
+
+def _cluster(wh: Warehouse) -> None:
+    """After a full rebuild on DuckDB, rewrite each incremental model sorted by its time column and
+    cluster columns: DuckDB's stand-in for BigQuery's day partitions and clustering. Incremental
+    refreshes then append new hours at the end, so every row group spans a short time range and a
+    window predicate skips the rest of the history by the zone maps (a full rebuild's MERGE writes
+    rows grouped by device, each row group spanning all of history, which nothing can skip)."""
+    cluster = getattr(wh, "cluster", None)
+    if not callable(cluster):
+        return
+    for contract in ordered_models():
+        if contract.materialization != "full" and contract.time_column:
+            cluster(contract.table, [contract.time_column, *contract.cluster_by])
+    step_done("clustered")
 
 
 def _restrict_column(contract: TableContract) -> str | None:
@@ -510,20 +551,77 @@ def _restrict_column(contract: TableContract) -> str | None:
 
 @cache
 def _model_merge_sql(table: str, restrict: str | None = None) -> str:
-    """The MERGE a model runs under (GoogleSQL text, the same every refresh so adapters cache it)."""
+    """The MERGE a model runs under (GoogleSQL text, the same every refresh so adapters cache it).
+
+    Incremental models put the window in the ON clause too, so BigQuery prunes the target to the
+    window's partitions (and its cluster column, with `restrict`)."""
     contract = contract_for(table)
-    source = compile_sql(contract.model_sql()).sql(dialect="bigquery")
-    if contract.materialization == "full":
+    source, scope = _model_source(table, restrict)
+    if scope is None:
         return merge_sql(contract, source, delete_scope="TRUE")
+    return merge_sql(contract, source, delete_scope=scope, match_scope=_time_scope(contract))
+
+
+@cache
+def _model_staged_sql(table: str, restrict: str | None = None) -> tuple[str, ...]:
+    """The same write as `_model_merge_sql` in the statements DuckDB prunes (see `staged_merge_sql`)."""
+    contract = contract_for(table)
+    source, scope = _model_source(table, restrict)
+    assert scope is not None, "only incremental models are staged"
+    return staged_merge_sql(contract, source, scope, match_scope=_time_scope(contract))
+
+
+# Raw columns a restricted pass filters raw reads on (the connector's schema; tests check them).
+RAW_RESTRICT_COLUMNS = {"reading": ("device_id",), "device": ("device_id", "site_id"), "site": ("site_id",)}
+
+
+@cache
+def _model_source(table: str, restrict: str | None) -> tuple[str, str | None]:
+    """A model's SELECT and the target rows it owns (None: the whole table, for a full model).
+
+    With `restrict`, every raw or energy_analytics table the model reads that has that column is
+    read for the restricted values only (a semi-join, which DuckDB turns into a zone-map filter on
+    the scan, and BigQuery into cluster pruning): every model's rows for a device (or site) depend
+    only on that device's (site's) input rows, so this changes what is read, not what is produced,
+    and one device's late reading no longer reads the whole reading table."""
+    contract = contract_for(table)
+    compiled = compile_sql(contract.model_sql())
+    if contract.materialization == "full":
+        return compiled.sql(dialect="bigquery"), None
+    scope = _time_scope(contract)
+    if restrict is None:
+        return compiled.sql(dialect="bigquery"), scope
+    for node in list(compiled.find_all(exp.Table)):
+        if _has_column(node, restrict):
+            table = node.copy()
+            table.set("alias", None)
+            read = exp.select("*").from_(table)
+            read = read.where(f"{restrict} IN (SELECT r FROM UNNEST(@restrict) AS r)", dialect="bigquery")
+            node.replace(
+                exp.Subquery(this=read, alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name)))
+            )
+    source = f"SELECT * FROM ({compiled.sql(dialect='bigquery')}) WHERE {restrict} IN UNNEST(@restrict)"
+    return source, f"{scope} AND t.{restrict} IN UNNEST(@restrict)"
+
+
+def _time_scope(contract: TableContract) -> str:
+    """The target rows in an incremental model's window (its time column; BigQuery's partitions).
+
+    Only this part goes into a MERGE's ON clause: bqemulator cannot run an `IN UNNEST` there (a
+    non-inner join on a subquery), and the window alone is what prunes partitions."""
     column = contract.time_column or ""
     if contract.columns[column] == "DATE":
-        scope = f"t.{column} >= DATE(@window_start) AND t.{column} < DATE(@window_end)"
-    else:
-        scope = f"t.{column} >= @window_start AND t.{column} < @window_end"
-    if restrict is not None:
-        source = f"SELECT * FROM ({source}) WHERE {restrict} IN UNNEST(@restrict)"
-        scope += f" AND t.{restrict} IN UNNEST(@restrict)"
-    return merge_sql(contract, source, delete_scope=scope)
+        return f"t.{column} >= DATE(@window_start) AND t.{column} < DATE(@window_end)"
+    return f"t.{column} >= @window_start AND t.{column} < @window_end"
+
+
+def _has_column(table: exp.Table, column: str) -> bool:
+    if table.db == "raw":
+        return column in RAW_RESTRICT_COLUMNS.get(table.name, ())
+    if table.db == "energy_analytics":
+        contracts = load_contracts()
+        return table.name in contracts and column in contracts[table.name].columns
+    return False
 
 
 @cache

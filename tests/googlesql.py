@@ -58,7 +58,7 @@ PARAMETER_TYPES: dict[str, str] = {
     **dict.fromkeys([
         "tz", "device_id", "currency", "handler", "key", "status", "incident_id",
     ], "STRING"),
-    **dict.fromkeys(["device_ids", "site_ids", "devices"], "ARRAY<STRING>"),
+    **dict.fromkeys(["device_ids", "site_ids", "devices", "restrict"], "ARRAY<STRING>"),
     **dict.fromkeys(["limit", "hod_start", "hod_end", "peak_start", "peak_end", "silent_hours"], "INT64"),
     **dict.fromkeys(["peak_price", "offpeak_price"], "FLOAT64"),
 }  # fmt: skip

@@ -98,6 +98,19 @@ class DuckDBWarehouse:
         """Cap this connection's worker threads (a long refresh leaves a core to the readers)."""
         self._conn.execute(f"SET threads = {max(1, int(threads))}")
 
+    def cluster(self, table: str, columns: Sequence[str]) -> None:
+        """Rewrite an energy_analytics table sorted by `columns`, so range predicates on the first
+        skip row groups by their min/max (the refresh does this after a full rebuild)."""
+        contract = contract_for(table)
+        unknown = [c for c in columns if c not in contract.columns]
+        if unknown:
+            raise ValueError(f"cannot cluster {table} by unknown columns {unknown}")
+        name = f"energy_analytics.{contract.table}"
+        # the table has no constraints or defaults (create_table_sql), so the copy is the same table
+        self._conn.execute(
+            f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name} ORDER BY {', '.join(columns)}"
+        )
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the file, so a copy of the closed file is complete."""
         if not self._read_only:

@@ -43,12 +43,15 @@ _KNOWN: dict[str, str] = {}
 
 
 def _models() -> Iterator[tuple[str, str]]:
-    from shared.refresh import _model_merge_sql  # the exact MERGE the refresh runs
+    from shared.refresh import _model_merge_sql, _restrict_column  # the exact MERGEs the refresh runs
 
     for contract in load_contracts().values():
         if contract.is_model:
             yield f"model:{contract.table}", contract.model_sql()
             yield f"merge:{contract.table}", _model_merge_sql(contract.table)
+            column = _restrict_column(contract) if contract.materialization != "full" else None
+            if column is not None:  # a pass for some devices (or their sites)
+                yield f"merge:{contract.table}:{column}", _model_merge_sql(contract.table, column)
 
 
 def _service_merges() -> Iterator[tuple[str, str]]:
