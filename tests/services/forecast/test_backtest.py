@@ -127,13 +127,13 @@ def test_plot_writes_a_png_and_names_an_unknown_meter(
 
 
 def test_mstl_baseline_forecasts_every_meter_and_is_cached(panel_slice, tmp_path: Path) -> None:
-    from services.forecast.backtest import _mstl_forecasts
+    from services.forecast.backtest import mstl_forecasts
     from services.forecast.dataset import origin_positions
 
     positions = origin_positions(panel_slice, pd.Timestamp("2019-11-15"), pd.Timestamp("2019-11-15"), 24)
-    first = _mstl_forecasts(panel_slice, positions, tmp_path)
+    first = mstl_forecasts(panel_slice, positions, tmp_path)
     assert first.shape == (len(METERS), 1, 24)
     assert np.isfinite(first).all()
     cached = list(tmp_path.glob("mstl-*.npy"))
     assert len(cached) == 1
-    np.testing.assert_array_equal(first, _mstl_forecasts(panel_slice, positions, tmp_path))
+    np.testing.assert_array_equal(first, mstl_forecasts(panel_slice, positions, tmp_path))
