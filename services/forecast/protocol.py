@@ -123,7 +123,8 @@ def protocol_windows(
     unknown = set(kinds) - set(WINDOW_KINDS)
     if unknown:
         raise ValueError(f"unknown window(s) {sorted(unknown)}; choose from {', '.join(WINDOW_KINDS)}")
-    windows = [Window(y, k, origins) for y in years for k in kinds]
+    ordered = [k for k in WINDOW_KINDS if k in kinds]  # calendar order, whatever order was asked
+    windows = [Window(y, k, origins) for y in sorted(years) for k in ordered]
     return [w for w in windows if split == "all" or w.split == split]
 
 
@@ -214,7 +215,7 @@ def run_window(
     devices = eligible_meters(panel, start)
     result = WindowResult(window=window, meters=len(devices))
     if not len(devices):
-        result.skipped = "no meter has 90 % of the 8 weeks before it"
+        result.skipped = "no meter has 90 % of the 8 weeks before it observed"
         return result
     train = slice_panel(panel, start - pd.Timedelta(days=train_days), start)
     result.train_from, result.trained_before = train.index[0], start
