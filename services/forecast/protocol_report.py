@@ -13,6 +13,7 @@ from services.forecast.protocol import WINDOW_KINDS, ProtocolResult
 __all__ = ["DEFINITIONS", "protocol_json", "summary_table", "windows_table"]
 
 DEFINITIONS = (
+    "x MSTL: MASE / MSTL's MASE on the same units. "
     "MASE: MAE / in-sample 24 h seasonal-naive MAE of the 8 weeks before each origin, mean over "
     "meter-origins. CV(RMSE) %: per building RMSE / mean actual x 100 over the window, median over "
     "buildings (pooled rows: over building-windows). Pinball p10/p50/p90: mean loss / the same MASE "
@@ -23,14 +24,19 @@ DEFINITIONS = (
 )
 
 
-def _cells(s: ModelScore) -> list[str]:
+def _cells(s: ModelScore, mstl: ModelScore | None) -> list[str]:
     pin = "/".join(f"{p:.3f}" for p in s.pinball) if s.pinball else "—"
     cov = f"{s.coverage:.1%}" if s.coverage is not None else "—"
     cv = f"{s.cv_rmse:.1f}" if s.cv_rmse is not None else "—"
-    return [s.model, f"{s.mase:.3f}", cv, pin, cov]
+    rel = f"{s.mase / mstl.mase:.2f}" if mstl is not None and s.model != "mstl" and mstl.mase > 0 else ""
+    return [s.model, f"{s.mase:.3f}", rel, cv, pin, cov]
 
 
-_SCORE_COLUMNS = ("model", "MASE", "CV(RMSE) %", "pinball p10/p50/p90", "p10–p90 cov.")
+def _mstl(scores: list[ModelScore]) -> ModelScore | None:
+    return next((s for s in scores if s.model == "mstl"), None)
+
+
+_SCORE_COLUMNS = ("model", "MASE", "x MSTL", "CV(RMSE) %", "pinball p10/p50/p90", "p10–p90 cov.")
 _NUMERIC = {"meters", *_SCORE_COLUMNS[1:]}
 
 
@@ -43,11 +49,11 @@ def _origins_note(result: ProtocolResult) -> str:
 def windows_table(result: ProtocolResult) -> Table:
     kinds = sorted({w.window.kind for w in result.windows}, key=list(WINDOW_KINDS).index)
     table = Table(
-        title="Forecast validation protocol: a model per window, trained only on data before it; "
+        title="Forecast validation protocol: a model per window, trained only on data before the date shown; "
         + _origins_note(result),
         caption="windows: " + "; ".join(f"{k} = {WINDOW_KINDS[k][0]}" for k in kinds),
     )
-    for col in ("year", "window", "split", "meters", "trained on data before", *_SCORE_COLUMNS):
+    for col in ("year", "window", "split", "meters", "trained before", *_SCORE_COLUMNS):
         table.add_column(col, justify="right" if col in _NUMERIC else "left")
     for w in result.windows:
         head = [str(w.window.year), w.window.kind, w.window.split, str(w.meters)]
@@ -58,7 +64,7 @@ def windows_table(result: ProtocolResult) -> Table:
         for i, s in enumerate(w.scores):
             table.add_row(
                 *([*head, trained] if i == 0 else [""] * 5),
-                *_cells(s),
+                *_cells(s, _mstl(w.scores)),
                 end_section=i == len(w.scores) - 1,
             )
     return table
@@ -72,7 +78,9 @@ def summary_table(result: ProtocolResult) -> Table:
         table.add_column(col, justify="right" if col in _NUMERIC else "left")
     for group, scores in result.summary().items():
         for i, s in enumerate(scores):
-            table.add_row(group if i == 0 else "", *_cells(s), end_section=i == len(scores) - 1)
+            table.add_row(
+                group if i == 0 else "", *_cells(s, _mstl(scores)), end_section=i == len(scores) - 1
+            )
     return table
 
 
