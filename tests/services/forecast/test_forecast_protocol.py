@@ -199,3 +199,15 @@ def test_backtest_protocol_command_prints_the_split_and_training_span(
         "from": "2019-09-18 00:00:00",
         "before": "2019-11-17 00:00:00",
     }
+
+
+def test_the_closure_hook_drops_the_closure_but_keeps_the_bank_holidays() -> None:
+    from services.forecast.features import holiday_flags
+
+    days = pd.DatetimeIndex(["2019-12-23", "2019-12-25", "2019-12-27"])
+    hol, clo = holiday_flags(days)
+    assert list(hol) == [False, True, True]
+    assert list(clo) == [False, True, True]
+    hol, clo = holiday_flags(days, closure_calendar=False)
+    assert list(hol) == [False, True, False]  # Christmas Day stays a bank holiday
+    assert list(clo) == [False, False, False]
