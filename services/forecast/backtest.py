@@ -250,11 +250,15 @@ def baseline_arrays(
     n_dev, n_org = len(devices), len(positions)
     scale = np.full((n_dev, n_org), np.nan)
     for lag in (24, 168):
-        point = np.where((idx - lag < total)[None], kwh[:, np.minimum(idx - lag, total - 1)], np.nan)
+        src = idx - lag
+        known = (src >= 0) & (src < total)  # never wrap around to the other end of the series
+        point = np.where(known[None], kwh[:, np.clip(src, 0, total - 1)], np.nan)
         lo, hi = np.full((n_dev, n_org), np.nan), np.full((n_dev, n_org), np.nan)
         for o, pos in enumerate(positions):
             hist = kwh[:, max(0, pos - MASE_HISTORY_HOURS) : pos]
             resid = hist[:, lag:] - hist[:, :-lag]
+            if resid.shape[1] == 0:
+                continue  # less history than the lag: no interval (nor scale) for this origin
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no history
                 lo[:, o], hi[:, o] = np.nanquantile(resid, [0.1, 0.9], axis=1)

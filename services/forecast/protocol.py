@@ -192,7 +192,7 @@ def load_public_panel(data: Path) -> Panel:
 def eligible_meters(panel: Panel, start: pd.Timestamp) -> np.ndarray:
     """Devices with at least 90 % of the 8 weeks before `start` observed."""
     pos = panel.position(start)
-    if pos - MSTL_HISTORY_HOURS < 0:
+    if pos - MSTL_HISTORY_HOURS < 0 or pos >= panel.kwh.shape[1]:
         return np.array([], int)
     seen = np.isfinite(panel.kwh[:, pos - MSTL_HISTORY_HOURS : pos]).mean(axis=1)
     return np.flatnonzero(seen >= MIN_HISTORY_SHARE)
@@ -220,6 +220,7 @@ def run_window(
     train = slice_panel(panel, start - pd.Timedelta(days=train_days), start)
     result.train_from, result.trained_before = train.index[0], start
     positions = np.array([panel.position(pd.Timestamp(d)) for d in window.origin_days])
+    positions = positions[positions < panel.kwh.shape[1]]  # the data may end inside the window
     base = baseline_arrays(panel, positions, devices)
     variants = [("gridsight", True)]
     if closure_variant and window.kind == "christmas":

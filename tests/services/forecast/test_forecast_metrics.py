@@ -80,3 +80,14 @@ def test_seasonal_naive_on_a_straight_line_has_mase_one_and_a_zero_width_interva
     assert scores["seasonal_naive_24h"].coverage == pytest.approx(1.0)
     # 168 h naive misses by 168 = 7 scales
     assert scores["seasonal_naive_168h"].mase == pytest.approx(7.0)
+
+
+def test_seasonal_naive_has_no_point_where_its_lag_falls_before_the_data() -> None:
+    panel = Panel(
+        index=pd.date_range("2019-01-01", periods=200, freq="h"),
+        kwh=np.arange(200, dtype=float)[None, :],
+        device_ids=["m"],
+    )
+    base = baseline_arrays(panel, np.array([48]))
+    assert np.isnan(base["seasonal_naive_168h"][..., 1]).all()  # 48 + h - 168 < 0: unknown, not wrapped
+    assert base["seasonal_naive_24h"][0, 0, :, 1] == pytest.approx(np.arange(24, 48))

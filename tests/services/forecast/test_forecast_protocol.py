@@ -211,3 +211,17 @@ def test_the_closure_hook_drops_the_closure_but_keeps_the_bank_holidays() -> Non
     hol, clo = holiday_flags(days, closure_calendar=False)
     assert list(hol) == [False, True, False]  # Christmas Day stays a bank holiday
     assert list(clo) == [False, False, False]
+
+
+def test_a_window_past_the_end_of_the_data_is_cut_to_the_origins_it_has(synthetic: Panel) -> None:
+    short = Panel(
+        synthetic.index[: synthetic.position(pd.Timestamp("2019-11-22"))],
+        synthetic.kwh[:, : synthetic.position(pd.Timestamp("2019-11-22"))],
+        synthetic.device_ids,
+        synthetic.temp_c[: synthetic.position(pd.Timestamp("2019-11-22"))],
+    )
+    (window,) = protocol_windows(years=[2019], kinds=["michaelmas"])
+    result = run_window(short, window, mstl=False, train_days=60, fitter=_fast_fitter())
+    assert result.units["actual"].shape == (2 * 5, 24)  # 17..21 Nov: 5 origins for each of 2 meters
+    (after,) = protocol_windows(years=[2020], kinds=["lent"])
+    assert run_window(short, after, mstl=False).skipped is not None
