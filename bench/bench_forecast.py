@@ -11,14 +11,23 @@
    replicated with noise into a temporary DuckDB warehouse), endpoint = the model server on
    loopback HTTP; median of `--repeats` events (target 1,000 devices < 10 s).
 
+4. `--protocol`: the validation protocol (services/forecast/protocol.py) — every window of every
+   year (2012–2017, 2019), a model per window trained on data before it, all models side by side;
+   prints the full table (years x windows x models), the pooled summary per split / year, the wall
+   time per window (ours; MSTL cold or from the per-series cache under .gridsight/cache/mstl) and,
+   with `--json PATH`, writes the figures. `--mstl-cost` times MSTL per series and splits it into
+   the MSTL decomposition (statsmodels STL) and the AutoETS trend forecast.
+
 Prints peak RSS of the process at the end.
 
     .venv/bin/python bench/bench_forecast.py [--repeats 3] [--devices 1000] [--no-mstl]
+    .venv/bin/python bench/bench_forecast.py --protocol [--split development] [--origins 7] [--json f]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -33,7 +42,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv, run_backtest
+from services.forecast.backtest import (
+    MSTL_HISTORY_HOURS,
+    build_panel,
+    load_energy_csv,
+    load_weather_csv,
+    run_backtest,
+)
+from services.forecast.protocol import YEARS, load_public_panel, run_protocol
+from services.forecast.protocol_report import DEFINITIONS, protocol_json, summary_table, windows_table
 
 console = Console(width=120)
 # (start, end, score MSTL too): the MSTL target is for term time; over Christmas the bar is
@@ -60,12 +77,13 @@ def bench_backtest(data: Path, repeats: int, mstl: bool, cache: Path) -> None:
         scores = list(result.scores)
         mstl_note = "not run"
         if mstl and with_mstl:
-            cold = not any(cache.glob("mstl-*.npy")) if cache.exists() else True
+            files = lambda: len(list(cache.glob("*/*.npy"))) if cache.exists() else 0  # noqa: E731
+            n_before = files()
             t0 = time.perf_counter()
             with_mstl = run_backtest(panel, start, end, mstl=True, cache_dir=cache)
             mstl_s = with_mstl.seconds.get("mstl", time.perf_counter() - t0)
             scores.append(with_mstl.score("mstl"))
-            mstl_note = f"{mstl_s:.1f} s ({'cold or partly cold' if cold else 'cache'})"
+            mstl_note = f"{mstl_s:.1f} s ({files() - n_before} series fitted cold, the rest from the cache)"
         table = Table(title=f"{name}: {len(panel.device_ids)} meters x {(end - start).days + 1} origins")
         for col in ("model", "MASE", "vs ours", "sMAPE %", "p10–p90 coverage"):
             table.add_column(col, justify="left" if col == "model" else "right")
@@ -177,6 +195,69 @@ def bench_service(data: Path, devices: int, repeats: int) -> None:
         )
 
 
+def bench_protocol(
+    data: Path, split: str, origins: int, mstl: bool, years: list[int], json_out: Path | None
+) -> None:
+    from shared.settings import Settings
+
+    panel = load_public_panel(data)
+    cache = Settings().home / "cache" / "mstl"
+    before = len(list(cache.glob("*/*.npy"))) if cache.exists() else 0
+    t0 = time.perf_counter()
+    result = run_protocol(panel, split=split, years=years, origins=origins, mstl=mstl, cache_dir=cache)
+    wall = time.perf_counter() - t0
+    wide = Console(width=150)
+    wide.print(windows_table(result))
+    wide.print(summary_table(result))
+    wide.print(DEFINITIONS)
+    ours = [w.seconds["gridsight"] for w in result.scored()]
+    mstl_s = [w.seconds["mstl"] for w in result.scored() if "mstl" in w.seconds]
+    fitted = (len(list(cache.glob("*/*.npy"))) if cache.exists() else 0) - before
+    console.print(
+        f"protocol wall {wall:.0f} s for {len(result.windows)} windows ({len(result.scored())} scored); "
+        f"train + forecast (ours) per window median {statistics.median(ours):.1f} s "
+        f"(min {min(ours):.1f}, max {max(ours):.1f})"
+        + (
+            f"; MSTL per window median {statistics.median(mstl_s):.1f} s, {fitted} series fitted cold, "
+            "the rest from the cache"
+            if mstl_s
+            else ""
+        )
+    )
+    if json_out is not None:
+        figures = protocol_json(result)
+        figures["wall_seconds"] = wall
+        json_out.write_text(json.dumps(figures, indent=1, default=str))
+        console.print(f"figures -> {json_out}")
+
+
+def bench_mstl_cost(data: Path, series: int) -> None:
+    """Where one MSTL(24, 168) fit + forecast spends its time: the decomposition vs the trend model."""
+    from statsforecast.models import MSTL
+    from statsforecast.mstl import mstl as decompose
+
+    panel = build_panel(load_energy_csv(data / "meters_2019_hourly.csv.gz"))
+    pos = panel.position(pd.Timestamp("2019-11-17"))
+    hists = [
+        pd.Series(panel.kwh[d, pos - MSTL_HISTORY_HOURS : pos]).interpolate(limit_direction="both").to_numpy()
+        for d in range(min(series, len(panel.device_ids)))
+    ]
+    MSTL(season_length=[24, 168]).forecast(y=hists[0], h=24)  # warm-up (imports, first call)
+    full, decomp = [], []
+    for y in hists:
+        t0 = time.perf_counter()
+        MSTL(season_length=[24, 168]).forecast(y=y, h=24)
+        full.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        decompose(y, [24, 168])
+        decomp.append(time.perf_counter() - t0)
+    f, d = statistics.median(full), statistics.median(decomp)
+    console.print(
+        f"MSTL(24,168) on 8 weeks, one core, median of {len(hists)} series: {f:.3f} s per series; "
+        f"decomposition (statsmodels STL x4) {d:.3f} s = {d / f:.0%}, AutoETS trend + rest {f - d:.3f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -184,8 +265,24 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--no-mstl", action="store_true")
     parser.add_argument("--skip", choices=["backtest", "service"], default=None)
+    parser.add_argument("--protocol", action="store_true", help="Run the validation protocol instead.")
+    parser.add_argument("--split", default="all", choices=["all", "development", "held-out", "tuned-before"])
+    parser.add_argument("--origins", type=int, default=14, choices=[7, 14])
+    parser.add_argument("--years", default=",".join(str(y) for y in YEARS))
+    parser.add_argument("--json", type=Path, default=None, help="--protocol: write the figures here.")
+    parser.add_argument("--mstl-cost", type=int, default=0, metavar="N", help="Time MSTL on N series.")
     args = parser.parse_args()
-    cache = Path(tempfile.gettempdir()) / "gridsight-bench-mstl-cache"
+    if args.mstl_cost:
+        bench_mstl_cost(args.data, args.mstl_cost)
+    if args.protocol:
+        years = [int(y) for y in args.years.split(",")]
+        bench_protocol(args.data, args.split, args.origins, not args.no_mstl, years, args.json)
+    if args.protocol or args.mstl_cost:
+        console.print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        return
+    from shared.settings import Settings
+
+    cache = Settings().home / "cache" / "mstl"
     if args.skip != "backtest":
         bench_backtest(args.data, args.repeats, not args.no_mstl, cache)
     if args.skip != "service":

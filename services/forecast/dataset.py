@@ -42,7 +42,7 @@ def origin_positions(panel: Panel, first: pd.Timestamp, last: pd.Timestamp, stri
 
 
 def examples(
-    panel: Panel, positions: np.ndarray, *, with_target: bool = True
+    panel: Panel, positions: np.ndarray, *, with_target: bool = True, closure_calendar: bool = True
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """Features for every device × origin position, with targets scaled by each window's scale.
 
@@ -58,7 +58,7 @@ def examples(
         temp = panel.temp_rows(d)
         kwh_w = windows_at(series, positions)
         temp_w = windows_at(temp, positions) if temp is not None else None
-        feats, scale = window_features(kwh_w, temp_w, origin_times)
+        feats, scale = window_features(kwh_w, temp_w, origin_times, closure_calendar=closure_calendar)
         ok = np.isfinite(scale)
         if not ok.any():
             continue

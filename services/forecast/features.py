@@ -116,8 +116,13 @@ def _calendar(year: int) -> tuple[frozenset[date], frozenset[date]]:
     return frozenset(holidays), frozenset(closure)
 
 
-def holiday_flags(days: pd.DatetimeIndex | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(bank holiday or closure, closure) flags for each timestamp's UTC day."""
+def holiday_flags(
+    days: pd.DatetimeIndex | np.ndarray, closure_calendar: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bank holiday or closure, closure) flags for each timestamp's UTC day.
+
+    `closure_calendar=False` leaves the closure out (bank holidays only): the protocol's hook to
+    measure what the closure calendar buys over Christmas."""
     idx = pd.DatetimeIndex(days)
     if idx.tz is not None:
         idx = idx.tz_convert("UTC").tz_localize(None)
@@ -127,7 +132,7 @@ def holiday_flags(days: pd.DatetimeIndex | np.ndarray) -> tuple[np.ndarray, np.n
     for i, ts in enumerate(unique):
         d = ts.date()
         holidays, closure = _calendar(d.year)
-        clo[i] = d in closure
+        clo[i] = closure_calendar and d in closure
         hol[i] = clo[i] or d in holidays
     pos = unique.get_indexer(day_values)
     return hol[pos], clo[pos]
@@ -150,7 +155,11 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
 
 
 def window_features(
-    kwh: np.ndarray, temp_c: np.ndarray | None, origins: Sequence[pd.Timestamp] | pd.DatetimeIndex
+    kwh: np.ndarray,
+    temp_c: np.ndarray | None,
+    origins: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+    *,
+    closure_calendar: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Feature rows for each window × h, and each window's scale.
 
@@ -188,22 +197,22 @@ def window_features(
 
     targets = (origin_idx.values[rows] + hh.astype("timedelta64[h]")).astype("datetime64[ns]")
     target_index = pd.DatetimeIndex(targets)
-    t_hol, t_clo = holiday_flags(target_index)
+    t_hol, t_clo = holiday_flags(target_index, closure_calendar)
     # Same hour on the last 14 days of the same day type (working day vs weekend/holiday): the
     # profile a building runs on such a day, unaffected by a bank holiday inside the last week.
     t_off = t_hol | (target_index.dayofweek >= 5)
     past = np.stack([col(24 * k) for k in range(1, 15)], axis=1)
     past_off = np.stack(
         [
-            holiday_flags(target_index - pd.Timedelta(hours=24 * k))[0]
+            holiday_flags(target_index - pd.Timedelta(hours=24 * k), closure_calendar)[0]
             | ((target_index - pd.Timedelta(hours=24 * k)).dayofweek >= 5)
             for k in range(1, 15)
         ],
         axis=1,
     )
     same_type = np.where(past_off == t_off[:, None], past, np.nan)
-    l24_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=24))
-    l168_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=168))
+    l24_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=24), closure_calendar)
+    l168_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=168), closure_calendar)
 
     feats: dict[str, np.ndarray] = {
         "h": hh.astype(float),

@@ -114,10 +114,17 @@ class QuantileForecaster:
         return np.maximum(out, 0.0)
 
     def predict_windows(
-        self, kwh: np.ndarray, temp_c: np.ndarray | None, origins: pd.DatetimeIndex
+        self,
+        kwh: np.ndarray,
+        temp_c: np.ndarray | None,
+        origins: pd.DatetimeIndex,
+        *,
+        closure_calendar: bool = True,
     ) -> np.ndarray:
-        """`(n, 24, 3)` kWh quantiles for each history window; NaN where a window has no data."""
-        feats, scale = window_features(kwh, temp_c, origins)
+        """`(n, 24, 3)` kWh quantiles for each history window; NaN where a window has no data.
+
+        `closure_calendar` must match the training features (the protocol's no-closure run)."""
+        feats, scale = window_features(kwh, temp_c, origins, closure_calendar=closure_calendar)
         scaled = self.predict_scaled(feats).reshape(len(scale), -1, 3)
         return scaled * scale[:, None, None]
 

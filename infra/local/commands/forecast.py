@@ -47,11 +47,21 @@ def _reporter(progress: Progress):
 
 def _scores_table(title: str, scores: list) -> Table:
     table = Table(title=title)
-    for col in ("model", "MASE", "sMAPE %", "p10–p90 coverage", "forecasts"):
+    for col in (
+        "model",
+        "MASE",
+        "CV(RMSE) %",
+        "pinball p10/p50/p90",
+        "sMAPE %",
+        "p10–p90 coverage",
+        "forecasts",
+    ):
         table.add_column(col, justify="left" if col == "model" else "right")
     for s in scores:
         coverage = f"{s.coverage:.1%}" if s.coverage is not None else "—"
-        table.add_row(s.model, f"{s.mase:.3f}", f"{s.smape:.1f}", coverage, f"{s.forecasts:,}")
+        pin = "/".join(f"{p:.3f}" for p in s.pinball) if s.pinball else "—"
+        cv = f"{s.cv_rmse:.1f}" if s.cv_rmse is not None else "—"
+        table.add_row(s.model, f"{s.mase:.3f}", cv, pin, f"{s.smape:.1f}", coverage, f"{s.forecasts:,}")
     return table
 
 
@@ -90,26 +100,136 @@ def train(
         )
 
 
+def _years(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        years = [int(y) for y in value.split(",") if y.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a comma-separated list of years", param_hint="--years"
+        ) from None
+    if not years or any(y < 2000 or y > 2100 for y in years):
+        raise typer.BadParameter(f"{value!r}: years must lie in 2000..2100", param_hint="--years")
+    return years
+
+
+def _run_protocol(
+    energy: Path | None,
+    weather: Path | None,
+    data: Path,
+    options: dict,
+    json_out: Path | None,
+) -> None:
+    """`--protocol`: every window of every year, a model per window trained on data before it."""
+    import json
+
+    from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv
+    from services.forecast.protocol import load_public_panel, run_protocol
+    from services.forecast.protocol_report import DEFINITIONS, protocol_json, summary_table, windows_table
+    from shared.settings import Settings
+
+    try:
+        if energy is not None:
+            panel = build_panel(load_energy_csv(energy), load_weather_csv(weather) if weather else None)
+        else:
+            panel = load_public_panel(data)
+        with _progress() as progress:
+            result = run_protocol(
+                panel, cache_dir=Settings().home / "cache" / "mstl", progress=_reporter(progress), **options
+            )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    wide = Console(width=150)
+    wide.print(windows_table(result))
+    wide.print(summary_table(result))
+    wide.print(DEFINITIONS)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(protocol_json(result), indent=1, default=str))
+        console.print(f"protocol figures -> {json_out}")
+
+
 @forecast_app.command("backtest")
 def backtest(
     energy: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, help="CSV meter_id,timestamp_utc,kwh (hourly).")
-    ],
-    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First origin day (00:00 UTC).")],
-    end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Last origin day.")],
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CSV meter_id,timestamp_utc,kwh (hourly)."),
+    ] = None,
+    start: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First origin day (00:00 UTC).")
+    ] = None,
+    end: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last origin day.")] = None,
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option(dir_okay=False, help="Where to write meter_id,origin_utc,timestamp_utc,p10,p50,p90."),
-    ],
+    ] = None,
     weather: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="CSV timestamp_utc,air_temperature_c.")
     ] = None,
     mstl: Annotated[bool, typer.Option(help="Also score statsforecast MSTL (slow; cached).")] = True,
+    protocol: Annotated[
+        bool,
+        typer.Option(
+            "--protocol",
+            help="The validation protocol: term/exam/summer/Christmas windows on every year, "
+            "a model per window trained on data before it (--energy, or the public data in --data).",
+        ),
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="--protocol: folder with the public meter files [../shared/data].",
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="--protocol: all, development, held-out or tuned-before windows.")
+    ] = "all",
+    years: Annotated[
+        str | None, typer.Option(help="--protocol: comma-separated years (default all).")
+    ] = None,
+    windows: Annotated[
+        str | None, typer.Option(help="--protocol: comma-separated lent,exams,summer,michaelmas,christmas.")
+    ] = None,
+    origins: Annotated[
+        int, typer.Option(help="--protocol: 14 (daily) or 7 (every other day) origins per window.")
+    ] = 14,
+    train_days: Annotated[
+        int, typer.Option(min=30, help="--protocol: train on this many days before each window.")
+    ] = 365,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", dir_okay=False, help="--protocol: also write the figures as JSON."),
+    ] = None,
 ) -> None:
-    """Forecast each day start..end at 00:00 UTC from earlier data only; compare with baselines."""
-    from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv, run_backtest
-    from shared.settings import Settings
+    """Forecast each day start..end at 00:00 UTC from earlier data only; compare with baselines.
 
+    With --protocol: the fixed windows of every year instead (see services/forecast/protocol.py)."""
+    from services.forecast.backtest import build_panel, load_energy_csv, load_weather_csv, run_backtest
+    from services.forecast.protocol import WINDOW_KINDS, YEARS, protocol_windows
+    from shared.settings import REPO_ROOT, Settings
+
+    kinds = [k.strip() for k in windows.split(",") if k.strip()] if windows else list(WINDOW_KINDS)
+    options = {
+        "split": split,
+        "years": _years(years) or list(YEARS),
+        "kinds": kinds,
+        "origins": origins,
+        "mstl": mstl,
+        "train_days": train_days,
+    }
+    try:
+        protocol_windows(options["years"], kinds, split, origins)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if protocol:
+        _run_protocol(energy, weather, data or REPO_ROOT.parent / "shared" / "data", options, json_out)
+        return
+    for name, value in (("--energy", energy), ("--start", start), ("--end", end), ("--out", out)):
+        if value is None:
+            raise typer.BadParameter("required unless --protocol", param_hint=name)
     if end < start:
         raise typer.BadParameter(f"{end:%Y-%m-%d} is before --start {start:%Y-%m-%d}", param_hint="--end")
     try:
@@ -120,7 +240,7 @@ def backtest(
                 start.date(),
                 end.date(),
                 mstl=mstl,
-                cache_dir=Settings().home / "cache" / "backtest",
+                cache_dir=Settings().home / "cache" / "mstl",
                 progress=_reporter(progress),
             )
     except (ValueError, FileNotFoundError) as exc:

@@ -111,6 +111,13 @@ BAD: dict[tuple[str, str], str] = {
     ("dead-letters replay", "--subscription"): "no-such-subscription",
     ("forecast backtest", "--start"): "2019-13-01",
     ("forecast backtest", "--end"): "2018-01-01",
+    ("forecast backtest", "--data"): "/no/such/folder",
+    ("forecast backtest", "--split"): "tuned-on",
+    ("forecast backtest", "--years"): "20x9",
+    ("forecast backtest", "--windows"): "easter",
+    ("forecast backtest", "--origins"): "5",
+    ("forecast backtest", "--train-days"): "0",
+    ("forecast backtest", "--json"): "DIR",
     ("forecast plot", "--forecasts"): MISSING,
     ("forecast plot", "--meter"): "no-such-meter",
 }

@@ -18,23 +18,29 @@ def _forecasts_for(energy: pd.DataFrame, weather: pd.DataFrame, start: date, end
     return result.forecasts.sort_values(["meter_id", "timestamp_utc"]).reset_index(drop=True)
 
 
-def test_truncating_input_after_origin_plus_24h_leaves_that_origins_forecasts_unchanged(
+def test_corrupting_every_hour_from_the_origin_on_leaves_that_origins_forecasts_bit_identical(
     energy_slice: Path, weather_slice: Path
 ) -> None:
+    """Leakage test: from the origin itself on (not origin + 24 h) energy and weather are replaced by
+    garbage and holes; the forecasts made at that origin and before must not change by a bit."""
     energy, weather = load_energy_csv(energy_slice), load_weather_csv(weather_slice)
     origin = pd.Timestamp("2019-11-12")
     full = _forecasts_for(energy, weather, date(2019, 11, 11), date(2019, 11, 14))
-    cut = origin + pd.Timedelta(hours=24)
-    truncated = _forecasts_for(
-        energy[energy["timestamp_utc"] < cut],
-        weather[weather["timestamp_utc"] < cut],
-        date(2019, 11, 11),
-        date(2019, 11, 12),
+    bad_e, bad_w = energy.copy(), weather.copy()
+    later = bad_e["timestamp_utc"] >= origin
+    bad_e.loc[later, "kwh"] = bad_e.loc[later, "kwh"] * 9 + 100
+    bad_e = bad_e[~(later & (bad_e["timestamp_utc"].dt.hour % 5 == 0))]  # and missing hours
+    bad_w.loc[bad_w["timestamp_utc"] >= origin, "air_temperature_c"] = 45.0
+    corrupted = _forecasts_for(bad_e, bad_w, date(2019, 11, 11), date(2019, 11, 14))
+    mine = full[full["origin_utc"] <= origin].reset_index(drop=True)
+    theirs = corrupted[corrupted["origin_utc"] <= origin].reset_index(drop=True)
+    assert len(mine) == len(METERS) * 2 * 24
+    pd.testing.assert_frame_equal(mine, theirs, check_exact=True)
+    # ...while a later origin, which may see the corrupted hours, does change
+    assert not np.allclose(
+        full[full["origin_utc"] == origin + pd.Timedelta(days=1)]["p50"],
+        corrupted[corrupted["origin_utc"] == origin + pd.Timedelta(days=1)]["p50"],
     )
-    mine = full[full["origin_utc"] == origin].reset_index(drop=True)
-    theirs = truncated[truncated["origin_utc"] == origin].reset_index(drop=True)
-    assert len(mine) == len(METERS) * 24
-    pd.testing.assert_frame_equal(mine, theirs)
 
 
 def test_changing_the_data_before_an_origin_changes_its_forecasts(
@@ -126,14 +132,21 @@ def test_plot_writes_a_png_and_names_an_unknown_meter(
         plot_forecasts(forecasts, actuals, tmp_path / "x.png", meters=["nope"])
 
 
-def test_mstl_baseline_forecasts_every_meter_and_is_cached(panel_slice, tmp_path: Path) -> None:
-    from services.forecast.backtest import _mstl_forecasts
+def test_mstl_baseline_forecasts_every_meter_and_caches_each_series(panel_slice, tmp_path: Path) -> None:
+    from services.forecast.backtest import mstl_forecasts
     from services.forecast.dataset import origin_positions
 
-    positions = origin_positions(panel_slice, pd.Timestamp("2019-11-15"), pd.Timestamp("2019-11-15"), 24)
-    first = _mstl_forecasts(panel_slice, positions, tmp_path)
+    day = origin_positions(panel_slice, pd.Timestamp("2019-11-15"), pd.Timestamp("2019-11-15"), 24)
+    first = mstl_forecasts(panel_slice, day, tmp_path)
     assert first.shape == (len(METERS), 1, 24)
     assert np.isfinite(first).all()
-    cached = list(tmp_path.glob("mstl-*.npy"))
-    assert len(cached) == 1
-    np.testing.assert_array_equal(first, _mstl_forecasts(panel_slice, positions, tmp_path))
+    assert len(list(tmp_path.glob("*/*.npy"))) == len(METERS)  # one file per (meter, origin) series
+    np.testing.assert_array_equal(first, mstl_forecasts(panel_slice, day, tmp_path))
+    # a second origin next to the cached one fits only the new series; one meter alone reuses its own
+    two = origin_positions(panel_slice, pd.Timestamp("2019-11-15"), pd.Timestamp("2019-11-16"), 24)
+    both = mstl_forecasts(panel_slice, two, tmp_path)
+    assert len(list(tmp_path.glob("*/*.npy"))) == 2 * len(METERS)
+    np.testing.assert_array_equal(both[:, :1], first)
+    np.testing.assert_array_equal(
+        mstl_forecasts(panel_slice, day, tmp_path, devices=np.array([2])), first[2:]
+    )
