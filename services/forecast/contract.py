@@ -2,7 +2,9 @@
 
 Request `{"instances": [Instance, ...]}`, response `{"predictions": [Prediction, ...]}` in the same
 order. An instance carries the raw history, not features: the server owns feature building, so a
-new model version with new features needs no change in the service.
+new model version with new features needs no change in the service. `timezone`, `country` and
+`subdiv` (optional, added compatibly) say whose calendar the hours follow; an instance without
+them is read as before: a public-data building in England with the university's closure.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.forecast.calendars import SiteCalendar, calendar_for
 from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS
 
 __all__ = ["MAX_INSTANCES", "Instance", "PredictRequest", "PredictResponse", "Prediction"]
@@ -38,6 +41,22 @@ class Instance(BaseModel):
     origin: datetime = Field(description="First hour to forecast (UTC, on the hour).")
     kwh: list[float | None]
     temp_c: list[float | None] | None = None
+    timezone: str | None = Field(default=None, max_length=64, description="IANA zone of the site.")
+    country: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=3,
+        description="ISO country for public holidays (else from zone).",
+    )
+    subdiv: str | None = Field(default=None, max_length=10, description="Holiday subdivision, e.g. ENG.")
+
+    @model_validator(mode="after")
+    def _known_calendar(self) -> Instance:
+        self.calendar()  # an unknown zone or country is a 400 naming it, not a 500 at prediction
+        return self
+
+    def calendar(self) -> SiteCalendar:
+        return calendar_for(self.timezone, self.country, self.subdiv)
 
     @field_validator("origin")
     @classmethod

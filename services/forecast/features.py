@@ -15,18 +15,17 @@ target day, for the day the 24 h lag comes from and for the day the 168 h lag co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
-from functools import cache
 
 import numpy as np
 import pandas as pd
+
+from services.forecast.calendars import PUBLIC_DATA_CALENDAR, SiteCalendar
 
 __all__ = [
     "FEATURE_NAMES",
     "HISTORY_HOURS",
     "HORIZON_HOURS",
     "dense_series",
-    "holiday_flags",
     "window_features",
     "windows_at",
 ]
@@ -67,72 +66,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
-def _easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous Gregorian algorithm), for Good Friday and Easter Monday."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    ell = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * ell) // 451
-    month = (h + ell - 7 * m + 114) // 31
-    day = (h + ell - 7 * m + 114) % 31 + 1
-    return date(year, month, day)
-
-
-def _first_weekday(year: int, month: int, weekday: int) -> date:
-    d = date(year, month, 1)
-    return d + timedelta(days=(weekday - d.weekday()) % 7)
-
-
-def _last_weekday(year: int, month: int, weekday: int) -> date:
-    d = date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)
-    return d - timedelta(days=(d.weekday() - weekday) % 7)
-
-
-def _substitute(d: date, taken: set[date]) -> date:
-    while d.weekday() >= 5 or d in taken:
-        d += timedelta(days=1)
-    return d
-
-
-@cache
-def _calendar(year: int) -> tuple[frozenset[date], frozenset[date]]:
-    """England & Wales bank holidays, and the university's Christmas closure (24 Dec – 1 Jan)."""
-    easter = _easter(year)
-    holidays: set[date] = {
-        _substitute(date(year, 1, 1), set()),
-        easter - timedelta(days=2),
-        easter + timedelta(days=1),
-        _first_weekday(year, 5, 0),
-        _last_weekday(year, 5, 0),
-        _last_weekday(year, 8, 0),
-    }
-    christmas = _substitute(date(year, 12, 25), set())
-    holidays |= {christmas, _substitute(date(year, 12, 26), {christmas})}
-    closure = {date(year, 12, 24) + timedelta(days=i) for i in range(8)} | {date(year, 1, 1)}
-    return frozenset(holidays), frozenset(closure)
-
-
-def holiday_flags(days: pd.DatetimeIndex | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(bank holiday or closure, closure) flags for each timestamp's UTC day."""
-    idx = pd.DatetimeIndex(days)
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    day_values = idx.normalize()
-    unique = day_values.unique()
-    hol, clo = np.zeros(len(unique), bool), np.zeros(len(unique), bool)
-    for i, ts in enumerate(unique):
-        d = ts.date()
-        holidays, closure = _calendar(d.year)
-        clo[i] = d in closure
-        hol[i] = clo[i] or d in holidays
-    pos = unique.get_indexer(day_values)
-    return hol[pos], clo[pos]
-
-
 def _nanmean(a: np.ndarray, axis: int = 1) -> np.ndarray:
     count = np.sum(~np.isnan(a), axis=axis)
     total = np.nansum(a, axis=axis)
@@ -150,13 +83,22 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
 
 
 def window_features(
-    kwh: np.ndarray, temp_c: np.ndarray | None, origins: Sequence[pd.Timestamp] | pd.DatetimeIndex
+    kwh: np.ndarray,
+    temp_c: np.ndarray | None,
+    origins: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+    calendar: SiteCalendar = PUBLIC_DATA_CALENDAR,
+    *,
+    closure_calendar: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Feature rows for each window × h, and each window's scale.
 
     `kwh` (and `temp_c`) are `(n, HISTORY_HOURS)` arrays of the hours before each origin (NaN where
-    missing); `origins` are the first forecast hours (UTC). Returns a frame of `n * 24` rows in
-    window-major order and the `(n,)` scales that turn scaled predictions back into kWh.
+    missing); `origins` are the first forecast hours (UTC); `calendar` is the site's (all windows
+    are of one site). Hour, weekday and day flags are in the site's local time;
+    `closure_calendar=False` drops the site's closures (public holidays kept): the protocol's run
+    that measures what the closure calendar buys over Christmas. Returns a frame of
+    `n * 24` rows in window-major order and the `(n,)` scales that turn scaled predictions back
+    into kWh.
     """
     kwh = np.asarray(kwh, dtype=float)
     n, length = kwh.shape
@@ -186,29 +128,33 @@ def window_features(
     with np.errstate(invalid="ignore", divide="ignore"):
         regime = yesterday_mean / week_ago_mean
 
+    if not closure_calendar:
+        calendar = calendar.without_closures()
     targets = (origin_idx.values[rows] + hh.astype("timedelta64[h]")).astype("datetime64[ns]")
     target_index = pd.DatetimeIndex(targets)
-    t_hol, t_clo = holiday_flags(target_index)
+    local = target_index.tz_localize("UTC").tz_convert(calendar.timezone).tz_localize(None)
+    day = calendar.local_days(target_index)
+    first = int(day.min()) - 15 if len(day) else 0
+    holiday_day, closed_day = calendar.day_flags(first, int(day.max()) if len(day) else 0)
+    weekend_day = (np.arange(first, first + len(holiday_day)) + 3) % 7 >= 5  # 1970-01-01: a Thursday
+    off_day = holiday_day | weekend_day
+
+    def on(flags: np.ndarray, days_back: int) -> np.ndarray:
+        return flags[day - first - days_back]
+
+    t_hol, t_clo = on(holiday_day, 0), on(closed_day, 0)
     # Same hour on the last 14 days of the same day type (working day vs weekend/holiday): the
     # profile a building runs on such a day, unaffected by a bank holiday inside the last week.
-    t_off = t_hol | (target_index.dayofweek >= 5)
+    t_off = on(off_day, 0)
     past = np.stack([col(24 * k) for k in range(1, 15)], axis=1)
-    past_off = np.stack(
-        [
-            holiday_flags(target_index - pd.Timedelta(hours=24 * k))[0]
-            | ((target_index - pd.Timedelta(hours=24 * k)).dayofweek >= 5)
-            for k in range(1, 15)
-        ],
-        axis=1,
-    )
+    past_off = np.stack([on(off_day, k) for k in range(1, 15)], axis=1)
     same_type = np.where(past_off == t_off[:, None], past, np.nan)
-    l24_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=24))
-    l168_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=168))
+    l24_hol, l168_hol = on(holiday_day, 1), on(holiday_day, 7)
 
     feats: dict[str, np.ndarray] = {
         "h": hh.astype(float),
-        "target_hour": target_index.hour.to_numpy(float),
-        "target_dow": target_index.dayofweek.to_numpy(float),
+        "target_hour": local.hour.to_numpy(float),
+        "target_dow": local.dayofweek.to_numpy(float),
         "target_holiday": t_hol.astype(float),
         "target_closure": t_clo.astype(float),
         "lag24_holiday": l24_hol.astype(float),

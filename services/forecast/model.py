@@ -19,6 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from services.forecast.calendars import PUBLIC_DATA_CALENDAR, SiteCalendar
 from services.forecast.features import FEATURE_NAMES, window_features
 
 __all__ = ["QUANTILES", "QuantileForecaster", "TrainParams"]
@@ -114,10 +115,17 @@ class QuantileForecaster:
         return np.maximum(out, 0.0)
 
     def predict_windows(
-        self, kwh: np.ndarray, temp_c: np.ndarray | None, origins: pd.DatetimeIndex
+        self,
+        kwh: np.ndarray,
+        temp_c: np.ndarray | None,
+        origins: pd.DatetimeIndex,
+        calendar: SiteCalendar = PUBLIC_DATA_CALENDAR,
+        *,
+        closure_calendar: bool = True,
     ) -> np.ndarray:
-        """`(n, 24, 3)` kWh quantiles for each history window; NaN where a window has no data."""
-        feats, scale = window_features(kwh, temp_c, origins)
+        """`(n, 24, 3)` kWh quantiles for each history window (all of one site's `calendar`); NaN
+        where a window has no data. `closure_calendar` must match the training features."""
+        feats, scale = window_features(kwh, temp_c, origins, calendar, closure_calendar=closure_calendar)
         scaled = self.predict_scaled(feats).reshape(len(scale), -1, 3)
         return scaled * scale[:, None, None]
 
