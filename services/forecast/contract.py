@@ -15,17 +15,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.forecast.calendars import SiteCalendar, calendar_for
-from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS
+from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS, MIN_HISTORY_HOURS
 
-__all__ = ["MAX_INSTANCES", "Instance", "PredictRequest", "PredictResponse", "Prediction"]
+__all__ = ["MAX_INSTANCES", "Instance", "PredictRequest", "PredictResponse", "Prediction", "padded"]
 
 MAX_INSTANCES = 2000
 
 
 def _check_series(values: list[float | None], name: str) -> np.ndarray:
     """The series as floats (None → NaN), vectorised: a request holds hundreds of thousands of values."""
-    if len(values) != HISTORY_HOURS:
-        raise ValueError(f"{name} must hold {HISTORY_HOURS} hourly values (oldest first), got {len(values)}")
+    if not MIN_HISTORY_HOURS <= len(values) <= HISTORY_HOURS:
+        raise ValueError(
+            f"{name} must hold {MIN_HISTORY_HOURS} to {HISTORY_HOURS} hourly values (the hours just before"
+            f" the origin, oldest first), got {len(values)}"
+        )
     array = np.asarray(values, dtype=float)
     bad = np.isinf(array)
     if bad.any():
@@ -34,7 +37,9 @@ def _check_series(values: list[float | None], name: str) -> np.ndarray:
 
 
 class Instance(BaseModel):
-    """One device: the `HISTORY_HOURS` hours before `origin` (None = missing), oldest first."""
+    """One device: up to `HISTORY_HOURS` (at least `MIN_HISTORY_HOURS`) hours before `origin`, oldest
+    first, the last value being the hour just before it (None = missing). A shorter series is read
+    as missing older hours, so clients built for the two-week history keep working."""
 
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(min_length=1, max_length=200)
@@ -82,6 +87,13 @@ class Instance(BaseModel):
         if values is not None:
             _check_series(values, "temp_c")
         return values
+
+
+def padded(values: list[float | None] | None, length: int) -> list[float | None]:
+    """`values` left-padded with None (missing older hours) to `length`; None → all missing."""
+    if values is None:
+        return [None] * length
+    return [None] * (length - len(values)) + list(values)
 
 
 class PredictRequest(BaseModel):

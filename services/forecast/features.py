@@ -25,12 +25,14 @@ __all__ = [
     "FEATURE_NAMES",
     "HISTORY_HOURS",
     "HORIZON_HOURS",
+    "MIN_HISTORY_HOURS",
     "dense_series",
     "window_features",
     "windows_at",
 ]
 
-HISTORY_HOURS = 336  # two weeks: the longest lag is 336 h
+HISTORY_HOURS = 672  # four weeks: the longest lag is 672 h (a four-week weekly profile)
+MIN_HISTORY_HOURS = 336  # what an instance must at least carry; older hours may be left out
 HORIZON_HOURS = 24
 _MIN_SCALE = 1e-3
 
@@ -47,6 +49,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "lag48",
     "lag168",
     "lag336",
+    "lag504",
+    "lag672",
+    "same_weekday_mean_4w",
+    "same_weekday_median_4w",
     "same_hour_mean_7d",
     "same_hour_min_7d",
     "last_3h_mean",
@@ -60,6 +66,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "missing_share",
     "same_daytype_mean_14d",
     "same_daytype_median_14d",
+    "same_daytype_median_28d",
+    "last_day_vs_daytype",
     "lag168_x_regime",
     "temp_last_24h_mean",
     "temp_same_hour_yesterday",
@@ -134,7 +142,7 @@ def window_features(
     target_index = pd.DatetimeIndex(targets)
     local = target_index.tz_localize("UTC").tz_convert(calendar.timezone).tz_localize(None)
     day = calendar.local_days(target_index)
-    first = int(day.min()) - 15 if len(day) else 0
+    first = int(day.min()) - 29 if len(day) else 0
     holiday_day, closed_day = calendar.day_flags(first, int(day.max()) if len(day) else 0)
     weekend_day = (np.arange(first, first + len(holiday_day)) + 3) % 7 >= 5  # 1970-01-01: a Thursday
     off_day = holiday_day | weekend_day
@@ -146,9 +154,20 @@ def window_features(
     # Same hour on the last 14 days of the same day type (working day vs weekend/holiday): the
     # profile a building runs on such a day, unaffected by a bank holiday inside the last week.
     t_off = on(off_day, 0)
-    past = np.stack([col(24 * k) for k in range(1, 15)], axis=1)
-    past_off = np.stack([on(off_day, k) for k in range(1, 15)], axis=1)
+    past = np.stack([col(24 * k) for k in range(1, 29)], axis=1)
+    past_off = np.stack([on(off_day, k) for k in range(1, 29)], axis=1)
     same_type = np.where(past_off == t_off[:, None], past, np.nan)
+    weekly = past[:, 6::7]  # the same hour 1, 2, 3 and 4 weeks before
+    # Regime: how yesterday compares with the days of its own type over the four weeks before it
+    # (a closure or a vacation shows as a drop against the usual working day).
+    y_off = on(off_day, 1).reshape(n, HORIZON_HOURS)[:, 0]
+    day_means = np.stack(
+        [_nanmean(y[:, length - 24 * k : length - 24 * (k - 1)]) for k in range(2, 29)], axis=1
+    )
+    day_off = np.stack([on(off_day, k).reshape(n, HORIZON_HOURS)[:, 0] for k in range(2, 29)], axis=1)
+    typical = _nanmedian(np.where(day_off == y_off[:, None], day_means, np.nan))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vs_type = yesterday_mean / typical
     l24_hol, l168_hol = on(holiday_day, 1), on(holiday_day, 7)
 
     feats: dict[str, np.ndarray] = {
@@ -164,6 +183,10 @@ def window_features(
         "lag48": col(48),
         "lag168": col(168),
         "lag336": col(336),
+        "lag504": col(504),
+        "lag672": col(672),
+        "same_weekday_mean_4w": _nanmean(weekly),
+        "same_weekday_median_4w": _nanmedian(weekly),
         "same_hour_mean_7d": _nanmean(same_hour),
         "same_hour_min_7d": np.where(
             np.all(np.isnan(same_hour), axis=1),
@@ -179,8 +202,10 @@ def window_features(
         "regime_ratio": regime[rows],
         "target_day_last_week_mean": _nanmean(y[:, -168:-144])[rows],
         "missing_share": np.mean(np.isnan(kwh[:, -168:]), axis=1)[rows],
-        "same_daytype_mean_14d": _nanmean(same_type),
-        "same_daytype_median_14d": _nanmedian(same_type),
+        "same_daytype_mean_14d": _nanmean(same_type[:, :14]),
+        "same_daytype_median_14d": _nanmedian(same_type[:, :14]),
+        "same_daytype_median_28d": _nanmedian(same_type),
+        "last_day_vs_daytype": vs_type[rows],
         "lag168_x_regime": col(168) * np.clip(np.nan_to_num(regime, nan=1.0), 0.0, 5.0)[rows],
     }
     if temp_c is not None:

@@ -26,8 +26,8 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.forecast.artefact import ModelCard, latest_version, load_version
-from services.forecast.contract import Instance, Prediction, PredictRequest, PredictResponse
-from services.forecast.features import HORIZON_HOURS
+from services.forecast.contract import Instance, Prediction, PredictRequest, PredictResponse, padded
+from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS
 from services.forecast.model import QuantileForecaster
 from shared.bodies import PayloadTooLarge, read_body
 from shared.logging import configure_logging, get_logger
@@ -97,11 +97,10 @@ def predict_instances(
     model: QuantileForecaster, card: ModelCard, instances: list[Instance]
 ) -> list[Prediction]:
     """Score every instance, one vectorised batch per site calendar (time zone and holidays)."""
-    kwh = np.array([inst.kwh for inst in instances], dtype=float)  # None → NaN
+    kwh = np.array([padded(inst.kwh, HISTORY_HOURS) for inst in instances], dtype=float)  # None → NaN
     temp = None
     if any(inst.temp_c is not None for inst in instances):
-        missing = [None] * kwh.shape[1]
-        temp = np.array([inst.temp_c or missing for inst in instances], dtype=float)
+        temp = np.array([padded(inst.temp_c, HISTORY_HOURS) for inst in instances], dtype=float)
     origins = pd.DatetimeIndex([inst.origin for inst in instances])
     calendars = [inst.calendar() for inst in instances]
     quant = np.empty((len(instances), HORIZON_HOURS, 3))

@@ -62,7 +62,11 @@ def test_university_closure_spans_new_year_and_can_be_dropped() -> None:
     assert all(flags[d][0] for d in closed)  # a closure day is a day off
     assert not flags[date(2020, 1, 2)][0]
     bare = _flags(PUBLIC_DATA_CALENDAR.without_closures(), date(2019, 12, 22), date(2020, 1, 3))
-    assert [d for d, (hol, _) in bare.items() if hol] == [date(2019, 12, 25), date(2019, 12, 26), date(2020, 1, 1)]
+    assert [d for d, (hol, _) in bare.items() if hol] == [
+        date(2019, 12, 25),
+        date(2019, 12, 26),
+        date(2020, 1, 1),
+    ]
 
 
 def test_country_comes_from_the_time_zone() -> None:
@@ -111,5 +115,7 @@ def test_closure_flag_follows_the_switch() -> None:
     # Friday 27 Dec 2019: closed at the university, an ordinary weekday in the bank-holiday list.
     on = _features("2019-12-27 00:00")
     off = _features("2019-12-27 00:00", closure_calendar=False)
-    assert (on["target_closure"] == 1).all() and (on["target_holiday"] == 1).all()
-    assert (off["target_closure"] == 0).all() and (off["target_holiday"] == 0).all()
+    assert (on["target_closure"] == 1).all()
+    assert (on["target_holiday"] == 1).all()
+    assert (off["target_closure"] == 0).all()
+    assert (off["target_holiday"] == 0).all()
