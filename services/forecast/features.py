@@ -8,8 +8,12 @@ the model server's instances rely on that.
 Buildings differ in size by orders of magnitude, so one global model learns shapes, not levels:
 every energy value is divided by the device's mean over the last week (`scale`), and predictions
 are multiplied back. Closures and holidays break the weekly cycle, hence the calendar flags for the
-target day, for the day the 24 h lag comes from and for the day the 168 h lag comes from, plus a
-"same as yesterday" regime signal (yesterday against the same weekday a week before).
+target day, for the day the 24 h lag comes from and for the day the 168 h lag comes from, plus
+regime signals (yesterday against the same weekday a week before, and against the median day of
+its own type over four weeks: a closure or vacation shows as a drop). Calendar features are in the
+site's local time (`calendars.SiteCalendar`: time zone, public holidays, closures). Four weeks of
+history give a same-weekday profile over four weeks, steadier than one or two (measured on the
+development windows, see the forecaster's experiment log).
 """
 
 from __future__ import annotations
