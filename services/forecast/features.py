@@ -31,6 +31,7 @@ __all__ = [
     "HORIZON_HOURS",
     "MIN_HISTORY_HOURS",
     "dense_series",
+    "holiday_flags",
     "window_features",
     "windows_at",
 ]
@@ -76,6 +77,24 @@ FEATURE_NAMES: tuple[str, ...] = (
     "temp_last_24h_mean",
     "temp_same_hour_yesterday",
 )
+
+
+def holiday_flags(
+    days: pd.DatetimeIndex | np.ndarray,
+    closure_calendar: bool = True,
+    calendar: SiteCalendar = PUBLIC_DATA_CALENDAR,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(public holiday or closure, closure) for each UTC timestamp's local day at the site;
+    `closure_calendar=False` leaves the closures out (public holidays kept)."""
+    idx = pd.DatetimeIndex(days)
+    if not closure_calendar:
+        calendar = calendar.without_closures()
+    day = calendar.local_days(idx)
+    if not len(day):
+        return np.zeros(0, bool), np.zeros(0, bool)
+    first = int(day.min())
+    hol, clo = calendar.day_flags(first, int(day.max()))
+    return hol[day - first], clo[day - first]
 
 
 def _nanmean(a: np.ndarray, axis: int = 1) -> np.ndarray:

@@ -119,3 +119,16 @@ def test_closure_flag_follows_the_switch() -> None:
     assert (on["target_holiday"] == 1).all()
     assert (off["target_closure"] == 0).all()
     assert (off["target_holiday"] == 0).all()
+
+
+def test_holiday_flags_on_utc_timestamps_use_the_local_day() -> None:
+    from services.forecast.features import holiday_flags
+
+    # 25 Aug 2019 23:30 UTC is 00:30 BST on the late-summer bank holiday (26 Aug).
+    days = pd.DatetimeIndex(["2019-08-25 22:00", "2019-08-25 23:30", "2019-12-27 12:00"])
+    hol, clo = holiday_flags(days)
+    assert hol.tolist() == [False, True, True]
+    assert clo.tolist() == [False, False, True]
+    hol, clo = holiday_flags(days, closure_calendar=False)
+    assert hol.tolist() == [False, True, False]
+    assert clo.tolist() == [False, False, False]
