@@ -2,7 +2,9 @@
 
 Request `{"instances": [Instance, ...]}`, response `{"predictions": [Prediction, ...]}` in the same
 order. An instance carries the raw history, not features: the server owns feature building, so a
-new model version with new features needs no change in the service.
+new model version with new features needs no change in the service. `timezone`, `country` and
+`subdiv` (optional, added compatibly) say whose calendar the hours follow; an instance without
+them is read as before: a public-data building in England with the university's closure.
 """
 
 from __future__ import annotations
@@ -12,17 +14,21 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS
+from services.forecast.calendars import SiteCalendar, calendar_for
+from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS, MIN_HISTORY_HOURS
 
-__all__ = ["MAX_INSTANCES", "Instance", "PredictRequest", "PredictResponse", "Prediction"]
+__all__ = ["MAX_INSTANCES", "Instance", "PredictRequest", "PredictResponse", "Prediction", "padded"]
 
 MAX_INSTANCES = 2000
 
 
 def _check_series(values: list[float | None], name: str) -> np.ndarray:
     """The series as floats (None → NaN), vectorised: a request holds hundreds of thousands of values."""
-    if len(values) != HISTORY_HOURS:
-        raise ValueError(f"{name} must hold {HISTORY_HOURS} hourly values (oldest first), got {len(values)}")
+    if not MIN_HISTORY_HOURS <= len(values) <= HISTORY_HOURS:
+        raise ValueError(
+            f"{name} must hold {MIN_HISTORY_HOURS} to {HISTORY_HOURS} hourly values (the hours just before"
+            f" the origin, oldest first), got {len(values)}"
+        )
     array = np.asarray(values, dtype=float)
     bad = np.isinf(array)
     if bad.any():
@@ -31,13 +37,31 @@ def _check_series(values: list[float | None], name: str) -> np.ndarray:
 
 
 class Instance(BaseModel):
-    """One device: the `HISTORY_HOURS` hours before `origin` (None = missing), oldest first."""
+    """One device: up to `HISTORY_HOURS` (at least `MIN_HISTORY_HOURS`) hours before `origin`, oldest
+    first, the last value being the hour just before it (None = missing). A shorter series is read
+    as missing older hours, so clients built for the two-week history keep working."""
 
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(min_length=1, max_length=200)
     origin: datetime = Field(description="First hour to forecast (UTC, on the hour).")
     kwh: list[float | None]
     temp_c: list[float | None] | None = None
+    timezone: str | None = Field(default=None, max_length=64, description="IANA zone of the site.")
+    country: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=3,
+        description="ISO country for public holidays (else from zone).",
+    )
+    subdiv: str | None = Field(default=None, max_length=10, description="Holiday subdivision, e.g. ENG.")
+
+    @model_validator(mode="after")
+    def _known_calendar(self) -> Instance:
+        self.calendar()  # an unknown zone or country is a 400 naming it, not a 500 at prediction
+        return self
+
+    def calendar(self) -> SiteCalendar:
+        return calendar_for(self.timezone, self.country, self.subdiv)
 
     @field_validator("origin")
     @classmethod
@@ -63,6 +87,13 @@ class Instance(BaseModel):
         if values is not None:
             _check_series(values, "temp_c")
         return values
+
+
+def padded(values: list[float | None] | None, length: int) -> list[float | None]:
+    """`values` left-padded with None (missing older hours) to `length`; None → all missing."""
+    if values is None:
+        return [None] * length
+    return [None] * (length - len(values)) + list(values)
 
 
 class PredictRequest(BaseModel):

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from services.forecast.calendars import PUBLIC_DATA_CALENDAR, SiteCalendar
 from services.forecast.features import HORIZON_HOURS, window_features, windows_at
 
-__all__ = ["Panel", "examples", "origin_positions"]
+__all__ = ["Panel", "device_timezones", "examples", "origin_positions"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class Panel:
     kwh: np.ndarray  # (devices, hours)
     device_ids: list[str]
     temp_c: np.ndarray | None = None  # (hours,) shared outside temperature, or (devices, hours)
+    # One calendar for every device, or one per device (time zone, holidays, closures).
+    calendar: SiteCalendar | tuple[SiteCalendar, ...] = PUBLIC_DATA_CALENDAR
+
+    def calendar_of(self, device: int) -> SiteCalendar:
+        return self.calendar if isinstance(self.calendar, SiteCalendar) else self.calendar[device]
 
     def temp_rows(self, device: int) -> np.ndarray | None:
         if self.temp_c is None:
@@ -33,6 +39,14 @@ class Panel:
     def position(self, ts: pd.Timestamp) -> int:
         """Hour offset of `ts` from the start of the index (may lie outside it)."""
         return int((ts - self.index[0]) // pd.Timedelta(hours=1))
+
+
+def device_timezones(frame: pd.DataFrame) -> dict[str, str | None]:
+    """device_id → its site's IANA time zone (None when the warehouse has none)."""
+    if "timezone" not in frame.columns:
+        return {}
+    zones = frame.drop_duplicates("device_id").set_index("device_id")["timezone"]
+    return {str(k): (str(v) if isinstance(v, str) and v else None) for k, v in zones.items()}
 
 
 def origin_positions(panel: Panel, first: pd.Timestamp, last: pd.Timestamp, stride_hours: int) -> np.ndarray:
@@ -58,7 +72,9 @@ def examples(
         temp = panel.temp_rows(d)
         kwh_w = windows_at(series, positions)
         temp_w = windows_at(temp, positions) if temp is not None else None
-        feats, scale = window_features(kwh_w, temp_w, origin_times, closure_calendar=closure_calendar)
+        feats, scale = window_features(
+            kwh_w, temp_w, origin_times, panel.calendar_of(d), closure_calendar=closure_calendar
+        )
         ok = np.isfinite(scale)
         if not ok.any():
             continue

@@ -8,30 +8,36 @@ the model server's instances rely on that.
 Buildings differ in size by orders of magnitude, so one global model learns shapes, not levels:
 every energy value is divided by the device's mean over the last week (`scale`), and predictions
 are multiplied back. Closures and holidays break the weekly cycle, hence the calendar flags for the
-target day, for the day the 24 h lag comes from and for the day the 168 h lag comes from, plus a
-"same as yesterday" regime signal (yesterday against the same weekday a week before).
+target day, for the day the 24 h lag comes from and for the day the 168 h lag comes from, plus
+regime signals (yesterday against the same weekday a week before, and against the median day of
+its own type over four weeks: a closure or vacation shows as a drop). Calendar features are in the
+site's local time (`calendars.SiteCalendar`: time zone, public holidays, closures). Four weeks of
+history give a same-weekday profile over four weeks, steadier than one or two (measured on the
+development windows, see the forecaster's experiment log).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
-from functools import cache
 
 import numpy as np
 import pandas as pd
+
+from services.forecast.calendars import PUBLIC_DATA_CALENDAR, SiteCalendar
 
 __all__ = [
     "FEATURE_NAMES",
     "HISTORY_HOURS",
     "HORIZON_HOURS",
+    "MIN_HISTORY_HOURS",
     "dense_series",
     "holiday_flags",
     "window_features",
     "windows_at",
 ]
 
-HISTORY_HOURS = 336  # two weeks: the longest lag is 336 h
+HISTORY_HOURS = 672  # four weeks: the longest lag is 672 h (a four-week weekly profile)
+MIN_HISTORY_HOURS = 336  # what an instance must at least carry; older hours may be left out
 HORIZON_HOURS = 24
 _MIN_SCALE = 1e-3
 
@@ -48,6 +54,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "lag48",
     "lag168",
     "lag336",
+    "lag504",
+    "lag672",
+    "same_weekday_mean_4w",
+    "same_weekday_median_4w",
     "same_hour_mean_7d",
     "same_hour_min_7d",
     "last_3h_mean",
@@ -61,81 +71,30 @@ FEATURE_NAMES: tuple[str, ...] = (
     "missing_share",
     "same_daytype_mean_14d",
     "same_daytype_median_14d",
+    "same_daytype_median_28d",
+    "last_day_vs_daytype",
     "lag168_x_regime",
     "temp_last_24h_mean",
     "temp_same_hour_yesterday",
 )
 
 
-def _easter(year: int) -> date:
-    """Gregorian Easter Sunday (anonymous Gregorian algorithm), for Good Friday and Easter Monday."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    ell = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * ell) // 451
-    month = (h + ell - 7 * m + 114) // 31
-    day = (h + ell - 7 * m + 114) % 31 + 1
-    return date(year, month, day)
-
-
-def _first_weekday(year: int, month: int, weekday: int) -> date:
-    d = date(year, month, 1)
-    return d + timedelta(days=(weekday - d.weekday()) % 7)
-
-
-def _last_weekday(year: int, month: int, weekday: int) -> date:
-    d = date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)
-    return d - timedelta(days=(d.weekday() - weekday) % 7)
-
-
-def _substitute(d: date, taken: set[date]) -> date:
-    while d.weekday() >= 5 or d in taken:
-        d += timedelta(days=1)
-    return d
-
-
-@cache
-def _calendar(year: int) -> tuple[frozenset[date], frozenset[date]]:
-    """England & Wales bank holidays, and the university's Christmas closure (24 Dec – 1 Jan)."""
-    easter = _easter(year)
-    holidays: set[date] = {
-        _substitute(date(year, 1, 1), set()),
-        easter - timedelta(days=2),
-        easter + timedelta(days=1),
-        _first_weekday(year, 5, 0),
-        _last_weekday(year, 5, 0),
-        _last_weekday(year, 8, 0),
-    }
-    christmas = _substitute(date(year, 12, 25), set())
-    holidays |= {christmas, _substitute(date(year, 12, 26), {christmas})}
-    closure = {date(year, 12, 24) + timedelta(days=i) for i in range(8)} | {date(year, 1, 1)}
-    return frozenset(holidays), frozenset(closure)
-
-
 def holiday_flags(
-    days: pd.DatetimeIndex | np.ndarray, closure_calendar: bool = True
+    days: pd.DatetimeIndex | np.ndarray,
+    closure_calendar: bool = True,
+    calendar: SiteCalendar = PUBLIC_DATA_CALENDAR,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(bank holiday or closure, closure) flags for each timestamp's UTC day.
-
-    `closure_calendar=False` leaves the closure out (bank holidays only): the protocol's hook to
-    measure what the closure calendar buys over Christmas."""
+    """(public holiday or closure, closure) for each UTC timestamp's local day at the site;
+    `closure_calendar=False` leaves the closures out (public holidays kept)."""
     idx = pd.DatetimeIndex(days)
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    day_values = idx.normalize()
-    unique = day_values.unique()
-    hol, clo = np.zeros(len(unique), bool), np.zeros(len(unique), bool)
-    for i, ts in enumerate(unique):
-        d = ts.date()
-        holidays, closure = _calendar(d.year)
-        clo[i] = closure_calendar and d in closure
-        hol[i] = clo[i] or d in holidays
-    pos = unique.get_indexer(day_values)
-    return hol[pos], clo[pos]
+    if not closure_calendar:
+        calendar = calendar.without_closures()
+    day = calendar.local_days(idx)
+    if not len(day):
+        return np.zeros(0, bool), np.zeros(0, bool)
+    first = int(day.min())
+    hol, clo = calendar.day_flags(first, int(day.max()))
+    return hol[day - first], clo[day - first]
 
 
 def _nanmean(a: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -158,14 +117,19 @@ def window_features(
     kwh: np.ndarray,
     temp_c: np.ndarray | None,
     origins: Sequence[pd.Timestamp] | pd.DatetimeIndex,
+    calendar: SiteCalendar = PUBLIC_DATA_CALENDAR,
     *,
     closure_calendar: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Feature rows for each window × h, and each window's scale.
 
     `kwh` (and `temp_c`) are `(n, HISTORY_HOURS)` arrays of the hours before each origin (NaN where
-    missing); `origins` are the first forecast hours (UTC). Returns a frame of `n * 24` rows in
-    window-major order and the `(n,)` scales that turn scaled predictions back into kWh.
+    missing); `origins` are the first forecast hours (UTC); `calendar` is the site's (all windows
+    are of one site). Hour, weekday and day flags are in the site's local time;
+    `closure_calendar=False` drops the site's closures (public holidays kept): the protocol's run
+    that measures what the closure calendar buys over Christmas. Returns a frame of
+    `n * 24` rows in window-major order and the `(n,)` scales that turn scaled predictions back
+    into kWh.
     """
     kwh = np.asarray(kwh, dtype=float)
     n, length = kwh.shape
@@ -195,29 +159,44 @@ def window_features(
     with np.errstate(invalid="ignore", divide="ignore"):
         regime = yesterday_mean / week_ago_mean
 
+    if not closure_calendar:
+        calendar = calendar.without_closures()
     targets = (origin_idx.values[rows] + hh.astype("timedelta64[h]")).astype("datetime64[ns]")
     target_index = pd.DatetimeIndex(targets)
-    t_hol, t_clo = holiday_flags(target_index, closure_calendar)
+    local = target_index.tz_localize("UTC").tz_convert(calendar.timezone).tz_localize(None)
+    day = calendar.local_days(target_index)
+    first = int(day.min()) - 29 if len(day) else 0
+    holiday_day, closed_day = calendar.day_flags(first, int(day.max()) if len(day) else 0)
+    weekend_day = (np.arange(first, first + len(holiday_day)) + 3) % 7 >= 5  # 1970-01-01: a Thursday
+    off_day = holiday_day | weekend_day
+
+    def on(flags: np.ndarray, days_back: int) -> np.ndarray:
+        return flags[day - first - days_back]
+
+    t_hol, t_clo = on(holiday_day, 0), on(closed_day, 0)
     # Same hour on the last 14 days of the same day type (working day vs weekend/holiday): the
     # profile a building runs on such a day, unaffected by a bank holiday inside the last week.
-    t_off = t_hol | (target_index.dayofweek >= 5)
-    past = np.stack([col(24 * k) for k in range(1, 15)], axis=1)
-    past_off = np.stack(
-        [
-            holiday_flags(target_index - pd.Timedelta(hours=24 * k), closure_calendar)[0]
-            | ((target_index - pd.Timedelta(hours=24 * k)).dayofweek >= 5)
-            for k in range(1, 15)
-        ],
-        axis=1,
-    )
+    t_off = on(off_day, 0)
+    past = np.stack([col(24 * k) for k in range(1, 29)], axis=1)
+    past_off = np.stack([on(off_day, k) for k in range(1, 29)], axis=1)
     same_type = np.where(past_off == t_off[:, None], past, np.nan)
-    l24_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=24), closure_calendar)
-    l168_hol, _ = holiday_flags(target_index - pd.Timedelta(hours=168), closure_calendar)
+    weekly = past[:, 6::7]  # the same hour 1, 2, 3 and 4 weeks before
+    # Regime: how yesterday compares with the days of its own type over the four weeks before it
+    # (a closure or a vacation shows as a drop against the usual working day).
+    y_off = on(off_day, 1).reshape(n, HORIZON_HOURS)[:, 0]
+    day_means = np.stack(
+        [_nanmean(y[:, length - 24 * k : length - 24 * (k - 1)]) for k in range(2, 29)], axis=1
+    )
+    day_off = np.stack([on(off_day, k).reshape(n, HORIZON_HOURS)[:, 0] for k in range(2, 29)], axis=1)
+    typical = _nanmedian(np.where(day_off == y_off[:, None], day_means, np.nan))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vs_type = yesterday_mean / typical
+    l24_hol, l168_hol = on(holiday_day, 1), on(holiday_day, 7)
 
     feats: dict[str, np.ndarray] = {
         "h": hh.astype(float),
-        "target_hour": target_index.hour.to_numpy(float),
-        "target_dow": target_index.dayofweek.to_numpy(float),
+        "target_hour": local.hour.to_numpy(float),
+        "target_dow": local.dayofweek.to_numpy(float),
         "target_holiday": t_hol.astype(float),
         "target_closure": t_clo.astype(float),
         "lag24_holiday": l24_hol.astype(float),
@@ -227,6 +206,10 @@ def window_features(
         "lag48": col(48),
         "lag168": col(168),
         "lag336": col(336),
+        "lag504": col(504),
+        "lag672": col(672),
+        "same_weekday_mean_4w": _nanmean(weekly),
+        "same_weekday_median_4w": _nanmedian(weekly),
         "same_hour_mean_7d": _nanmean(same_hour),
         "same_hour_min_7d": np.where(
             np.all(np.isnan(same_hour), axis=1),
@@ -242,8 +225,10 @@ def window_features(
         "regime_ratio": regime[rows],
         "target_day_last_week_mean": _nanmean(y[:, -168:-144])[rows],
         "missing_share": np.mean(np.isnan(kwh[:, -168:]), axis=1)[rows],
-        "same_daytype_mean_14d": _nanmean(same_type),
-        "same_daytype_median_14d": _nanmedian(same_type),
+        "same_daytype_mean_14d": _nanmean(same_type[:, :14]),
+        "same_daytype_median_14d": _nanmedian(same_type[:, :14]),
+        "same_daytype_median_28d": _nanmedian(same_type),
+        "last_day_vs_daytype": vs_type[rows],
         "lag168_x_regime": col(168) * np.clip(np.nan_to_num(regime, nan=1.0), 0.0, 5.0)[rows],
     }
     if temp_c is not None:

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from services.forecast.contract import Instance, Prediction
+from services.forecast.dataset import device_timezones
 from services.forecast.endpoint import Endpoint, open_endpoint, predict_batched
 from services.forecast.features import HISTORY_HOURS
 from shared.events import FeaturesRefreshed, ForecastsWritten
@@ -25,12 +26,18 @@ from shared.logging import get_logger
 from shared.push import PushContext
 from shared.warehouse import Warehouse, open_warehouse
 
-__all__ = ["ForecastResult", "build_instances", "forecast_rows", "forecast_window", "load_history"]
+__all__ = [
+    "ForecastResult",
+    "build_instances",
+    "forecast_rows",
+    "forecast_window",
+    "load_history",
+]
 
 log = get_logger(__name__)
 
 _HISTORY_SQL = """
-SELECT h.device_id, h.hour, h.energy_kwh, h.avg_temp_c
+SELECT h.device_id, h.hour, h.energy_kwh, h.avg_temp_c, d.timezone
 FROM energy_analytics.hourly_consumption AS h
 JOIN energy_analytics.dim_device AS d ON d.device_id = h.device_id AND COALESCE(d.is_active, TRUE)
 WHERE h.device_id IN UNNEST(@device_ids) AND h.hour >= @since AND h.hour < @origin
@@ -67,7 +74,8 @@ def load_history(wh: Warehouse, device_ids: list[str], origin: datetime) -> pd.D
 
 
 def build_instances(history: pd.DataFrame, device_ids: list[str], origin: datetime) -> list[Instance]:
-    """One instance per device that has at least one hour of energy in the window."""
+    """One instance per device that has at least one hour of energy in the window, with its site's
+    time zone (dim_device.timezone) so the model server uses the site's calendar."""
     if history.empty:
         return []
     hours = pd.to_datetime(history["hour"], utc=True)
@@ -82,6 +90,7 @@ def build_instances(history: pd.DataFrame, device_ids: list[str], origin: dateti
     kwh = np.where(kwh < 0, np.nan, kwh)  # a register reset is not negative consumption
     kwh_lists, temp_lists = _as_lists(kwh), _as_lists(temp)
     has_kwh, has_temp = ~np.isnan(kwh).all(axis=1), ~np.isnan(temp).all(axis=1)
+    zones = device_timezones(history)
     # Built without re-validation: the values come from the warehouse as floats, and the model
     # server validates every instance it receives.
     return [
@@ -90,6 +99,7 @@ def build_instances(history: pd.DataFrame, device_ids: list[str], origin: dateti
             origin=origin,
             kwh=kwh_lists[i],
             temp_c=temp_lists[i] if has_temp[i] else None,
+            timezone=zones.get(device_id),
         )
         for i, device_id in enumerate(ids)
         if has_kwh[i]

@@ -19,6 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from services.forecast.calendars import PUBLIC_DATA_CALENDAR, SiteCalendar
 from services.forecast.features import FEATURE_NAMES, window_features
 
 __all__ = ["QUANTILES", "QuantileForecaster", "TrainParams"]
@@ -45,6 +46,11 @@ class TrainParams:
     workers: int = 2  # boosters trained at once
     max_bin: int = 63
     recency_half_life_days: float | None = None  # measured: 60 days made term-time MASE worse
+    # Longer history helps (other years' terms, vacations and closures), but fit time grows with
+    # rows: rows older than `recent_days` are thinned at random (seeded) so at most `max_rows` are
+    # fitted; the last `recent_days` are always kept whole.
+    recent_days: float = 365.0
+    max_rows: int | None = 250_000
     seed: int = 7
 
     def rounds(self, alpha: float) -> int:
@@ -68,6 +74,20 @@ class TrainParams:
         }
 
 
+def _thinned(age_days: np.ndarray, known: np.ndarray, params: TrainParams) -> np.ndarray:
+    """Row mask keeping about `max_rows` known rows: every row of the last `recent_days` and old
+    rows at random; if the recent rows alone are too many (a large fleet), those at random too."""
+    total = int(known.sum())
+    if params.max_rows is None or total <= params.max_rows:
+        return np.ones(len(age_days), bool)
+    draw = np.random.default_rng(params.seed).random(len(age_days))
+    old = known & (age_days > params.recent_days)
+    recent = int((known & ~old).sum())
+    if recent >= params.max_rows:
+        return draw < params.max_rows / total
+    return ~old | (draw < (params.max_rows - recent) / int(old.sum()))
+
+
 @dataclass
 class QuantileForecaster:
     boosters: dict[str, lgb.Booster]
@@ -89,6 +109,8 @@ class QuantileForecaster:
         keep = np.isfinite(target_scaled)
         if keep.sum() < 100:
             raise ValueError(f"too little training data: {int(keep.sum())} rows with a known target")
+        if age_days is not None:
+            keep &= _thinned(np.asarray(age_days, float), keep, params)
         x, y = features.loc[keep, list(FEATURE_NAMES)], target_scaled[keep]
         weight = None
         if age_days is not None and params.recency_half_life_days:
@@ -118,13 +140,13 @@ class QuantileForecaster:
         kwh: np.ndarray,
         temp_c: np.ndarray | None,
         origins: pd.DatetimeIndex,
+        calendar: SiteCalendar = PUBLIC_DATA_CALENDAR,
         *,
         closure_calendar: bool = True,
     ) -> np.ndarray:
-        """`(n, 24, 3)` kWh quantiles for each history window; NaN where a window has no data.
-
-        `closure_calendar` must match the training features (the protocol's no-closure run)."""
-        feats, scale = window_features(kwh, temp_c, origins, closure_calendar=closure_calendar)
+        """`(n, 24, 3)` kWh quantiles for each history window (all of one site's `calendar`); NaN
+        where a window has no data. `closure_calendar` must match the training features."""
+        feats, scale = window_features(kwh, temp_c, origins, calendar, closure_calendar=closure_calendar)
         scaled = self.predict_scaled(feats).reshape(len(scale), -1, 3)
         return scaled * scale[:, None, None]
 

@@ -26,7 +26,8 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.forecast.artefact import ModelCard, latest_version, load_version
-from services.forecast.contract import Instance, Prediction, PredictRequest, PredictResponse
+from services.forecast.contract import Instance, Prediction, PredictRequest, PredictResponse, padded
+from services.forecast.features import HISTORY_HOURS, HORIZON_HOURS
 from services.forecast.model import QuantileForecaster
 from shared.bodies import PayloadTooLarge, read_body
 from shared.logging import configure_logging, get_logger
@@ -95,14 +96,20 @@ class ModelStore:
 def predict_instances(
     model: QuantileForecaster, card: ModelCard, instances: list[Instance]
 ) -> list[Prediction]:
-    """Score every instance in one batch."""
-    kwh = np.array([inst.kwh for inst in instances], dtype=float)  # None → NaN
+    """Score every instance, one vectorised batch per site calendar (time zone and holidays)."""
+    kwh = np.array([padded(inst.kwh, HISTORY_HOURS) for inst in instances], dtype=float)  # None → NaN
     temp = None
     if any(inst.temp_c is not None for inst in instances):
-        missing = [None] * kwh.shape[1]
-        temp = np.array([inst.temp_c or missing for inst in instances], dtype=float)
+        temp = np.array([padded(inst.temp_c, HISTORY_HOURS) for inst in instances], dtype=float)
     origins = pd.DatetimeIndex([inst.origin for inst in instances])
-    quant = model.predict_windows(kwh, temp, origins).round(6)
+    calendars = [inst.calendar() for inst in instances]
+    quant = np.empty((len(instances), HORIZON_HOURS, 3))
+    for calendar in set(calendars):
+        rows = np.array([c == calendar for c in calendars])
+        quant[rows] = model.predict_windows(
+            kwh[rows], temp[rows] if temp is not None else None, origins[rows], calendar
+        )
+    quant = quant.round(6)
     return [
         Prediction.model_construct(
             device_id=inst.device_id,

@@ -22,7 +22,8 @@ import pandas as pd
 
 from services.forecast.artefact import ModelCard, save_version
 from services.forecast.backtest import Progress, build_panel, load_energy_csv, load_weather_csv, run_backtest
-from services.forecast.dataset import Panel, examples, origin_positions
+from services.forecast.calendars import calendar_for
+from services.forecast.dataset import Panel, device_timezones, examples, origin_positions
 from services.forecast.features import FEATURE_NAMES
 from services.forecast.model import QuantileForecaster, TrainParams
 from shared.logging import get_logger
@@ -41,7 +42,7 @@ __all__ = [
 log = get_logger(__name__)
 
 _PANEL_SQL = """
-SELECT h.device_id, h.hour, h.energy_kwh, h.avg_temp_c
+SELECT h.device_id, h.hour, h.energy_kwh, h.avg_temp_c, d.timezone
 FROM energy_analytics.hourly_consumption AS h
 JOIN energy_analytics.dim_device AS d ON d.device_id = h.device_id
 WHERE h.hour >= @since
@@ -57,7 +58,8 @@ def model_root(settings: Settings) -> str:
 
 
 def load_warehouse_panel(wh: Warehouse, since: datetime) -> Panel:
-    """hourly_consumption of installed devices since `since`, with each device's own temperature."""
+    """hourly_consumption of installed devices since `since`, with each device's own temperature and
+    its site's calendar (the same `calendar_for` the model server applies to instances)."""
     frame = wh.query_df(_PANEL_SQL, {"since": since})
     if frame.empty:
         raise ValueError("hourly_consumption has no rows for installed devices yet; sync and refresh first")
@@ -71,7 +73,11 @@ def load_warehouse_panel(wh: Warehouse, since: datetime) -> Panel:
     pos = ((hours - panel.index[0]) // pd.Timedelta(hours=1)).to_numpy()
     ok = (dev >= 0) & (pos >= 0) & (pos < len(panel.index))
     temp[dev[ok], pos[ok]] = pd.to_numeric(frame["avg_temp_c"], errors="coerce").to_numpy(float)[ok]
-    return Panel(index=panel.index, kwh=panel.kwh, device_ids=panel.device_ids, temp_c=temp)
+    zones = device_timezones(frame)
+    calendars = tuple(calendar_for(zones.get(d)) for d in panel.device_ids)
+    return Panel(
+        index=panel.index, kwh=panel.kwh, device_ids=panel.device_ids, temp_c=temp, calendar=calendars
+    )
 
 
 def _version(panel: Panel, now: datetime) -> str:

@@ -58,11 +58,13 @@ def model_root(tmp_path: Path, trained) -> Path:
     return root
 
 
-def history_of(panel: Panel, meter: str, origin: pd.Timestamp) -> list[float | None]:
-    """The 336 hours of `meter` before `origin`, oldest first, None where missing."""
+def history_of(panel: Panel, meter: str, origin: pd.Timestamp, hours: int = 336) -> list[float | None]:
+    """The `hours` hours of `meter` before `origin`, oldest first, None where missing (or before
+    the panel starts)."""
     d = panel.device_ids.index(meter)
     pos = panel.position(origin)
-    return [None if pd.isna(v) else float(v) for v in panel.kwh[d, pos - 336 : pos]]
+    values = [None if pd.isna(v) else float(v) for v in panel.kwh[d, max(0, pos - hours) : pos]]
+    return [None] * (hours - len(values)) + values
 
 
 @pytest.fixture

@@ -141,3 +141,27 @@ def test_endpoint_down_is_503_then_the_redelivery_succeeds(
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_instances_carry_each_devices_site_time_zone_from_dim_device(
+    settings: Settings, fleet: list[str]
+) -> None:
+    """The service sends the site's zone, so the model server uses the site's local calendar."""
+    from services.forecast.features import HISTORY_HOURS
+    from services.forecast.forecast import build_instances, load_history
+
+    berlin = fleet[0]
+    with open_warehouse(settings) as wh:
+        wh.merge(
+            "dim_device",
+            pd.DataFrame(
+                {"device_id": [berlin], "site_id": "s1", "name": berlin, "timezone": "Europe/Berlin"}
+            ),
+            key=["device_id"],
+        )
+        history = load_history(wh, fleet, ORIGIN)
+    instances = {i.device_id: i for i in build_instances(history, fleet, ORIGIN)}
+    assert instances[berlin].timezone == "Europe/Berlin"
+    assert instances[berlin].calendar().country == "DE"
+    assert {i.timezone for name, i in instances.items() if name != berlin} == {None}
+    assert all(len(i.kwh) == HISTORY_HOURS for i in instances.values())
