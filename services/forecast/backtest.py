@@ -118,7 +118,13 @@ def slice_panel(panel: Panel, start: pd.Timestamp, stop: pd.Timestamp) -> Panel:
     temp = None
     if panel.temp_c is not None:
         temp = panel.temp_c[lo:hi] if panel.temp_c.ndim == 1 else panel.temp_c[:, lo:hi]
-    return Panel(index=panel.index[lo:hi], kwh=panel.kwh[:, lo:hi], device_ids=panel.device_ids, temp_c=temp)
+    return Panel(
+        index=panel.index[lo:hi],
+        kwh=panel.kwh[:, lo:hi],
+        device_ids=panel.device_ids,
+        temp_c=temp,
+        calendar=panel.calendar,
+    )
 
 
 def fit_forecaster(
@@ -156,7 +162,8 @@ def forecast_at(
     closure_calendar: bool = True,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """`(len(devices), origins, 24, 3)` kWh quantiles, each origin from the 336 h before it only."""
+    """`(len(devices), origins, 24, 3)` kWh quantiles, each origin from the history before it only,
+    in each device's own calendar (time zone, holidays, closures)."""
     devices = np.arange(len(panel.device_ids)) if devices is None else np.asarray(devices)
     quant = np.full((len(devices), len(positions), HORIZON_HOURS, 3), np.nan)
     origin_times = panel.index[0] + pd.to_timedelta(positions, unit="h")
@@ -164,7 +171,9 @@ def forecast_at(
         temp = panel.temp_rows(d)
         kwh_w = windows_at(panel.kwh[d], positions)
         temp_w = windows_at(temp, positions) if temp is not None else None
-        quant[i] = model.predict_windows(kwh_w, temp_w, origin_times, closure_calendar=closure_calendar)
+        quant[i] = model.predict_windows(
+            kwh_w, temp_w, origin_times, panel.calendar_of(d), closure_calendar=closure_calendar
+        )
         if progress:
             progress("forecast", i + 1, len(devices))
     return quant
