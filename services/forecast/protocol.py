@@ -16,7 +16,8 @@ reported, never tuned on; `tuned-before` (2019 Nov–Dec) is held out now but wa
 A meter counts in a window only with ≥ 90 % of the 8 weeks before it observed (the history MSTL and
 the MASE scale are computed on); a window with no such meter is reported as skipped. The model is
 trained on the `train_days` before the window's first origin (a slice of the panel that ends there,
-so nothing at or after the window can reach it) and forecasts each origin from the four weeks (672 h) before it.
+so nothing at or after the window can reach it) and forecasts each origin from the four weeks
+(672 h) before it.
 """
 
 from __future__ import annotations
