@@ -24,7 +24,7 @@ def test_fit_freezes_cut_offs_that_keep_event_recall_on_development_meters(tmp_p
     rows, _ = inject_faults(clean, seed=3)
     path = tmp_path / "labelled.csv"
     rows.to_csv(path, index=False)
-    cal, dev = fit_on_labels(str(path), min_event_recall=0.9, min_kind_recall=0.8)
+    cal, dev = fit_on_labels(str(path), [clean], seeds=(11,), min_event_recall=0.9, min_kind_recall=0.8)
     assert set(cal.alert_probability) == set(CALIBRATED_TYPES)
     assert all(0.0 <= c < 1.0 for c in cal.alert_probability.values())
     assert dev.event_recall >= 0.9
@@ -32,3 +32,22 @@ def test_fit_freezes_cut_offs_that_keep_event_recall_on_development_meters(tmp_p
     assert (np.diff(knots[:, 0]) >= 0).all()  # a monotone map
     assert (np.diff(knots[:, 1]) >= 0).all()
     assert "development half" in cal.fitted_on
+    assert cal.trees
+    assert 0 < cal.min_alert_ratio <= 1
+
+
+def test_exported_trees_reproduce_the_fitted_model() -> None:
+    """calibration.json holds the trees as node tables; walking them must give the library's own
+    log-odds (a wrong branch direction or a dropped NaN rule would not)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from services.anomaly.fitting import export_trees
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 3))
+    x[rng.random(x.shape) < 0.05] = np.nan
+    y = ((np.nan_to_num(x[:, 0]) + 0.5 * np.nan_to_num(x[:, 1], nan=2.0) ** 2) > 0.8).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=7, random_state=0).fit(x, y)
+    intercept, trees = export_trees(model)
+    log_odds = intercept + sum(t.predict(x) for t in trees)
+    assert np.allclose(log_odds, model.decision_function(x), atol=1e-9)
