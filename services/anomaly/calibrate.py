@@ -23,9 +23,9 @@ additive on the log-odds scale: an intercept, optional linear terms and gradient
 (scikit-learn's HistGradientBoosting, exported as plain node tables so scoring needs no pickle).
 It is fitted on faults injected with training seeds into the clean data of the *development*
 meters only, its alert cut-offs and isotonic map on the development half of the public labelled
-set (`fitting.fit_on_labels`, run by `bench/bench_anomaly.py --fit`), and all of it is stored in
-`calibration.json`. Types without labelled examples (dropouts, voltage, impossible values) keep
-the detector's own rule and score.
+set, whose labels the trees never see (`fitting.fit_on_labels`, run by
+`bench/bench_anomaly.py --fit`), and all of it is stored in `calibration.json`. Types without
+labelled examples (dropouts, voltage, impossible values) keep the detector's own rule and score.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class Tree(BaseModel):
 
 class Calibration(BaseModel):
     candidate_ratio: float
-    min_alert_ratio: float = 1.0  # a run is raised only once it has crossed its detector's own threshold
+    # A run may alert only once it reaches this ratio (the fit sets it; 1.0 = its detector's own threshold).
+    min_alert_ratio: float = 1.0
     # Clear-cut departures are raised whatever the model says: on these buildings huge departures
     # are more often unlabelled oddities than injected faults, and the model learned that; a meter
     # at a tenth of its load is still worth a look.

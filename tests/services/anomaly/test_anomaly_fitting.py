@@ -24,7 +24,9 @@ def test_fit_freezes_cut_offs_that_keep_event_recall_on_development_meters(tmp_p
     rows, _ = inject_faults(clean, seed=3)
     path = tmp_path / "labelled.csv"
     rows.to_csv(path, index=False)
-    cal, dev = fit_on_labels(str(path), [clean], seeds=(11,), min_event_recall=0.9, min_kind_recall=0.8)
+    cal, dev = fit_on_labels(
+        str(path), [clean], seeds=(11,), cut_seeds=(), min_event_recall=0.9, min_kind_recall=0.8
+    )
     assert set(cal.alert_probability) == set(CALIBRATED_TYPES)
     assert all(0.0 <= c < 1.0 for c in cal.alert_probability.values())
     assert dev.event_recall >= 0.9
