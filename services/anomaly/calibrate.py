@@ -130,7 +130,7 @@ def _clip(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def _runs(ranked: pd.DataFrame, candidate: np.ndarray) -> np.ndarray:
     """Run id per row: consecutive candidate hours of one device at most GAP_H apart (-1 if none)."""
-    hours = ranked["hour"].to_numpy()
+    hours = pd.DatetimeIndex(pd.to_datetime(ranked["hour"], utc=True)).tz_convert(None).to_numpy()
     device = ranked["device_id"].to_numpy()
     run = np.full(len(ranked), -1, dtype=np.int64)
     idx = np.flatnonzero(candidate)
