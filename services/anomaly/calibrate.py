@@ -3,22 +3,29 @@
 The detectors' ratios say how unusual an hour is on each detector's own scale; on real buildings
 plenty of unusual hours are no fault (a closure, a noisy meter, a one-off event), which is what made
 two of every three incidents false. Here every *candidate* hour (winning ratio >= `candidate_ratio`)
-gets a logistic model's probability from what distinguishes faults from everyday surprises:
+gets a probability from what distinguishes faults from everyday surprises:
 
 - how far over threshold it is, per detector type, and how long the run has lasted so far;
 - the fleet at the same hour (`fleet_share`: a closure moves many meters at once, a fault one);
 - the meter's own recent history of surprises (`noise`: a meter that is always "unusual" is not);
 - the size of the departure in the meter's own units: kWh above or below expected as a share of
-  the meter's typical hour (`excess`: a fault that matters moves whole "typical hours" of energy,
-  an everyday surprise a fraction of one) and actual over expected (`log_ae`).
+  the meter's typical hour (`excess`), actual over expected (`log_ae`), and how far the hour lies
+  beyond the meter's own 1st-99th percentile of the past four weeks (`over_high`, `under_low`: an
+  injected spike or a stuck zero leaves the meter's whole range, an everyday surprise rarely does);
+- the run so far: the mean and spread of log(actual/expected) over its hours (a level shift moves
+  every hour by the same factor, noise does not), its share of night hours (00-05 UTC), and the
+  hour of day and day of week.
 
 Every feature uses only the hour itself and earlier hours (the fleet share uses other meters' same
 hour), so scoring stays causal. Within one run of candidate hours the probability is latched (its
-running maximum): once an incident is worth raising, its later hours stay flagged. The coefficients
-are fitted by logistic regression (a Platt-style calibrated probability) on the *development* half
-of the public labelled meters only (`fitting.fit_on_labels`, run by `bench/bench_anomaly.py --fit`)
-and stored in `calibration.json`; the alert cut-offs are frozen there too. Types without labelled
-examples (dropouts, voltage, impossible values) keep the detector's own rule and score.
+running maximum): once an incident is worth raising, its later hours stay flagged. The model is
+additive on the log-odds scale: an intercept, optional linear terms and gradient-boosted trees
+(scikit-learn's HistGradientBoosting, exported as plain node tables so scoring needs no pickle).
+It is fitted on faults injected with training seeds into the clean data of the *development*
+meters only, its alert cut-offs and isotonic map on the development half of the public labelled
+set, whose labels the trees never see (`fitting.fit_on_labels`, run by
+`bench/bench_anomaly.py --fit`), and all of it is stored in `calibration.json`. Types without
+labelled examples (dropouts, voltage, impossible values) keep the detector's own rule and score.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ __all__ = [
     "CALIBRATED_TYPES",
     "CALIBRATION_FILE",
     "Calibration",
+    "Tree",
     "alert_cut",
     "apply_calibration",
     "candidate_features",
@@ -49,9 +57,37 @@ GAP_H = 3
 NOISE_WINDOW = "28D"
 
 
+class Tree(BaseModel):
+    """One regression tree as parallel node arrays (node 0 the root): a row goes left when its
+    `feature` value is <= `threshold` (or is NaN and `nan_left`), and a leaf adds `value`."""
+
+    feature: list[int]
+    threshold: list[float]
+    nan_left: list[bool]
+    left: list[int]
+    right: list[int]
+    leaf: list[bool]
+    value: list[float]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        feature, threshold = np.array(self.feature), np.array(self.threshold)
+        left, right, leaf = np.array(self.left), np.array(self.right), np.array(self.leaf)
+        nan_left = np.array(self.nan_left)
+        node = np.zeros(len(x), dtype=np.int64)
+        rows = np.arange(len(x))
+        while True:
+            active = ~leaf[node]
+            if not active.any():
+                return np.array(self.value)[node]
+            v = x[rows, feature[node]]
+            go_left = np.where(np.isnan(v), nan_left[node], v <= threshold[node])
+            node = np.where(active, np.where(go_left, left[node], right[node]), node)
+
+
 class Calibration(BaseModel):
     candidate_ratio: float
-    min_alert_ratio: float = 1.0  # a run is raised only once it has crossed its detector's own threshold
+    # A run may alert only once it reaches this ratio (the fit sets it; 1.0 = its detector's own threshold).
+    min_alert_ratio: float = 1.0
     # Clear-cut departures are raised whatever the model says: on these buildings huge departures
     # are more often unlabelled oddities than injected faults, and the model learned that; a meter
     # at a tenth of its load is still worth a look.
@@ -62,31 +98,39 @@ class Calibration(BaseModel):
     isotonic: list[tuple[float, float]] = []
     alert_probability: dict[str, float]  # per calibrated type: each kind keeps its recall
     intercept: float
-    coefficients: dict[str, float]
+    coefficients: dict[str, float] = {}  # linear terms on the log-odds (by feature name)
+    trees: list[Tree] = []  # boosted trees added to the log-odds
     fitted_on: str = ""
 
 
-# Size enters as bins (a generalised additive logistic model): the link between size and fault is
-# not monotone (a meter catching up after a gap books many typical hours in one, and is no fault).
-EXCESS_BINS = (-np.inf, -2.0, -0.5, 0.5, 1.5, 3.0, 8.0, np.inf)
-LOG_AE_BINS = (-np.inf, -2.3, -1.2, -0.5, 0.3, 0.8, 1.5, np.inf)
-
-
 def _feature_names() -> list[str]:
-    names = ["log_peak_so_far", "fleet_share", "noise"]
-    for t in CALIBRATED_TYPES:
-        names += [f"is_{t}", f"{t}_log_ratio", f"{t}_log_hours"]
-        names += [f"{t}_excess_{i}" for i in range(len(EXCESS_BINS) - 1)]
-        names += [f"{t}_log_ae_{i}" for i in range(len(LOG_AE_BINS) - 1)]
-    return names
+    names = [f"is_{t}" for t in CALIBRATED_TYPES]
+    names += ["log_ratio", "log_peak_so_far", "log_hours", "fleet_share", "noise", "excess", "log_ae"]
+    names += ["over_high", "under_low", "level", "hour_of_day", "day_of_week"]
+    return [*names, "run_hours", "run_mean_log_ae", "run_spread_log_ae", "run_night_share", "prev_log_ratio"]
 
 
 FEATURES = _feature_names()
+NIGHT_END_H = 6
+
+
+def _trailing(energy: pd.Series, device: np.ndarray, how: str, q: float = 0.5) -> np.ndarray:
+    """Per device, a statistic of its previous 28 days of kWh (NaN hours skipped; None before a day)."""
+
+    def stat(s: pd.Series) -> pd.Series:
+        roll = s.rolling(NOISE_WINDOW, min_periods=24)
+        return (roll.median() if how == "median" else roll.quantile(q)).shift(1)
+
+    return energy.groupby(device).transform(stat).to_numpy()
+
+
+def _clip(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.clip(np.nan_to_num(a, nan=0.0, posinf=hi, neginf=lo), lo, hi)
 
 
 def _runs(ranked: pd.DataFrame, candidate: np.ndarray) -> np.ndarray:
     """Run id per row: consecutive candidate hours of one device at most GAP_H apart (-1 if none)."""
-    hours = ranked["hour"].to_numpy()
+    hours = pd.DatetimeIndex(pd.to_datetime(ranked["hour"], utc=True)).tz_convert(None).to_numpy()
     device = ranked["device_id"].to_numpy()
     run = np.full(len(ranked), -1, dtype=np.int64)
     idx = np.flatnonzero(candidate)
@@ -111,14 +155,8 @@ def candidate_features(
     run = _runs(ranked, candidate)
     frame = pd.DataFrame({"run": run, "ratio": ratio, "cand": candidate, "hour": ranked["hour"]})
     in_run = frame[candidate]
-    peak = in_run.groupby("run")["ratio"].cummax()
-    hours_so_far = (in_run["hour"] - in_run.groupby("run")["hour"].transform("min")) / pd.Timedelta(
-        hours=1
-    ) + 1
-    log_peak = np.zeros(len(ranked))
-    log_hours = np.zeros(len(ranked))
-    log_peak[candidate] = np.log1p(peak.to_numpy())
-    log_hours[candidate] = np.log1p(hours_so_far.to_numpy())
+    at = np.flatnonzero(candidate)
+    hours_so_far = (in_run["hour"] - in_run.groupby("run")["hour"].transform("min")) / pd.Timedelta(hours=1)
     # Fleet: share of the other devices that are candidates at the same hour.
     if fleet is None:
         per_hour = frame.groupby("hour")["cand"].agg(["sum", "size"])
@@ -129,49 +167,69 @@ def candidate_features(
         size = np.full(len(ranked), float(fleet[1]))
     fleet_share = np.where(size > 1, (total - candidate) / np.maximum(size - 1, 1), 0.0)
     # Noise: the device's share of candidate hours over the previous 28 days (itself excluded).
-    cand_series = pd.Series(candidate.astype(float), index=pd.DatetimeIndex(ranked["hour"]))
+    hours = pd.DatetimeIndex(ranked["hour"])
+    device = ranked["device_id"].to_numpy()
+    cand_series = pd.Series(candidate.astype(float), index=hours)
     noise = (
-        cand_series.groupby(ranked["device_id"].to_numpy())
+        cand_series.groupby(device)
         .transform(lambda s: s.rolling(NOISE_WINDOW, min_periods=1).mean().shift(1))
         .fillna(0.0)
         .to_numpy()
     )
-    # Size: the meter's typical hour is its median kWh over the previous 28 days.
-    energy = pd.Series(ranked["energy_kwh"].to_numpy(dtype=float), index=pd.DatetimeIndex(ranked["hour"]))
-    typical = (
-        energy.groupby(ranked["device_id"].to_numpy())
-        .transform(lambda s: s.rolling(NOISE_WINDOW, min_periods=24).median().shift(1))
-        .to_numpy()
-    )
-    actual = np.nan_to_num(ranked["energy_kwh"].to_numpy(dtype=float), nan=0.0)
-    expected = ranked["expected"].to_numpy(dtype=float)
+    # Size against the meter's own past four weeks: its typical (median) hour and its 1-99 % range.
+    energy = pd.Series(ranked["energy_kwh"].to_numpy(dtype=float), index=hours)
+    typical = _trailing(energy, device, "median")
+    high = _trailing(energy, device, "quantile", 0.99)
+    low = _trailing(energy, device, "quantile", 0.01)
+    actual = np.nan_to_num(ranked["energy_kwh"].to_numpy(dtype=float), nan=0.0)[at]
+    expected = ranked["expected"].to_numpy(dtype=float)[at]
+    typical, high, low = typical[at], high[at], low[at]
     with np.errstate(invalid="ignore", divide="ignore"):
-        excess = np.clip(
-            np.nan_to_num((actual - expected) / typical, nan=0.0, posinf=0.0, neginf=0.0), -10, 10
-        )
-        log_ae = np.clip(
-            np.nan_to_num(np.log((actual + 1e-3) / (expected + 1e-3)), nan=0.0, posinf=0.0, neginf=0.0), -5, 5
-        )
-    at = np.flatnonzero(candidate)
-    excess, log_ae, log_hours = excess[at], log_ae[at], log_hours[at]
-    feats = {"log_peak_so_far": log_peak[at], "fleet_share": fleet_share[at], "noise": noise[at]}
+        log_ae = _clip(np.log((actual + 1e-3) / (expected + 1e-3)), -6, 6)
+        excess = _clip((actual - expected) / typical, -20, 20)
+        over_high = _clip((actual - high) / typical, -20, 20)
+        under_low = _clip((low - actual) / typical, -20, 20)
+        level = _clip(actual / typical, 0, 30)
     kind = ranked["kind"].to_numpy()[at]
-    log_ratio = np.log1p(ratio[at])
-    for t in CALIBRATED_TYPES:
-        is_t = kind == t
-        feats[f"is_{t}"] = is_t.astype(float)
-        feats[f"{t}_log_ratio"] = np.where(is_t, log_ratio, 0.0)
-        feats[f"{t}_log_hours"] = np.where(is_t, log_hours, 0.0)
-        for name, values, edges in (("excess", excess, EXCESS_BINS), ("log_ae", log_ae, LOG_AE_BINS)):
-            which = np.digitize(values, edges[1:-1])
-            for i in range(len(edges) - 1):
-                feats[f"{t}_{name}_{i}"] = (is_t & (which == i)).astype(float)
+    feats: dict[str, np.ndarray] = {f"is_{t}": (kind == t).astype(float) for t in CALIBRATED_TYPES}
+    hod = hours.hour.to_numpy()[at]
+    # The run so far: how many hours, how steady the departure, how much of it at night.
+    steps = pd.DataFrame({"run": run[at], "lae": log_ae, "sq": log_ae**2, "night": hod < NIGHT_END_H})
+    by_run = steps.groupby("run")
+    n = (by_run.cumcount() + 1).to_numpy(dtype=float)
+    mean = by_run["lae"].cumsum().to_numpy() / n
+    prev = np.concatenate([[0.0], ratio[:-1]])
+    prev[np.concatenate([[True], device[1:] != device[:-1]])] = 0.0
+    feats |= {
+        "log_ratio": np.log1p(ratio[at]),
+        "log_peak_so_far": np.log1p(in_run.groupby("run")["ratio"].cummax().to_numpy()),
+        "log_hours": np.log1p(hours_so_far.to_numpy() + 1),
+        "fleet_share": fleet_share[at],
+        "noise": noise[at],
+        "excess": excess,
+        "log_ae": log_ae,
+        "over_high": over_high,
+        "under_low": under_low,
+        "level": level,
+        "hour_of_day": hod.astype(float),
+        "day_of_week": hours.dayofweek.to_numpy()[at].astype(float),
+        "run_hours": n,
+        "run_mean_log_ae": mean,
+        "run_spread_log_ae": np.sqrt(np.maximum(by_run["sq"].cumsum().to_numpy() / n - mean**2, 0.0)),
+        "run_night_share": by_run["night"].cumsum().to_numpy() / n,
+        "prev_log_ratio": np.log1p(prev[at]),
+    }
     return pd.DataFrame(feats, index=at)[FEATURES], run
 
 
 def _probability(features: pd.DataFrame, cal: Calibration) -> np.ndarray:
+    """The additive model: intercept + linear terms + trees on the log-odds, through the logistic."""
+    x = features.to_numpy(dtype=float)
     w = np.array([cal.coefficients.get(n, 0.0) for n in FEATURES])
-    return 1.0 / (1.0 + np.exp(-(features.to_numpy() @ w + cal.intercept)))
+    log_odds = cal.intercept + x @ w
+    for tree in cal.trees:
+        log_odds = log_odds + tree.predict(x)
+    return 1.0 / (1.0 + np.exp(-log_odds))
 
 
 def latched_probability(

@@ -24,7 +24,9 @@ def test_fit_freezes_cut_offs_that_keep_event_recall_on_development_meters(tmp_p
     rows, _ = inject_faults(clean, seed=3)
     path = tmp_path / "labelled.csv"
     rows.to_csv(path, index=False)
-    cal, dev = fit_on_labels(str(path), min_event_recall=0.9, min_kind_recall=0.8)
+    cal, dev = fit_on_labels(
+        str(path), [clean], seeds=(11,), cut_seeds=(), min_event_recall=0.9, min_kind_recall=0.8
+    )
     assert set(cal.alert_probability) == set(CALIBRATED_TYPES)
     assert all(0.0 <= c < 1.0 for c in cal.alert_probability.values())
     assert dev.event_recall >= 0.9
@@ -32,3 +34,60 @@ def test_fit_freezes_cut_offs_that_keep_event_recall_on_development_meters(tmp_p
     assert (np.diff(knots[:, 0]) >= 0).all()  # a monotone map
     assert (np.diff(knots[:, 1]) >= 0).all()
     assert "development half" in cal.fitted_on
+    assert cal.trees
+    assert 0 < cal.min_alert_ratio <= 1
+
+
+def test_exported_trees_reproduce_the_fitted_model() -> None:
+    """calibration.json holds the trees as node tables; walking them must give the library's own
+    log-odds (a wrong branch direction or a dropped NaN rule would not)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from services.anomaly.fitting import export_trees
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 3))
+    x[rng.random(x.shape) < 0.05] = np.nan
+    y = ((np.nan_to_num(x[:, 0]) + 0.5 * np.nan_to_num(x[:, 1], nan=2.0) ** 2) > 0.8).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=7, random_state=0).fit(x, y)
+    intercept, trees = export_trees(model)
+    log_odds = intercept + sum(t.predict(x) for t in trees)
+    assert np.allclose(log_odds, model.decision_function(x), atol=1e-9)
+
+
+def test_candidate_features_of_a_run_by_hand() -> None:
+    """Four steady weeks at 1 kWh, then three candidate hours at 2, 2 and 4 kWh against 1 expected,
+    at 04-06 UTC: size, range and run-so-far features checked by hand."""
+    import pandas as pd
+
+    from services.anomaly.calibrate import candidate_features
+
+    hours = pd.date_range("2024-01-01", periods=29 * 24 + 7, freq="h", tz="UTC")  # ends 06:00 on day 30
+    energy = np.ones(len(hours))
+    energy[-3:] = [2.0, 2.0, 4.0]
+    ratio = np.zeros(len(hours))
+    ratio[-3:] = 1.0
+    ranked = pd.DataFrame(
+        {"device_id": "m", "hour": hours, "ratio": ratio, "kind": "level_shift", "energy_kwh": energy,
+         "expected": 1.0}
+    )  # fmt: skip
+    features, run = candidate_features(ranked, 0.6)
+    assert list(features.index) == [len(hours) - 3, len(hours) - 2, len(hours) - 1]
+    assert (run[-3:] == run[-1]).all()
+    assert (run[:-3] == -1).all()
+    f = features.to_dict("list")
+    lae = np.log(np.array([2.001, 2.001, 4.001]) / 1.001)
+    assert f["log_ae"] == pytest.approx(lae)
+    assert f["excess"] == pytest.approx([1.0, 1.0, 3.0])  # (actual - expected) / typical 1 kWh
+    assert f["over_high"] == pytest.approx([1.0, 1.0, 3.0])  # the past 4 weeks' 99th percentile is 1
+    assert f["under_low"] == pytest.approx([-1.0, -1.0, -3.0])
+    assert f["level"] == pytest.approx([2.0, 2.0, 4.0])
+    assert f["run_hours"] == [1.0, 2.0, 3.0]
+    means = [lae[0], lae[:2].mean(), lae.mean()]
+    assert f["run_mean_log_ae"] == pytest.approx(means)
+    assert f["run_spread_log_ae"] == pytest.approx([0.0, 0.0, lae.std()], abs=1e-6)
+    assert f["run_night_share"] == pytest.approx([1.0, 1.0, 2 / 3])  # 04 and 05 UTC are night, 06 is not
+    assert f["hour_of_day"] == [4.0, 5.0, 6.0]
+    assert f["is_level_shift"] == [1.0, 1.0, 1.0]
+    assert f["fleet_share"] == [0.0, 0.0, 0.0]  # a fleet of one
+    assert f["prev_log_ratio"] == pytest.approx([0.0, np.log(2), np.log(2)])

@@ -42,7 +42,9 @@ def test_window_scoring_writes_one_incident_row(settings: Settings, fleet: Fleet
     assert new == list(rows["incident_id"])
     row = rows.iloc[0]
     assert (row["device_id"], row["anomaly_type"]) == ("dev-2", "level_shift")
-    assert pd.to_datetime(row["start_hour"], utc=True) == SHIFT_START
+    # A lone x1.7 hour is no fault on real buildings, so the calibration raises the shift from its
+    # first or its second hour (the run then has two hours off by the same factor).
+    assert SHIFT_START <= pd.to_datetime(row["start_hour"], utc=True) <= SHIFT_START + pd.Timedelta(hours=1)
     assert pd.to_datetime(row["end_hour"], utc=True) >= SHIFT_END - pd.Timedelta(hours=2)
     assert row["severity"] in {"low", "medium", "high"}
     assert row["actual"] > row["expected"]
@@ -73,7 +75,9 @@ def test_ongoing_incident_updates_its_one_row(settings: Settings, fleet: FleetFa
     late = read_anomalies(settings)
     assert second == []
     assert list(late["incident_id"]) == list(early["incident_id"])
-    assert pd.to_datetime(late.iloc[0]["start_hour"], utc=True) == SHIFT_START
+    assert pd.to_datetime(late.iloc[0]["start_hour"], utc=True) == pd.to_datetime(
+        early.iloc[0]["start_hour"], utc=True
+    )
     assert pd.to_datetime(late.iloc[0]["end_hour"], utc=True) > cut + pd.Timedelta(hours=24)
     assert late.iloc[0]["detected_at"] == early.iloc[0]["detected_at"]
 
