@@ -104,13 +104,12 @@ class RunnerWatch:
         me = psutil.Process()
         while not self._stop.wait(0.2):  # sampling interval, not synchronisation
             skip = self.exclude()
-            try:
-                kids = me.children(recursive=True)
+            try:  # this process's children that are not stack processes (the runner), and theirs
+                runners = [k for k in me.children() if k.pid not in skip]
+                kids = [*runners, *(g for r in runners for g in r.children(recursive=True))]
             except psutil.Error:
                 continue
             for kid in kids:
-                if kid.pid in skip:
-                    continue
                 with contextlib.suppress(OSError, ValueError):
                     self.peak_mb = max(self.peak_mb, _hwm_mb(kid.pid))
 
@@ -611,10 +610,12 @@ def _print_run(result: dict[str, Any]) -> None:
         console.print(f"[bold]cProfile {name}[/]\n{text}")
 
 
-def _child(devices: int, history_days: int, cycles: int, timeout_s: float) -> dict[str, Any]:
+def _child(
+    devices: int, history_days: int, cycles: int, timeout_s: float, extra: list[str]
+) -> dict[str, Any]:
     """One configuration in a child process (its own memory); its last stdout line is the JSON."""
     cmd = [sys.executable, __file__, "--devices", str(devices), "--history-days", str(history_days),
-           "--cycles", str(cycles), "--json", "--stage-timeout", str(timeout_s)]  # fmt: skip
+           "--cycles", str(cycles), "--json", "--stage-timeout", str(timeout_s), *extra]  # fmt: skip
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout_s * (cycles + 3))
     except subprocess.TimeoutExpired:
@@ -696,9 +697,10 @@ def main() -> None:
     except ValueError:
         raise SystemExit(f"--sizes must be comma-separated integers (got {args.sizes!r})") from None
 
+    extra = ["--train-devices", str(args.train_devices), *(["--no-settle"] if args.no_settle else [])]
     if args.history_growth:
-        short = _child(args.devices, 30, args.cycles, args.stage_timeout)
-        long = _child(args.devices, args.growth_days, args.cycles, args.stage_timeout)
+        short = _child(args.devices, 30, args.cycles, args.stage_timeout, extra)
+        long = _child(args.devices, args.growth_days, args.cycles, args.stage_timeout, extra)
         for run in (short, long):
             if "error" in run:
                 raise SystemExit(f"history-growth run at H={run['history_days']} failed: {run['error']}")
@@ -720,7 +722,7 @@ def main() -> None:
         largest = None
         for n in sizes:
             console.rule(f"N = {n:,}")
-            run = _child(n, args.history_days, args.cycles, args.stage_timeout)
+            run = _child(n, args.history_days, args.cycles, args.stage_timeout, extra)
             found.append(run)
             if "error" in run:
                 console.print(f"N = {n:,}: {run['error']}; stopping")
