@@ -426,13 +426,23 @@ def run_config(
             task = bar.add_task(f"{cycles} cycles of {CYCLE_MINUTES} min, {devices:,} devices", total=cycles)
             for k in range(cycles):
                 api.advance(CYCLE_MINUTES / 60)
-                results.append(_cycle(settings, stack, cfg, pids, timeout_s, run_sync, send_sync_end,
-                                      RefreshResult, settle))  # fmt: skip
+                began = time.monotonic()
+                try:
+                    results.append(_cycle(settings, stack, cfg, pids, timeout_s, run_sync, send_sync_end,
+                                          RefreshResult, settle))  # fmt: skip
+                except TimeoutError as exc:  # a stage outlasted --stage-timeout: the cycle is over budget
+                    out["timed_out"] = {
+                        "cycle": k + 1,
+                        "error": str(exc),
+                        "after_s": time.monotonic() - began,
+                    }
+                    console.print(f"cycle {k + 1}: {exc} after {out['timed_out']['after_s']:.0f} s; stopping")
+                    break
                 console.print(
                     f"cycle {k + 1}: " + ", ".join(f"{s} {results[-1]['seconds'][s]:.1f} s" for s in STAGES)
                 )
                 bar.advance(task)
-            if profile:
+            if profile and results:
                 out["profile"] = _profile_handlers(settings, results[-1]["event"])
             out["peak_rss_per_process_mb"] = {
                 n: _tree_hwm_mb(c.proc.pid) for n, c in stack.children.items() if c.proc
@@ -441,7 +451,15 @@ def run_config(
         server.stop()
     out["setup"] = setup
     out["per_cycle"] = [{k: v for k, v in r.items() if k != "event"} for r in results]
+    if not results:  # not one cycle inside the stage timeout: the cycle time is a lower bound
+        bound = out["timed_out"]["after_s"]
+        out.update({"cycle_seconds_median": bound, "cycle_seconds_max": bound, "lower_bound": True,
+                    "fits_in_cycle": bound <= BUDGET_S})  # fmt: skip
+        out["peak_rss_mb"] = max(out["peak_rss_per_process_mb"].values())
+        return out
     out.update(_summarise(results))
+    if "timed_out" in out:
+        out["fits_in_cycle"] = False
     peaks = dict(out["peak_rss_per_process_mb"])
     peaks["connector_runner"] = max(r["runner_peak_mb"] for r in results)
     out["peak_rss_per_process_mb"] = peaks
@@ -593,6 +611,9 @@ def _table(result: dict[str, Any]) -> Table:
 
 
 def _print_run(result: dict[str, Any]) -> None:
+    if result.get("lower_bound"):
+        console.print(f"{result['devices']:,} devices: no cycle finished; {result['timed_out']}")
+        return
     console.print(_table(result))
     console.print(f"backfill: {result['backfill']}; setup {result['setup']}")
     console.print("CPU s per cycle (median) per process: " + ", ".join(
