@@ -666,7 +666,7 @@ def plot(history_days: int, path: Path) -> Path | None:
     latest: dict[int, dict[str, Any]] = {}
     for line in RUNS_FILE.read_text().splitlines():
         run = json.loads(line)
-        if run.get("history_days") == history_days and "error" not in run:
+        if run.get("history_days") == history_days and "error" not in run and not run.get("lower_bound"):
             latest[int(run["devices"])] = run
     if not latest:
         return None
