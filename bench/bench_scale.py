@@ -376,6 +376,7 @@ def run_config(
     timeout_s: float,
     train_devices: int,
     settle: bool = True,
+    warmup: int = 0,
 ) -> dict:
     import simulator.fleet as simfleet
     from infra.local.supervisor import StackOptions, Supervisor, stack_specs
@@ -424,6 +425,12 @@ def run_config(
         with Supervisor(settings, specs) as stack, Progress(console=console) as bar:
             pids = lambda: {c.proc.pid for c in stack.children.values() if c.proc}  # noqa: E731
             task = bar.add_task(f"{cycles} cycles of {CYCLE_MINUTES} min, {devices:,} devices", total=cycles)
+            for k in range(warmup):  # settled and not counted: the first scoring of the backfill
+                api.advance(CYCLE_MINUTES / 60)
+                first = _cycle(settings, stack, cfg, pids, timeout_s, run_sync, send_sync_end,
+                               RefreshResult, True)  # fmt: skip
+                out.setdefault("warmup_cycles", []).append(first["seconds"])
+                console.print(f"warm-up cycle {k + 1}: {first['seconds']}")
             for k in range(cycles):
                 api.advance(CYCLE_MINUTES / 60)
                 began = time.monotonic()
@@ -705,12 +712,20 @@ def main() -> None:
         action="store_true",
         help="start the next sync without waiting for alert deliveries (their backlog competes)",
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="settled cycles run first and not counted (the backfill's first scoring)",
+    )
     parser.add_argument("--train-devices", type=int, default=100, help="meters the model is trained on")
     parser.add_argument("--stage-timeout", type=float, default=1500.0, help="seconds per stage wait")
     args = parser.parse_args()
     for name in ("devices", "history_days", "cycles", "growth_days", "train_devices"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        raise SystemExit("--warmup must be 0 or more")
     if args.growth_days < 180:
         raise SystemExit("--growth-days must be at least 180")
     try:
@@ -718,7 +733,8 @@ def main() -> None:
     except ValueError:
         raise SystemExit(f"--sizes must be comma-separated integers (got {args.sizes!r})") from None
 
-    extra = ["--train-devices", str(args.train_devices), *(["--no-settle"] if args.no_settle else [])]
+    extra = ["--train-devices", str(args.train_devices), "--warmup", str(args.warmup)]
+    extra += ["--no-settle"] if args.no_settle else []
     if args.history_growth:
         short = _child(args.devices, 30, args.cycles, args.stage_timeout, extra)
         long = _child(args.devices, args.growth_days, args.cycles, args.stage_timeout, extra)
@@ -761,7 +777,7 @@ def main() -> None:
     else:
         out = run_config(args.devices, args.history_days, args.cycles, profile=args.profile,
                          timeout_s=args.stage_timeout, train_devices=args.train_devices,
-                         settle=not args.no_settle)  # fmt: skip
+                         settle=not args.no_settle, warmup=args.warmup)  # fmt: skip
         _record(out)
         _print_run(out)
         png = plot(args.history_days, ARTIFACTS / "bench_scale.png")
