@@ -29,7 +29,7 @@ RSS per process (VmHWM; the runner's sampled).
 
 Search and history-growth run each configuration in a child process (its own memory), stop at the
 first N whose median cycle exceeds 15 minutes (or that fails / runs out of time), and plot stage
-time against N (artifacts/bench_scale.png). Every finished run is appended to
+time against N (artifacts/bench_scale_h<H>.png). Every finished run is appended to
 artifacts/bench_scale_runs.jsonl, which the plot reads.
 """
 
@@ -770,7 +770,7 @@ def main() -> None:
                 console.print(f"N = {n:,}: median cycle {median:.0f} s > {BUDGET_S} s; stopping")
                 break
             largest = n
-        png = plot(args.history_days, ARTIFACTS / "bench_scale.png")
+        png = plot(args.history_days, ARTIFACTS / f"bench_scale_h{args.history_days}.png")
         out = {"sizes": [r["devices"] for r in found], "largest_n_within_15_min": largest, "runs": found,
                "history_days": args.history_days, "chart": str(png)}  # fmt: skip
         console.print(f"largest N inside {CYCLE_MINUTES} min: {largest}; chart {png}")
@@ -780,7 +780,7 @@ def main() -> None:
                          settle=not args.no_settle, warmup=args.warmup)  # fmt: skip
         _record(out)
         _print_run(out)
-        png = plot(args.history_days, ARTIFACTS / "bench_scale.png")
+        png = plot(args.history_days, ARTIFACTS / f"bench_scale_h{args.history_days}.png")
         console.print(f"chart: {png}")
     if args.json:
         print(json.dumps(out, default=str))
