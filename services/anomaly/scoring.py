@@ -431,18 +431,40 @@ class ScoringContext(Protocol):
     def correlation_id(self) -> str | None: ...
 
 
+def _existing_incidents(wh: Warehouse, event: FeaturesRefreshed) -> pd.DataFrame:
+    """The incident rows `detect_window` reconciles `event`'s window against (EXISTING_SQL)."""
+    start = pd.Timestamp(event.window_start).tz_convert(UTC)
+    since = (start - INCIDENT_LOOKBACK - pd.Timedelta(hours=GAP_H)).to_pydatetime()
+    end = pd.Timestamp(event.window_end).tz_convert(UTC).to_pydatetime()
+    rows = wh.query_df(EXISTING_SQL, {"since": since, "window_end": end})
+    return rows.sort_values("incident_id").reset_index(drop=True)
+
+
 def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
     """Detect, publish the new incidents, then MERGE. A crash between publishing and the MERGE
     redelivers the event and publishes those incidents again (at least once; AnomaliesDetected is
-    deduped downstream on incident_id); publishing after the MERGE could lose an alert for good."""
+    deduped downstream on incident_id); publishing after the MERGE could lose an alert for good.
+
+    Detection (seconds to minutes for a large fleet) reads the last published snapshot, without
+    the one DuckDB writer lock, so the forecast MERGE, alert deliveries and the next refresh are
+    not queued behind it (measured by bench/bench_scale.py, docs/scaling.md). Optimistic: under
+    the writer lock the incident rows detection reconciled against are read again, and if another
+    writer changed them meanwhile (a concurrent delivery of an overlapping window), the window is
+    scored again under the lock, so the rows written are those scoring under the lock would give.
+    """
+    options = {
+        "now": datetime.now(UTC),
+        "tariff_per_kwh": ctx.settings.chat_flat_tariff_per_kwh,
+        "chunk": ctx.settings.anomaly_device_chunk,
+    }
+    with open_warehouse(ctx.settings, read_only=True) as snapshot:
+        incidents = detect_window(event, snapshot, **options)  # type: ignore[arg-type]
+        seen = _existing_incidents(snapshot, event)
     with open_warehouse(ctx.settings) as wh:
-        incidents = detect_window(
-            event,
-            wh,
-            now=datetime.now(UTC),
-            tariff_per_kwh=ctx.settings.chat_flat_tariff_per_kwh,
-            chunk=ctx.settings.anomaly_device_chunk,
-        )
+        if not _existing_incidents(wh, event).equals(seen):
+            log.info("incidents changed while scoring; scoring again under the lock",
+                     extra={"refresh_id": event.refresh_id})  # fmt: skip
+            incidents = detect_window(event, wh, **options)  # type: ignore[arg-type]
         published = publish_new(incidents, ctx.publisher, ctx.correlation_id)
         publish_withdrawn(incidents, ctx.publisher, ctx.correlation_id)
         written = write_incidents(wh, incidents)
