@@ -19,6 +19,13 @@ than `refresh_max_window_days` before the newest changed hour are not recomputed
 `RefreshResult.too_old_devices`, logged; `gridsight refresh --full` brings them in), so the announced
 window never spans more than the maximum.
 
+Cost with the new data, not the history (issue #15, `bench/bench_refresh.py --history-growth`):
+every per-cycle statement reads only its window. BigQuery: the window is in each MERGE's ON clause
+(partition pruning) and a restricted pass reads its devices only (cluster pruning). DuckDB: the
+incremental models are laid out sorted by time after a full rebuild, so window predicates skip the
+history by zone maps, and each model is written as staged upsert + delete (`staged_merge_sql`),
+because DuckDB's MERGE with WHEN NOT MATCHED BY SOURCE reads the whole target.
+
 Crash safety: the models, the caller's run record (`record`, which carries the window and the
 watermarks it covers) and the watermark advance run in that order, inside one transaction on DuckDB
 (`atomic`). On BigQuery every statement commits on its own, and the order is what makes any crash
