@@ -244,8 +244,9 @@ def _known_statements() -> dict[str, str]:
             continue
         for column in (None, refresh._restrict_column(contract)):
             steps = staged(contract.table, column)
-            for kind, sql in zip(("stage", "upsert", "delete", "drop"), steps, strict=True):
+            for kind, sql in zip(("stage", "upsert", "delete"), steps, strict=False):
                 known[sql] = f"{kind} {contract.table}"
+            known[steps[-1]] = "drop stage"
     return known
 
 

@@ -19,6 +19,13 @@ than `refresh_max_window_days` before the newest changed hour are not recomputed
 `RefreshResult.too_old_devices`, logged; `gridsight refresh --full` brings them in), so the announced
 window never spans more than the maximum.
 
+Cost with the new data, not the history (issue #15, `bench/bench_refresh.py --history-growth`):
+every per-cycle statement reads only its window. BigQuery: the window is in each MERGE's ON clause
+(partition pruning) and a restricted pass reads its devices only (cluster pruning). DuckDB: the
+incremental models are laid out sorted by time after a full rebuild, so window predicates skip the
+history by zone maps, and each model is written as staged upsert + delete (`staged_merge_sql`),
+because DuckDB's MERGE with WHEN NOT MATCHED BY SOURCE reads the whole target.
+
 Crash safety: the models, the caller's run record (`record`, which carries the window and the
 watermarks it covers) and the watermark advance run in that order, inside one transaction on DuckDB
 (`atomic`). On BigQuery every statement commits on its own, and the order is what makes any crash
@@ -229,6 +236,7 @@ def _run_refresh(
     # DuckDB: an incremental pass writes through the staged form, which reads only the window (a
     # full rebuild reads everything anyway, and then lays the tables out sorted, see `_cluster`)
     staged = wh.backend == "duckdb" and not full
+    unsorted: list[str] = []  # full rebuild: tables MERGEd into (not empty), to lay out afterwards
     reported: list[Window] = []
     for p in passes:
         p.sites = _sites_of(wh, p.devices)
@@ -243,12 +251,17 @@ def _run_refresh(
             for p in passes:
                 model_window = _model_window(contract, p.window, p.windows)
                 p.windows[contract.table] = model_window
+                if full and wh.backend == "duckdb" and _is_empty(wh, contract.table):
+                    changed += _insert_sorted(wh, contract, model_window)
+                    continue
+                if full:
+                    unsorted.append(contract.table)
                 changed += _merge_model(wh, contract, model_window, p, staged=staged)
         result.rows_changed[contract.table] = changed
         result.durations_s[contract.table] = round(time.perf_counter() - started, 4)
         step_done(f"model:{contract.table}")
-    if full:
-        _cluster(wh)
+    if unsorted:
+        _cluster(wh, unsorted)
 
     for p in passes:
         bounds = _reported_window(wh, p.window, p.windows)
@@ -292,6 +305,7 @@ def warm_up(settings: Settings) -> float:
         if c.materialization != "full" and (column := _restrict_column(c)) is not None
     ]
     if dialect == "duckdb":
+        statements += [_insert_sorted_sql(c.table) for c in ordered_models() if c.materialization != "full"]
         statements += [
             sql
             for c in ordered_models()
@@ -527,19 +541,49 @@ def _merge_model(
     return changed
 
 
-def _cluster(wh: Warehouse) -> None:
-    """After a full rebuild on DuckDB, rewrite each incremental model sorted by its time column and
-    cluster columns: DuckDB's stand-in for BigQuery's day partitions and clustering. Incremental
-    refreshes then append new hours at the end, so every row group spans a short time range and a
-    window predicate skips the rest of the history by the zone maps (a full rebuild's MERGE writes
-    rows grouped by device, each row group spanning all of history, which nothing can skip)."""
+def _cluster(wh: Warehouse, tables: list[str]) -> None:
+    """After a full rebuild on DuckDB, rewrite these incremental models sorted by their time column
+    and cluster columns: DuckDB's stand-in for BigQuery's day partitions and clustering.
+    Incremental refreshes then append new hours at the end, so every row group spans a short time
+    range and a window predicate skips the rest of the history by the zone maps (a MERGE writes
+    rows grouped by device, each row group spanning all of history, which nothing can skip). An
+    empty table is filled sorted in the first place (`_insert_sorted`): the rewrite leaves the
+    first copy's blocks free in the file, which every snapshot copy then carries."""
     cluster = getattr(wh, "cluster", None)
     if not callable(cluster):
         return
-    for contract in ordered_models():
-        if contract.materialization != "full" and contract.time_column:
-            cluster(contract.table, [contract.time_column, *contract.cluster_by])
+    for table in tables:
+        contract = contract_for(table)
+        if contract.time_column:
+            cluster(contract.table, _layout(contract))
     step_done("clustered")
+
+
+def _layout(contract: TableContract) -> list[str]:
+    return [contract.time_column or "", *contract.cluster_by]
+
+
+def _is_empty(wh: Warehouse, table: str) -> bool:
+    return not wh.query(f"SELECT 1 AS one FROM energy_analytics.{table} LIMIT 1").num_rows
+
+
+def _insert_sorted(wh: Warehouse, contract: TableContract, window: Window) -> int:
+    """A full rebuild into an empty table on DuckDB: the model's rows inserted in layout order
+    (the MERGE would insert the same rows, in no useful order)."""
+    return wh.execute(
+        _insert_sorted_sql(contract.table), {"window_start": window[0], "window_end": window[1]}
+    )
+
+
+@cache
+def _insert_sorted_sql(table: str) -> str:
+    contract = contract_for(table)
+    source, _ = _model_source(table, None)
+    columns = ", ".join(contract.columns)
+    return (
+        f"INSERT INTO energy_analytics.{table} ({columns}) SELECT {columns} FROM ({source}) AS s"
+        f" ORDER BY {', '.join(_layout(contract))}"
+    )
 
 
 def _restrict_column(contract: TableContract) -> str | None:

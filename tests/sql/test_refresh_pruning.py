@@ -51,8 +51,17 @@ def test_a_restricted_pass_reads_only_its_devices(table: str) -> None:
         assert any(r.db == "raw" and r.name == "reading" for r in reads)
 
 
-def test_full_rebuild_lays_the_incremental_models_out_by_time(landed: Settings) -> None:
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_full_rebuild_lays_the_incremental_models_out_by_time(landed: Settings, shuffled: bool) -> None:
+    """Into empty tables a full rebuild inserts sorted; into filled ones it rewrites them sorted."""
     refresh_features(landed, full=True)
+    if shuffled:  # tables in no useful order, as a MERGE or years of late data leave them
+        with open_warehouse(landed) as wh:
+            assert isinstance(wh, DuckDBWarehouse)
+            for table in INCREMENTAL:
+                name = f"energy_analytics.{table}"
+                wh._conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name} ORDER BY random()")
+        refresh_features(landed, full=True)
     with open_warehouse(landed) as wh:
         assert isinstance(wh, DuckDBWarehouse)
         conn = wh._conn  # physical row order is DuckDB's own (rowid), not part of the adapter

@@ -89,18 +89,28 @@ def _published(settings: Settings) -> list[FeaturesRefreshed]:
         store.close()
 
 
+def _digits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Floats to 12 significant digits: a model recomputed in another scan order (a redelivery
+    without DuckDB's transaction reads committed rows where the clean run read its own uncommitted
+    ones) can move the last bits of an average; the MERGE counts such rows as unchanged too
+    (statements.FLOAT_TOLERANCE, 1e-9 relative)."""
+    return [{k: float(f"{v:.12g}") if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+
+
 def _state(settings: Settings) -> dict[str, Any]:
     """Every model table, the watermarks, and the succeeded ingest runs per sync."""
     with open_warehouse(settings) as wh:
         state: dict[str, Any] = {
-            t: wh.query(
-                f"SELECT * EXCLUDE (synced_at) FROM energy_analytics.{t}"
-                f" ORDER BY {', '.join(contract_for(t).unique_key)}"
-            ).to_pylist()
-            if "synced_at" in contract_for(t).columns
-            else wh.query(
-                f"SELECT * FROM energy_analytics.{t} ORDER BY {', '.join(contract_for(t).unique_key)}"
-            ).to_pylist()
+            t: _digits(
+                wh.query(
+                    f"SELECT * EXCLUDE (synced_at) FROM energy_analytics.{t}"
+                    f" ORDER BY {', '.join(contract_for(t).unique_key)}"
+                ).to_pylist()
+                if "synced_at" in contract_for(t).columns
+                else wh.query(
+                    f"SELECT * FROM energy_analytics.{t} ORDER BY {', '.join(contract_for(t).unique_key)}"
+                ).to_pylist()
+            )
             for t in TABLES
         }
         state["watermarks"] = wh.query(
