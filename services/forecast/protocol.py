@@ -158,7 +158,9 @@ class ProtocolResult:
         return score_units(parts) if parts else []
 
     def summary(self) -> dict[str, list[ModelScore]]:
-        """Overall per split, per year (all windows and term-time only), and over everything."""
+        """Overall per split, per year (all windows and term-time only), over everything, and the
+        Christmas windows with and without the closure calendar. The no-closure model runs on the
+        Christmas windows only, so it appears only in that group (same units as the others there)."""
         out: dict[str, list[ModelScore]] = {}
         for split in SPLITS:
             out[f"split {split}"] = self.pooled(lambda w, s=split: w.window.split == s)
@@ -168,6 +170,8 @@ class ProtocolResult:
                 lambda w, y=year: w.window.year == y and w.window.kind in TERM_KINDS
             )
         out["all windows"] = self.pooled()
+        out = {k: [s for s in v if s.model != "gridsight_no_closure"] for k, v in out.items()}
+        out["Christmas windows"] = self.pooled(lambda w: w.window.kind == "christmas")
         return {k: v for k, v in out.items() if v}
 
 

@@ -132,7 +132,15 @@ def test_christmas_is_also_scored_without_the_closure_calendar_and_pooled_by_spl
     assert dec.score("gridsight_no_closure") is not None
     assert [s.model for s in nov.scores] == ["gridsight", "seasonal_naive_24h", "seasonal_naive_168h"]
     summary = result.summary()
-    assert set(summary) == {"split tuned-before", "2019 all windows", "2019 term time", "all windows"}
+    assert set(summary) == {
+        "split tuned-before",
+        "2019 all windows",
+        "2019 term time",
+        "all windows",
+        "Christmas windows",
+    }
+    assert "gridsight_no_closure" not in {s.model for s in summary["all windows"]}
+    assert "gridsight_no_closure" in {s.model for s in summary["Christmas windows"]}
     # pooled MASE is the mean over all meter-origin units of both windows
     nov_units = nov.units["actual"].shape[0]
     dec_units = dec.units["actual"].shape[0]
