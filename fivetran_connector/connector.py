@@ -346,15 +346,7 @@ def sync_readings(client: VendorClient, config: dict, state: dict, device_ids: d
         seen: dict = {}  # timestamp -> reading row emitted in this sync, for conflicting duplicates
         for page in client.pages(client.readings_path(device_id), params):
             for record in page:
-                table, row = _classify(record, device_id, device_ids, clock)
-                op.upsert(table, row)
-                totals[table] += 1
-                if table == "reading":
-                    earlier = seen.get(row["timestamp"])
-                    if earlier is not None and _values(earlier) != _values(row):
-                        op.upsert("reading_conflict", _conflict(earlier, row))
-                        totals["reading_conflict"] += 1
-                    seen[row["timestamp"]] = row
+                _land(record, device_id, device_ids, clock, totals, seen, key=_timestamp_key)
             newest = _newest_received(page, clock)
             if newest and newest > cursors.get(device_id, ""):
                 cursors[device_id] = newest
@@ -396,16 +388,9 @@ def sync_fleet_readings(client: VendorClient, config: dict, state: dict, device_
             snapshot = _vendor_clock(body.get("as_of"), clock)
         for record in page:
             device_id = record.get("device_id") if isinstance(record, dict) else None
-            table, row = _classify(record, device_id if isinstance(device_id, str) else "", device_ids, clock)
-            op.upsert(table, row)
-            totals[table] += 1
+            feed_device = device_id if isinstance(device_id, str) else ""
+            table, row = _land(record, feed_device, device_ids, clock, totals, recent, key=_reading_key)
             if table == "reading":
-                key = (row["device_id"], row["timestamp"])
-                earlier = recent.pop(key, None)
-                if earlier is not None and _values(earlier) != _values(row):
-                    op.upsert("reading_conflict", _conflict(earlier, row))
-                    totals["reading_conflict"] += 1
-                recent[key] = row
                 if len(recent) > __CONFLICT_WINDOW:
                     recent.popitem(last=False)
                 received = row["received_at"]
@@ -459,6 +444,30 @@ def _vendor_clock(text, clock: datetime) -> str | None:
 
 
 __VALUE_COLUMNS = ("power_w", "energy_wh", "voltage", "temp_c", "occupancy")
+
+
+def _land(record, feed_device: str, known: dict, clock: datetime, totals: dict, seen: dict, *, key) -> tuple:
+    """Classify one vendor record and upsert it where it belongs; a reading that differs from the one
+    already emitted this sync under the same `key(row)` (`seen`) also lands in reading_conflict."""
+    table, row = _classify(record, feed_device, known, clock)
+    op.upsert(table, row)
+    totals[table] += 1
+    if table == "reading":
+        k = key(row)
+        earlier = seen.pop(k, None)
+        if earlier is not None and _values(earlier) != _values(row):
+            op.upsert("reading_conflict", _conflict(earlier, row))
+            totals["reading_conflict"] += 1
+        seen[k] = row
+    return table, row
+
+
+def _timestamp_key(row: dict) -> str:
+    return row["timestamp"]
+
+
+def _reading_key(row: dict) -> tuple:
+    return (row["device_id"], row["timestamp"])
 
 
 def _values(row: dict) -> tuple:
