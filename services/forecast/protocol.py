@@ -15,8 +15,9 @@ reported, never tuned on; `tuned-before` (2019 Nov–Dec) is held out now but wa
 
 A meter counts in a window only with ≥ 90 % of the 8 weeks before it observed (the history MSTL and
 the MASE scale are computed on); a window with no such meter is reported as skipped. The model is
-trained on the `train_days` before the window's first origin (a slice of the panel that ends there,
-so nothing at or after the window can reach it) and forecasts each origin from the four weeks
+trained on all the data before the window's first origin, as the live service trains on all history
+(or on the `train_days` before it; either way a slice of the panel that ends there, so nothing at or
+after the window can reach it) and forecasts each origin from the four weeks
 (672 h) before it.
 """
 
@@ -210,19 +211,21 @@ def run_window(
     mstl: bool = True,
     cache_dir: Path | None = None,
     params: TrainParams | None = None,
-    train_days: int = 365,
+    train_days: int | None = None,
     closure_variant: bool = True,
     fitter: Fitter = fit_forecaster,
     progress: Progress | None = None,
 ) -> WindowResult:
-    """One window: train on the `train_days` before it, forecast its origins, score all models."""
+    """One window: train on the data before it (all of it, or the last `train_days`), forecast its
+    origins, score all models."""
     start = pd.Timestamp(window.start)
     devices = eligible_meters(panel, start)
     result = WindowResult(window=window, meters=len(devices))
     if not len(devices):
         result.skipped = "no meter has 90 % of the 8 weeks before it observed"
         return result
-    train = slice_panel(panel, start - pd.Timedelta(days=train_days), start)
+    since = panel.index[0] if train_days is None else start - pd.Timedelta(days=train_days)
+    train = slice_panel(panel, since, start)
     result.train_from, result.trained_before = train.index[0], start
     positions = np.array([panel.position(pd.Timestamp(d)) for d in window.origin_days])
     positions = positions[positions < panel.kwh.shape[1]]  # the data may end inside the window
@@ -265,7 +268,7 @@ def run_protocol(
     mstl: bool = True,
     cache_dir: Path | None = None,
     params: TrainParams | None = None,
-    train_days: int = 365,
+    train_days: int | None = None,
     closure_variant: bool = True,
     fitter: Fitter = fit_forecaster,
     progress: Progress | None = None,

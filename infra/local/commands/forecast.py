@@ -197,8 +197,11 @@ def backtest(
         int, typer.Option(help="--protocol: 14 (daily) or 7 (every other day) origins per window.")
     ] = 14,
     train_days: Annotated[
-        int, typer.Option(min=30, help="--protocol: train on this many days before each window.")
-    ] = 365,
+        int | None,
+        typer.Option(
+            min=30, help="--protocol: train on this many days before each window [all history, as live]."
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None,
         typer.Option("--json", dir_okay=False, help="--protocol: also write the figures as JSON."),
