@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         default=24.0, ge=0, description="A window ending later than now + this is refused (400)."
     )
     event_max_devices: int = Field(default=10_000, ge=1, description="More device ids is refused (400).")
+    event_shard_devices: int = Field(
+        default=5_000,
+        ge=1,
+        description="features-refreshed names at most this many devices per message; a larger refresh "
+        "is announced in shards (each its own refresh_id), so no event outgrows event_max_devices, the "
+        "push body limit or Pub/Sub's 10 MB, and Cloud Run scales forecast and anomaly out by shard.",
+    )
 
     # --- chat ------------------------------------------------------------------------------------
     chat_api_keys: SecretStr = SecretStr("local-dev-chat-key")

@@ -9,6 +9,14 @@ redelivery completes (`finish_recorded`) and republishes instead of refreshing a
 refresh_id is derived from the watermarks, so a second publish is deduped downstream: the window is
 announced at least once and handled once per refresh_id.
 
+Shards: a window naming more than `event_shard_devices` devices is announced as several
+features-refreshed messages of consecutive device ranges, each with its own refresh_id
+(`<refresh_id>-<k>of<n>`, derived, so a republish after a crash repeats the same ids and is deduped
+shard by shard). One message per fleet would outgrow `event_max_devices` (a 100k fleet's ids are
+1.2 MB, over the push body limit; a 1M fleet's 12 MB, over Pub/Sub's 10 MB), and per-shard messages
+let Cloud Run run forecast and anomaly on shards side by side. A fleet of one shard keeps the plain
+refresh_id.
+
 Decision: a refresh whose window holds no data (nothing landed since the last one) publishes
 nothing; the run is still recorded, with the reason. A window is announced even when its MERGEs
 changed no rows: on BigQuery a re-run after a crash between the models and the record finds the
@@ -28,7 +36,7 @@ from shared.refresh import RefreshResult, WindowLimits, finish_recorded, run_ref
 from shared.runs import PipelineRun, find_run, record_run
 from shared.warehouse import Warehouse, open_warehouse
 
-__all__ = ["REFRESH_STAGE", "RefreshOutcome", "refresh_on_sync"]
+__all__ = ["REFRESH_STAGE", "RefreshOutcome", "refresh_on_sync", "shard_events"]
 
 REFRESH_STAGE = "ingest.refresh"
 log = get_logger(__name__)
@@ -36,7 +44,7 @@ log = get_logger(__name__)
 
 class RefreshOutcome(BaseModel):
     refresh_id: str
-    published_message_id: str | None
+    published_message_ids: list[str] = []
     reused_recorded_refresh: bool
     rows_written: int
     skipped_reason: str | None = None
@@ -72,7 +80,6 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
     rows = sum(result.rows_changed.values())
     outcome = RefreshOutcome(
         refresh_id=result.refresh_id,
-        published_message_id=None,
         reused_recorded_refresh=recorded is not None,
         rows_written=rows,
     )
@@ -81,22 +88,41 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
         log.info("refresh changed nothing; nothing published", extra={"refresh_id": result.refresh_id})
         return outcome.model_copy(update={"skipped_reason": reason})
 
-    refreshed = FeaturesRefreshed(
-        refresh_id=result.refresh_id,
-        window_start=result.window_start,
-        window_end=result.window_end,
-        device_ids=result.device_ids,
-        rows_changed=result.rows_changed,
-    )
-    message_id = ctx.publisher.publish(refreshed, correlation_id=ctx.correlation_id)
+    message_ids = []
+    events = shard_events(result, min(ctx.settings.event_shard_devices, ctx.settings.event_max_devices))
+    for refreshed in events:
+        message_ids.append(ctx.publisher.publish(refreshed, correlation_id=ctx.correlation_id))
     refresh_steps.step_done("published")
     log.info(
         "features-refreshed published",
         extra={
             "refresh_id": result.refresh_id,
-            "message_id": message_id,
+            "message_ids": message_ids,
             "devices": len(result.device_ids),
+            "shards": len(events),
             "window": [result.window_start.isoformat(), result.window_end.isoformat()],
         },
     )
-    return outcome.model_copy(update={"published_message_id": message_id})
+    return outcome.model_copy(update={"published_message_ids": message_ids})
+
+
+def shard_events(result: RefreshResult, shard_devices: int) -> list[FeaturesRefreshed]:
+    """The refreshed window as messages of at most `shard_devices` devices each (sorted ranges).
+
+    rows_changed is the refresh's whole count, repeated on every shard: it says what the refresh
+    did, not what one shard's devices changed."""
+    if result.window_start is None or result.window_end is None:
+        raise ValueError(f"refresh {result.refresh_id} has no window to announce")
+    devices = sorted(result.device_ids)
+    chunks = [devices[i : i + shard_devices] for i in range(0, len(devices), shard_devices)] or [[]]
+    n = len(chunks)
+    return [
+        FeaturesRefreshed(
+            refresh_id=result.refresh_id if n == 1 else f"{result.refresh_id}-{k}of{n}",
+            window_start=result.window_start,
+            window_end=result.window_end,
+            device_ids=chunk,
+            rows_changed=result.rows_changed,
+        )
+        for k, chunk in enumerate(chunks, start=1)
+    ]

@@ -134,12 +134,15 @@ def test_sync_without_new_rows_publishes_nothing(
 class _BusDownOnce:
     """The bus failing once, as when the dispatcher's disk is full or Pub/Sub is unavailable."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, after: int = 0) -> None:
         self.inner = open_publisher(settings)
         self.failures = 1
+        self.before_failing = after  # publishes that get through before the one failure
 
     def publish(self, event: Event, *, correlation_id: str | None = None) -> str:
-        if self.failures:
+        if self.before_failing:
+            self.before_failing -= 1
+        elif self.failures:
             self.failures -= 1
             raise TransientError("bus unavailable")
         return self.inner.publish(event, correlation_id=correlation_id)
@@ -148,11 +151,7 @@ class _BusDownOnce:
         self.inner.close()
 
 
-def test_crash_between_refresh_and_publish_is_recovered_by_redelivery(
-    settings: Settings, land_raw: LandRaw
-) -> None:
-    land_raw(settings, devices=2, hours=12)
-    publisher = _BusDownOnce(settings)
+def _deliverer(settings: Settings, publisher: _BusDownOnce) -> Any:
     app = flask.Flask("test")
 
     def deliver(attempt: int) -> int:
@@ -172,6 +171,15 @@ def test_crash_between_refresh_and_publish_is_recovered_by_redelivery(
             )
             return response.status_code
 
+    return deliver
+
+
+def test_crash_between_refresh_and_publish_is_recovered_by_redelivery(
+    settings: Settings, land_raw: LandRaw
+) -> None:
+    land_raw(settings, devices=2, hours=12)
+    publisher = _BusDownOnce(settings)
+    deliver = _deliverer(settings, publisher)
     assert deliver(1) == 503
     assert _published(settings) == []  # refreshed (watermark advanced) but not announced yet
     refreshed = _snapshot(settings)
@@ -184,4 +192,43 @@ def test_crash_between_refresh_and_publish_is_recovered_by_redelivery(
             r.detail or "" for r in recent_runs(wh) if r.handler == "ingest" and r.status == "succeeded"
         ]
     assert '"reused_recorded_refresh":true' in details[0]
+    publisher.close()
+
+
+def test_a_large_refresh_is_announced_in_shards_that_cover_every_device_once(
+    settings: Settings, land_raw: LandRaw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5 devices, shards of 2: ranges [0, 1], [2, 3], [4], each its own refresh_id, same window."""
+    monkeypatch.setenv("GRIDSIGHT_EVENT_SHARD_DEVICES", "2")
+    land_raw(settings, devices=5, hours=6)
+    app = functions_framework.create_app(target="app", source=str(REPO_ROOT / "services/ingest/main.py"))
+    client = authorized(app.test_client(), Settings())
+    assert client.post("/pubsub/sync-completed", json=_envelope("sync-1")).status_code == 204
+    events = sorted(_published(settings), key=lambda e: e.refresh_id)
+    assert [e.device_ids for e in events] == [["dev-000", "dev-001"], ["dev-002", "dev-003"], ["dev-004"]]
+    base = events[0].refresh_id.removesuffix("-1of3")
+    assert [e.refresh_id for e in events] == [f"{base}-1of3", f"{base}-2of3", f"{base}-3of3"]
+    assert len({(e.window_start, e.window_end) for e in events}) == 1
+    assert {e.rows_changed["hourly_consumption"] for e in events} == {5 * 6}  # the refresh's, on each
+
+
+def test_a_crash_between_shards_republishes_the_same_shards(
+    settings: Settings, land_raw: LandRaw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shard 1 got out, shard 2 hit a bus failure: the redelivery announces all three again under the
+    same refresh_ids, so downstream (deduping on refresh_id) handles each shard once."""
+    monkeypatch.setenv("GRIDSIGHT_EVENT_SHARD_DEVICES", "2")
+    settings = Settings()
+    land_raw(settings, devices=5, hours=6)
+    publisher = _BusDownOnce(settings, after=1)
+    deliver = _deliverer(settings, publisher)
+    assert deliver(1) == 503
+    [first] = _published(settings)
+    assert deliver(2) == 204
+    events = _published(settings)
+    assert len(events) == 4
+    by_id = {e.refresh_id: e.device_ids for e in events}
+    assert len(by_id) == 3
+    assert first.refresh_id in by_id
+    assert sorted(d for ids in by_id.values() for d in ids) == [f"dev-00{i}" for i in range(5)]
     publisher.close()
