@@ -151,7 +151,9 @@ def ceiling_run(rows_file: Path, root: Path, name: str, checkpoint_rows: int) ->
     return run_debug(project, config_path)
 
 
-def cycle_run(url: str, key: str, project: Path, state: dict, change_feed: bool) -> dict[str, float]:
+def cycle_run(
+    url: str, key: str, project: Path, state: dict, change_feed: bool, checkpoint_rows: int
+) -> dict[str, float]:
     """One sync from a prepared state (what the previous sync left), in a fresh warehouse."""
     from infra.local.sync import prepare_project
 
@@ -162,6 +164,7 @@ def cycle_run(url: str, key: str, project: Path, state: dict, change_feed: bool)
         "start_date": "2026-01-01",
         "lookback_hours": "3",
         "change_feed": "true" if change_feed else "false",
+        "checkpoint_rows": str(checkpoint_rows),
     }
     config_path = prepare_project(project, config)
     (project / "files").mkdir(exist_ok=True)
@@ -185,7 +188,13 @@ def entity_fingerprints(url: str, key: str) -> dict:
 
 
 def cycle_bench(
-    sizes: list[int], key: str, root: Path, console, out: Path | None = None
+    sizes: list[int],
+    key: str,
+    root: Path,
+    console,
+    out: Path | None = None,
+    checkpoint_rows: int = 5000,
+    modes: tuple[bool, ...] = (True, False),
 ) -> list[dict[str, object]]:
     """One 15-minute cycle per fleet size and mode (see the module docstring)."""
     from simulator.feed import BLOCK_S
@@ -202,7 +211,7 @@ def cycle_bench(
             cursors = {device_id: iso(then) for device_id in fleet.fleet_ids()}
             pages = entity_fingerprints(server.url, key)
             api.advance(0.25)
-            for change_feed in (True, False):
+            for change_feed in modes:
                 mode = "change feed" if change_feed else "per device"
                 state: dict = {"cursors": cursors, "decommissioned": [], "pages": pages}
                 if change_feed:
@@ -220,7 +229,7 @@ def cycle_bench(
                 console.print(f"[bold]{n:,} devices[/], {mode}: one 15-minute cycle ...")
                 before = dict(api.stats)
                 project = root / f"cycle-{n}-{'feed' if change_feed else 'device'}"
-                run = cycle_run(server.url, key, project, state, change_feed)
+                run = cycle_run(server.url, key, project, state, change_feed, checkpoint_rows)
                 requests = {k: v - before.get(k, 0) for k, v in api.stats.items() if v - before.get(k, 0)}
                 landed = count_landed(project)
                 rows = sum(landed.values())
@@ -276,6 +285,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--checkpoint-rows", type=int, default=5000)
+    parser.add_argument("--feed-only", action="store_true", help="--cycle: skip the per-device feeds.")
     parser.add_argument("--sweep-devices", type=int, default=150)
     parser.add_argument(
         "--repeats", type=int, default=1, help="ours/ceiling pairs, order alternating; medians."
@@ -293,7 +303,15 @@ def main() -> None:
             raise SystemExit(f"--cycle must be fleet sizes like 1000,10000 (got {args.cycle!r})") from None
         console = Console(stderr=args.json, width=120)
         with tempfile.TemporaryDirectory(prefix="bench-connector-") as tmp:
-            results = cycle_bench(sizes, "bench-key", Path(tmp), console, args.out)
+            results = cycle_bench(
+                sizes,
+                "bench-key",
+                Path(tmp),
+                console,
+                args.out,
+                args.checkpoint_rows,
+                (True,) if args.feed_only else (True, False),
+            )
         print_cycles(results, console)
         if args.json:
             print(json.dumps(results))
