@@ -96,7 +96,12 @@ class ForecastsWritten(Event):
 
 
 class AnomaliesDetected(Event):
-    """One message per new (or newly escalated) incident, for alert fan-out."""
+    """One message per new incident, for alert fan-out; again when it escalates (its severity
+    rises while it goes on) and when an alert held in quiet hours is released after them.
+
+    Each of those is its own delivery (dedupe key): a new incident once, an escalation once per
+    severity reached, a release once per hour (a release that lands in quiet hours again, because
+    they began meanwhile, is not used up for good)."""
 
     TYPE: ClassVar[str] = "gridsight.anomalies.detected.v1"
     TOPIC: ClassVar[str] = "anomalies-detected"
@@ -108,8 +113,15 @@ class AnomaliesDetected(Event):
     start_hour: datetime
     end_hour: datetime
     explanation: str
+    reason: Literal["new", "escalated", "released"] = "new"
+    released_for: datetime | None = Field(default=None, description="reason 'released': the hour (UTC).")
 
     def dedupe_key(self) -> str:
+        if self.reason == "escalated":
+            return f"{self.incident_id}/escalated/{self.severity}"
+        if self.reason == "released":
+            hour = self.released_for or datetime.min
+            return f"{self.incident_id}/released/{hour:%Y-%m-%dT%H}"
         return self.incident_id
 
 

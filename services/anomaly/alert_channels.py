@@ -15,6 +15,7 @@ Webhook signature (what a receiver checks; README "Alerts" has the same):
 
     import hashlib, hmac, time
 
+
     def verify(raw_body: bytes, headers: dict[str, str], secret: bytes, tolerance_s: int = 300) -> bool:
         ts = headers["X-Gridsight-Timestamp"]
         if abs(time.time() - int(ts)) > tolerance_s:  # an old, replayed delivery

@@ -20,6 +20,10 @@ Rules, in order, for a new incident:
    skipped with one warning line: a body signed with it proves nothing. With no other channel the
    decision is then 'secret_placeholder'.
 
+An incident decided 'below_severity' or 'quiet' is decided again when it escalates (scoring finds it
+going on at a higher severity and announces it with reason 'escalated') and when its alert is
+released after quiet hours (each scoring push outside them announces every held alert with reason
+'released', scoring.py release_quiet_alerts). Any other decision stands.
 A redelivery of a decided incident sends nothing. A withdrawn incident gets one follow-up on each
 channel that delivered its alert (`followup_webhook_at`, `followup_mail_at`, then
 `followup_sent_at`); one that never reached anybody needs none. The incident row is written after
@@ -42,6 +46,7 @@ from services.anomaly.alert_channels import (
     post_webhook,
     send_mail,
 )
+from services.anomaly.severity import SEVERITY_RANK
 from shared.errors import GridsightError, TransientError
 from shared.events import AnomaliesDetected, AnomaliesWithdrawn
 from shared.logging import get_logger
@@ -57,10 +62,11 @@ __all__ = [
     "deliver_followup",
 ]
 
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 Channel = Literal["webhook", "mail"]
 CHANNELS: tuple[Channel, ...] = ("webhook", "mail")
 CLAIMED = ("pending", "sent")
+# Decisions an escalation or a release after quiet hours may change; any other decision stands.
+DECIDED_AGAIN = ("below_severity", "quiet")
 log = get_logger(__name__)
 
 
@@ -149,14 +155,18 @@ SELECT incident_id, device_id, start_hour, end_hour, anomaly_type, severity, pro
 FROM energy_analytics.anomalies
 WHERE incident_id = @incident_id
 """
-# Same-device incidents that may take this one's alert: claimed in the window, or still undecided.
+# Same-device incidents that may take this one's alert: claimed in the window, or still undecided
+# (held in quiet hours counts as undecided: released together, the first of them is the alert).
 RIVALS_SQL = """
 SELECT incident_id, severity, detected_at, alert_status
 FROM energy_analytics.anomalies
 WHERE device_id = @device_id AND incident_id != @incident_id
   AND (
     (alert_status IN ('pending', 'sent') AND alerted_at >= @since)
-    OR (alert_status IS NULL AND (status IS NULL OR status != 'withdrawn') AND detected_at >= @since)
+    OR (
+      (alert_status IS NULL OR alert_status = 'quiet')
+      AND (status IS NULL OR status != 'withdrawn') AND detected_at >= @since
+    )
   )
 """
 
@@ -270,7 +280,14 @@ def deliver_alert(
     now = now or datetime.now(UTC)
     with open_warehouse(ctx.settings) as wh:
         inc = _incident(wh, event.incident_id)
-        if inc["status"] == "withdrawn" or inc["alert_status"] not in (None, "pending"):
+        if (
+            event.reason == "escalated"
+            and SEVERITY_RANK.get(str(inc["severity"]), 0) < SEVERITY_RANK[event.severity]
+        ):
+            # published before the scoring MERGE wrote the new severity: retried, as for a new row
+            raise TransientError(f"incident {event.incident_id} is not {event.severity} in the warehouse yet")
+        again = event.reason != "new" and inc["alert_status"] in DECIDED_AGAIN
+        if inc["status"] == "withdrawn" or (inc["alert_status"] not in (None, "pending") and not again):
             return AlertOutcome(
                 incident_id=event.incident_id,
                 status=f"already {'withdrawn' if inc['status'] == 'withdrawn' else inc['alert_status']}",

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from services.anomaly.alert_channels import AlertSettings, load_alert_settings
+from services.anomaly.alerts import in_quiet_hours
 from services.anomaly.calibrate import load_calibration
 from services.anomaly.combine import DEFAULT_TARIFF, candidates_per_hour, group_incidents, rank_hours
 from services.anomaly.detectors import (
@@ -29,6 +31,7 @@ from services.anomaly.detectors import (
     panel_from_long,
     run_detectors,
 )
+from services.anomaly.severity import SEVERITY_RANK
 from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
 from shared.bus.base import Publisher
 from shared.errors import NotFound
@@ -106,6 +109,8 @@ class ScoreResult(BaseModel):
     new_incidents: list[str]
     published: int
     withdrawn_incidents: list[str] = []
+    escalated_incidents: list[str] = []
+    released_alerts: int = 0
 
 
 class WindowIncidents(BaseModel):
@@ -115,6 +120,7 @@ class WindowIncidents(BaseModel):
     rows: pd.DataFrame
     new_ids: list[str]
     withdrawn_ids: list[str] = []
+    escalated_ids: list[str] = []  # open incidents that go on at a higher severity than stored
     devices_scored: int
     hours_scored: int
 
@@ -150,10 +156,11 @@ def _load_frame(
 
 def _reconcile(
     found: pd.DataFrame, existing: pd.DataFrame, now: datetime, taken: set[str]
-) -> tuple[pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Give each found incident the id and first hour of an existing open row it continues or
-    repeats; `taken` are ids of withdrawn rows, which a new incident must not overwrite."""
-    rows, new_ids = [], []
+    repeats; `taken` are ids of withdrawn rows, which a new incident must not overwrite.
+    Returns the rows, the new ids and the ids whose severity rose (escalated)."""
+    rows, new_ids, escalated = [], [], []
     gap = pd.Timedelta(hours=GAP_H)
     for inc in found.to_dict("records"):
         inc["status"], inc["withdrawn_at"] = OPEN, pd.NaT
@@ -187,11 +194,13 @@ def _reconcile(
             for col in ("energy_at_stake_kwh", "cost_at_stake"):  # the longer view of the same incident
                 if pd.notna(old[col]) and not float(old[col]) <= float(inc[col]):
                     inc[col] = old[col]
+            if SEVERITY_RANK.get(str(inc["severity"]), 0) > SEVERITY_RANK.get(str(old["severity"]), 0):
+                escalated.append(inc["incident_id"])
         rows.append(inc)
     columns = [*found.columns, "detected_at", "status", "withdrawn_at"]
     out = pd.DataFrame(rows, columns=columns).drop(columns=["hours_flagged"])
     out = out.drop_duplicates("incident_id", keep="last")
-    return out, new_ids
+    return out, new_ids, sorted(set(escalated))
 
 
 class _FleetLoader:
@@ -316,7 +325,9 @@ def detect_window(
     # in existing's order, as one panel gives
     withdrawn = pd.concat(withdrawn_parts).sort_index() if withdrawn_parts else existing.iloc[0:0]
     closed = is_withdrawn(existing["status"]) | existing["incident_id"].isin(withdrawn["incident_id"])
-    rows, new_ids = _reconcile(found, existing[~closed], now, taken=set(existing.loc[closed, "incident_id"]))
+    rows, new_ids, escalated = _reconcile(
+        found, existing[~closed], now, taken=set(existing.loc[closed, "incident_id"])
+    )
     if not withdrawn.empty:
         withdrawn = withdrawn[rows.columns]
         rows = withdrawn if rows.empty else pd.concat([rows, withdrawn], ignore_index=True)
@@ -324,6 +335,7 @@ def detect_window(
         rows=rows,
         new_ids=new_ids,
         withdrawn_ids=list(withdrawn["incident_id"]),
+        escalated_ids=escalated,
         devices_scored=len(scored),
         hours_scored=hours_scored,
     )
@@ -384,22 +396,62 @@ def write_incidents(wh: Warehouse, incidents: WindowIncidents) -> int:
 
 
 def publish_new(incidents: WindowIncidents, publisher: Publisher, correlation_id: str | None) -> int:
+    """New incidents, then escalated ones (reason 'escalated': alerting decides them again)."""
     if incidents.rows.empty:  # nothing scored (e.g. no device of the event has data): nothing new
         return 0
-    new = incidents.rows[incidents.rows["incident_id"].isin(incidents.new_ids)]
-    for inc in new.to_dict("records"):
-        event = AnomaliesDetected(
-            incident_id=inc["incident_id"],
-            device_id=inc["device_id"],
-            anomaly_type=inc["anomaly_type"],
-            severity=inc["severity"],
-            score=float(inc["score"]),
-            start_hour=inc["start_hour"].to_pydatetime(),
-            end_hour=inc["end_hour"].to_pydatetime(),
-            explanation=inc["explanation"],
-        )
-        publisher.publish(event, correlation_id=correlation_id)
-    return len(new)
+    published = 0
+    for reason, ids in (("new", incidents.new_ids), ("escalated", incidents.escalated_ids)):
+        for inc in incidents.rows[incidents.rows["incident_id"].isin(ids)].to_dict("records"):
+            publisher.publish(detected_event(inc, reason), correlation_id=correlation_id)
+            published += 1
+    return published
+
+
+def detected_event(
+    inc: dict[str, Any], reason: str, released_for: datetime | None = None
+) -> AnomaliesDetected:
+    return AnomaliesDetected(
+        incident_id=inc["incident_id"],
+        device_id=inc["device_id"],
+        anomaly_type=inc["anomaly_type"],
+        severity=inc["severity"],
+        score=float(inc["score"]),
+        start_hour=pd.Timestamp(inc["start_hour"]).to_pydatetime(),
+        end_hour=pd.Timestamp(inc["end_hour"]).to_pydatetime(),
+        explanation=inc["explanation"],
+        reason=reason,  # type: ignore[arg-type]
+        released_for=released_for,
+    )
+
+
+# Alerts held in quiet hours ('quiet'), of incidents still open.
+QUIET_SQL = """
+SELECT incident_id, device_id, anomaly_type, severity, score, start_hour, end_hour, explanation
+FROM energy_analytics.anomalies
+WHERE alert_status = 'quiet' AND (status IS NULL OR status != 'withdrawn')
+ORDER BY incident_id
+"""
+
+
+def release_quiet_alerts(
+    wh: Warehouse,
+    publisher: Publisher,
+    now: datetime,
+    correlation_id: str | None,
+    cfg: AlertSettings | None = None,
+) -> int:
+    """After quiet hours, announce every alert held in them again (reason 'released'), so alerting
+    decides it anew: sent, or suppressed by the device's dedupe. Runs at the end of each scoring
+    push, which every sync brings (every 15 minutes), so no scheduler is needed; in quiet hours it
+    does nothing. The dedupe key is per hour: pushes of the same hour announce once."""
+    cfg = cfg or load_alert_settings()
+    if in_quiet_hours(now, cfg):
+        return 0
+    held = wh.query_df(QUIET_SQL)
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    for inc in held.to_dict("records"):
+        publisher.publish(detected_event(inc, "released", released_for=hour), correlation_id=correlation_id)
+    return len(held)
 
 
 def publish_withdrawn(incidents: WindowIncidents, publisher: Publisher, correlation_id: str | None) -> int:
@@ -468,6 +520,7 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
         published = publish_new(incidents, ctx.publisher, ctx.correlation_id)
         publish_withdrawn(incidents, ctx.publisher, ctx.correlation_id)
         written = write_incidents(wh, incidents)
+        released = release_quiet_alerts(wh, ctx.publisher, options["now"], ctx.correlation_id)  # type: ignore[arg-type]
     log.info(
         "anomalies scored",
         extra={
@@ -477,6 +530,8 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
             "incidents_written": written,
             "new_incidents": len(incidents.new_ids),
             "withdrawn_incidents": len(incidents.withdrawn_ids),
+            "escalated_incidents": len(incidents.escalated_ids),
+            "released_alerts": released,
         },
     )
     return ScoreResult(
@@ -488,4 +543,6 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
         new_incidents=incidents.new_ids,
         published=published,
         withdrawn_incidents=incidents.withdrawn_ids,
+        escalated_incidents=incidents.escalated_ids,
+        released_alerts=released,
     )

@@ -29,6 +29,10 @@ class SeverityPolicy(BaseModel):
     min_probability_high: float = 0.6
 
 
+# Order of the severities (alerting floors, escalation).
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
 def rule_severity(ratio: float) -> str:
     """At threshold is low; 1.5x over it medium; 2.5x high (a zero reading, a stuck day, a 10x spike)."""
     return "high" if ratio >= 2.5 else "medium" if ratio >= 1.5 else "low"
