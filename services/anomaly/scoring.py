@@ -34,7 +34,7 @@ from services.anomaly.detectors import (
 from services.anomaly.severity import SEVERITY_RANK
 from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
 from shared.bus.base import Publisher
-from shared.errors import NotFound
+from shared.errors import NotFound, TransientError
 from shared.events import AnomaliesDetected, AnomaliesWithdrawn, FeaturesRefreshed
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -444,7 +444,12 @@ def release_quiet_alerts(
     decides it anew: sent, or suppressed by the device's dedupe. Runs at the end of each scoring
     push, which every sync brings (every 15 minutes), so no scheduler is needed; in quiet hours it
     does nothing. The dedupe key is per hour: pushes of the same hour announce once."""
-    cfg = cfg or load_alert_settings()
+    if cfg is None:
+        try:
+            cfg = load_alert_settings()
+        except TransientError as exc:  # the alert route says so on every delivery; scoring goes on
+            log.warning("held alerts not released", extra={"reason": str(exc)})
+            return 0
     if in_quiet_hours(now, cfg):
         return 0
     held = wh.query_df(QUIET_SQL)

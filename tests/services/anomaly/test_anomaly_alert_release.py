@@ -165,3 +165,18 @@ def test_scoring_announces_escalated_incidents_with_their_reason(settings: Setti
         ("inc-a", "escalated", "high"),
         ("inc-b", "new", "low"),
     ]
+
+
+def test_invalid_alert_settings_skip_the_release_without_failing_the_scoring_push(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken GRIDSIGHT_ALERT_* setting is the alert route's 503 to report; the scoring push that
+    runs the release must not fail (and roll back its incidents) because of it."""
+    monkeypatch.setenv("GRIDSIGHT_ALERT_MIN_SEVERITY", "loud")
+    put_incident(settings, "inc-a", severity="medium", detected_at=NIGHT)
+    publisher = open_publisher(settings)
+    try:
+        with open_warehouse(settings) as wh:
+            assert release_quiet_alerts(wh, publisher, MORNING, None) == 0
+    finally:
+        publisher.close()
