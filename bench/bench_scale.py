@@ -499,7 +499,7 @@ def _cycle(settings, stack, cfg, pids, timeout_s, run_sync, send_sync_end, refre
     if result.window_start is not None:
         # ingest announces the window in shards of event_shard_devices: a stage lasts from its
         # first shard's start to its last shard's finish (shards run side by side or in turn)
-        shards = [e.refresh_id for e in shard_events(result, settings.event_shard_devices)]
+        shards = [e.refresh_id for e in shard_events(result, settings)]
         for handler in ("forecast", "anomaly"):
             runs = [_wait_run(settings, stack, handler, key, timeout_s) for key in shards]
             seconds[handler] = (

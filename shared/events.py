@@ -15,7 +15,7 @@ from abc import abstractmethod
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.errors import InvalidEvent
 from shared.logging import get_logger
@@ -95,6 +95,9 @@ class ForecastsWritten(Event):
         return f"{self.refresh_id}/{self.model_version}"
 
 
+DetectedReason = Literal["new", "escalated", "released"]
+
+
 class AnomaliesDetected(Event):
     """One message per new incident, for alert fan-out; again when it escalates (its severity
     rises while it goes on) and when an alert held in quiet hours is released after them.
@@ -113,15 +116,20 @@ class AnomaliesDetected(Event):
     start_hour: datetime
     end_hour: datetime
     explanation: str
-    reason: Literal["new", "escalated", "released"] = "new"
+    reason: DetectedReason = "new"
     released_for: datetime | None = Field(default=None, description="reason 'released': the hour (UTC).")
+
+    @model_validator(mode="after")
+    def _release_names_its_hour(self) -> AnomaliesDetected:
+        if (self.reason == "released") != (self.released_for is not None):
+            raise ValueError("released_for is set exactly when reason is 'released'")
+        return self
 
     def dedupe_key(self) -> str:
         if self.reason == "escalated":
             return f"{self.incident_id}/escalated/{self.severity}"
-        if self.reason == "released":
-            hour = self.released_for or datetime.min
-            return f"{self.incident_id}/released/{hour:%Y-%m-%dT%H}"
+        if self.released_for is not None:
+            return f"{self.incident_id}/released/{self.released_for:%Y-%m-%dT%H}"
         return self.incident_id
 
 

@@ -35,7 +35,7 @@ from services.anomaly.severity import SEVERITY_RANK
 from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
 from shared.bus.base import Publisher
 from shared.errors import NotFound, TransientError
-from shared.events import AnomaliesDetected, AnomaliesWithdrawn, FeaturesRefreshed
+from shared.events import AnomaliesDetected, AnomaliesWithdrawn, DetectedReason, FeaturesRefreshed
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
@@ -400,7 +400,11 @@ def publish_new(incidents: WindowIncidents, publisher: Publisher, correlation_id
     if incidents.rows.empty:  # nothing scored (e.g. no device of the event has data): nothing new
         return 0
     published = 0
-    for reason, ids in (("new", incidents.new_ids), ("escalated", incidents.escalated_ids)):
+    announcements: tuple[tuple[DetectedReason, list[str]], ...] = (
+        ("new", incidents.new_ids),
+        ("escalated", incidents.escalated_ids),
+    )
+    for reason, ids in announcements:
         for inc in incidents.rows[incidents.rows["incident_id"].isin(ids)].to_dict("records"):
             publisher.publish(detected_event(inc, reason), correlation_id=correlation_id)
             published += 1
@@ -408,8 +412,9 @@ def publish_new(incidents: WindowIncidents, publisher: Publisher, correlation_id
 
 
 def detected_event(
-    inc: dict[str, Any], reason: str, released_for: datetime | None = None
+    inc: dict[str, Any], reason: DetectedReason, released_for: datetime | None = None
 ) -> AnomaliesDetected:
+    """The announcement of one incident row (new, escalated or released)."""
     return AnomaliesDetected(
         incident_id=inc["incident_id"],
         device_id=inc["device_id"],
@@ -419,7 +424,7 @@ def detected_event(
         start_hour=pd.Timestamp(inc["start_hour"]).to_pydatetime(),
         end_hour=pd.Timestamp(inc["end_hour"]).to_pydatetime(),
         explanation=inc["explanation"],
-        reason=reason,  # type: ignore[arg-type]
+        reason=reason,
         released_for=released_for,
     )
 
@@ -509,8 +514,9 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
     writer changed them meanwhile (a concurrent delivery of an overlapping window), the window is
     scored again under the lock, so the rows written are those scoring under the lock would give.
     """
+    now = datetime.now(UTC)
     options = {
-        "now": datetime.now(UTC),
+        "now": now,
         "tariff_per_kwh": ctx.settings.chat_flat_tariff_per_kwh,
         "chunk": ctx.settings.anomaly_device_chunk,
     }
@@ -525,7 +531,7 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
         published = publish_new(incidents, ctx.publisher, ctx.correlation_id)
         publish_withdrawn(incidents, ctx.publisher, ctx.correlation_id)
         written = write_incidents(wh, incidents)
-        released = release_quiet_alerts(wh, ctx.publisher, options["now"], ctx.correlation_id)  # type: ignore[arg-type]
+        released = release_quiet_alerts(wh, ctx.publisher, now, ctx.correlation_id)
     log.info(
         "anomalies scored",
         extra={

@@ -34,6 +34,7 @@ from shared.logging import get_logger
 from shared.push import PushContext
 from shared.refresh import RefreshResult, WindowLimits, finish_recorded, run_refresh
 from shared.runs import PipelineRun, find_run, record_run
+from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
 
 __all__ = ["REFRESH_STAGE", "RefreshOutcome", "refresh_on_sync", "shard_events"]
@@ -89,7 +90,7 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
         return outcome.model_copy(update={"skipped_reason": reason})
 
     message_ids = []
-    events = shard_events(result, min(ctx.settings.event_shard_devices, ctx.settings.event_max_devices))
+    events = shard_events(result, ctx.settings)
     for refreshed in events:
         message_ids.append(ctx.publisher.publish(refreshed, correlation_id=ctx.correlation_id))
     refresh_steps.step_done("published")
@@ -106,15 +107,17 @@ def refresh_on_sync(event: SyncCompleted, ctx: PushContext) -> RefreshOutcome:
     return outcome.model_copy(update={"published_message_ids": message_ids})
 
 
-def shard_events(result: RefreshResult, shard_devices: int) -> list[FeaturesRefreshed]:
-    """The refreshed window as messages of at most `shard_devices` devices each (sorted ranges).
+def shard_events(result: RefreshResult, settings: Settings) -> list[FeaturesRefreshed]:
+    """The refreshed window as messages of at most `event_shard_devices` devices each (sorted
+    ranges; never more than `event_max_devices`, which the subscribers refuse above).
 
     rows_changed is the refresh's whole count, repeated on every shard: it says what the refresh
     did, not what one shard's devices changed."""
     if result.window_start is None or result.window_end is None:
         raise ValueError(f"refresh {result.refresh_id} has no window to announce")
+    size = min(settings.event_shard_devices, settings.event_max_devices)
     devices = sorted(result.device_ids)
-    chunks = [devices[i : i + shard_devices] for i in range(0, len(devices), shard_devices)] or [[]]
+    chunks = [devices[i : i + size] for i in range(0, len(devices), size)] or [[]]
     n = len(chunks)
     return [
         FeaturesRefreshed(

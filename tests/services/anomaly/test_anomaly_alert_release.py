@@ -11,7 +11,7 @@ from alert_receiver import SECRET, Receiver, put_incident
 from anomaly_fleet import Ctx, published, read_anomalies
 
 from services.anomaly.alerts import AlertSettings, deliver_alert
-from services.anomaly.scoring import WindowIncidents, publish_new, release_quiet_alerts
+from services.anomaly.scoring import WindowIncidents, _reconcile, publish_new, release_quiet_alerts
 from shared.bus import open_publisher
 from shared.errors import TransientError
 from shared.events import AnomaliesDetected
@@ -21,14 +21,6 @@ from shared.warehouse import open_warehouse
 # 23:30 and 07:30 in London in July (BST = UTC+1); quiet hours 22:00-07:00 local.
 NIGHT = datetime(2024, 7, 15, 22, 30, tzinfo=UTC)
 MORNING = datetime(2024, 7, 16, 6, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def receiver() -> Receiver:
-    r = Receiver()
-    r.thread.start()
-    yield r  # type: ignore[misc]
-    r.stop()
 
 
 def _cfg(receiver: Receiver, min_severity: str = "low") -> AlertSettings:
@@ -61,34 +53,34 @@ def _status(settings: Settings, incident_id: str) -> str:
     return str(rows.loc[rows["incident_id"] == incident_id, "alert_status"].iloc[0])
 
 
-def test_a_quiet_alert_is_sent_once_after_quiet_hours(settings: Settings, receiver: Receiver) -> None:
-    cfg = _cfg(receiver)
+def test_a_quiet_alert_is_sent_once_after_quiet_hours(settings: Settings, live_receiver: Receiver) -> None:
+    cfg = _cfg(live_receiver)
     ctx = Ctx(settings, open_publisher(settings))
     held = put_incident(settings, "inc-a", severity="medium", detected_at=NIGHT)
     assert deliver_alert(held, ctx, cfg=cfg, now=NIGHT).status == "quiet"
     assert _release(settings, cfg, NIGHT) == []  # still night: nothing announced
-    assert receiver.calls == []
+    assert live_receiver.calls == []
 
     (released,) = _release(settings, cfg, MORNING)
     assert (released.incident_id, released.reason) == ("inc-a", "released")
     assert released.dedupe_key() == "inc-a/released/2024-07-16T06"
     assert deliver_alert(released, ctx, cfg=cfg, now=MORNING).status == "sent"
-    assert [b["incident_id"] for b in receiver.bodies()] == ["inc-a"]
+    assert [b["incident_id"] for b in live_receiver.bodies()] == ["inc-a"]
     assert _status(settings, "inc-a") == "sent"
 
     # The next push (15 minutes later) finds nothing held; a redelivery of the release sends nothing.
     assert _release(settings, cfg, MORNING.replace(minute=45)) == []
     assert deliver_alert(released, ctx, cfg=cfg, now=MORNING).status == "already sent"
-    assert len(receiver.calls) == 1
+    assert len(live_receiver.calls) == 1
 
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_several_quiet_alerts_of_one_device_send_one_and_withdrawn_ones_none(
-    settings: Settings, receiver: Receiver, reverse: bool
+    settings: Settings, live_receiver: Receiver, reverse: bool
 ) -> None:
     """Released together and delivered in either order, the device's first incident (most severe,
     then earliest, then smallest id) is its one alert."""
-    cfg = _cfg(receiver)
+    cfg = _cfg(live_receiver)
     ctx = Ctx(settings, open_publisher(settings))
     low = put_incident(settings, "inc-a", severity="low", detected_at=NIGHT)
     assert deliver_alert(low, ctx, cfg=cfg, now=NIGHT).status == "quiet"
@@ -109,15 +101,15 @@ def test_several_quiet_alerts_of_one_device_send_one_and_withdrawn_ones_none(
     order = sorted(released, key=lambda e: e.incident_id, reverse=reverse)
     outcomes = {e.incident_id: deliver_alert(e, ctx, cfg=cfg, now=MORNING).status for e in order}
     assert outcomes == {"inc-a": "suppressed", "inc-b": "sent"}
-    assert [b["incident_id"] for b in receiver.bodies()] == ["inc-b"]
+    assert [b["incident_id"] for b in live_receiver.bodies()] == ["inc-b"]
     assert _status(settings, "inc-d") == "quiet"  # withdrawn: never released
     assert _release(settings, cfg, MORNING.replace(minute=15)) == []
 
 
 def test_an_incident_that_escalates_past_the_floor_is_alerted_once(
-    settings: Settings, receiver: Receiver
+    settings: Settings, live_receiver: Receiver
 ) -> None:
-    cfg = _cfg(receiver, min_severity="high")
+    cfg = _cfg(live_receiver, min_severity="high")
     ctx = Ctx(settings, open_publisher(settings))
     noon = datetime(2024, 7, 15, 11, tzinfo=UTC)
     first = put_incident(settings, "inc-a", severity="medium", detected_at=noon)
@@ -131,9 +123,9 @@ def test_an_incident_that_escalates_past_the_floor_is_alerted_once(
         deliver_alert(escalated, ctx, cfg=cfg, now=noon)
     put_incident(settings, "inc-a", severity="high", detected_at=noon)
     assert deliver_alert(escalated, ctx, cfg=cfg, now=noon).status == "sent"
-    assert [(b["incident_id"], b["severity"]) for b in receiver.bodies()] == [("inc-a", "high")]
+    assert [(b["incident_id"], b["severity"]) for b in live_receiver.bodies()] == [("inc-a", "high")]
     assert deliver_alert(escalated, ctx, cfg=cfg, now=noon).status == "already sent"
-    assert len(receiver.calls) == 1
+    assert len(live_receiver.calls) == 1
     assert escalated.dedupe_key() == "inc-a/escalated/high" != first.dedupe_key()
 
 
@@ -180,3 +172,41 @@ def test_invalid_alert_settings_skip_the_release_without_failing_the_scoring_pus
             assert release_quiet_alerts(wh, publisher, MORNING, None) == 0
     finally:
         publisher.close()
+
+
+def _incident_row(incident_id: str, severity: str, score: float, start: str, hours: int) -> dict[str, object]:
+    begin = pd.Timestamp(start, tz="UTC")
+    return {
+        "incident_id": incident_id,
+        "device_id": "dev-2",
+        "start_hour": begin,
+        "end_hour": begin + pd.Timedelta(hours=hours),
+        "anomaly_type": "level_shift",
+        "severity": severity,
+        "score": score,
+        "expected": 10.0,
+        "actual": 17.0,
+        "explanation": "level shift",
+        "probability": 0.8,
+        "energy_at_stake_kwh": 7.0 * hours,
+        "cost_at_stake": 2.1 * hours,
+        "hours_flagged": hours,
+    }
+
+
+@pytest.mark.parametrize(
+    ("severity", "score", "escalated"),
+    [("high", 0.95, ["inc-a"]), ("medium", 0.95, []), ("high", 0.5, [])],
+)
+def test_an_incident_going_on_at_a_higher_severity_is_escalated(
+    severity: str, score: float, escalated: list[str]
+) -> None:
+    """Stored: inc-a, medium at score 0.9, 09:00-12:00. Found again running to 15:00: at a higher
+    severity and score it escalates; at the same severity, or with a lower score (the stored worst
+    moment stays the headline, severity included), it does not."""
+    stored = _incident_row("inc-a", "medium", 0.9, "2024-02-12 09:00", 3)
+    stored |= {"detected_at": pd.Timestamp("2024-02-12 12:00", tz="UTC"), "status": "open"}
+    found = pd.DataFrame([_incident_row("inc-new", severity, score, "2024-02-12 09:00", 6)])
+    rows, new_ids, ups = _reconcile(found, pd.DataFrame([stored]), NIGHT, taken=set())
+    assert (new_ids, ups) == ([], escalated)
+    assert list(rows["incident_id"]) == ["inc-a"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import functions_framework
@@ -48,15 +47,12 @@ NOW = datetime(2024, 2, 15, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    monkeypatch.setenv("GRIDSIGHT_ALERT_WEBHOOK_URL", r.url)
+def receiver(live_receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Receiver:
+    monkeypatch.setenv("GRIDSIGHT_ALERT_WEBHOOK_URL", live_receiver.url)
     monkeypatch.setenv("GRIDSIGHT_ALERT_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("GRIDSIGHT_ALERT_MIN_SEVERITY", "low")
     monkeypatch.setenv("GRIDSIGHT_ALERT_BACKOFF_S", "0.01")
-    yield r
-    r.stop()
+    return live_receiver
 
 
 @pytest.fixture
