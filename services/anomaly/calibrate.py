@@ -18,8 +18,11 @@ gets a probability from what distinguishes faults from everyday surprises:
 
 Every feature uses only the hour itself and earlier hours (the fleet share uses other meters' same
 hour), so scoring stays causal. Within one run of candidate hours the probability is latched (its
-running maximum): once an incident is worth raising, its later hours stay flagged. The model is
-additive on the log-odds scale: an intercept, optional linear terms and gradient-boosted trees
+running maximum): once an incident is worth raising, its later hours stay flagged. A spike or
+dip must also be big enough to act on (`min_size`: the energy it adds in typical hours, or how
+far below expected it falls), a floor that keeps 99.5 % of the injected training faults of its
+type. The model is additive on the log-odds scale: an intercept, optional linear terms and
+gradient-boosted trees
 (scikit-learn's HistGradientBoosting, exported as plain node tables so scoring needs no pickle).
 It is fitted on faults injected with training seeds into the clean data of the *development*
 meters only, its alert cut-offs and isotonic map on the development half of the public labelled
@@ -41,14 +44,17 @@ from pydantic import BaseModel
 __all__ = [
     "CALIBRATED_TYPES",
     "CALIBRATION_FILE",
+    "SIZE_FEATURES",
     "Calibration",
     "Tree",
     "alert_cut",
     "apply_calibration",
     "candidate_features",
+    "departure_size",
     "latched_probability",
     "load_calibration",
     "recalibrate",
+    "size_gate",
 ]
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
@@ -97,6 +103,10 @@ class Calibration(BaseModel):
     # share of real-fault hours) knots, turns it back into a probability for severity.
     isotonic: list[tuple[float, float]] = []
     alert_probability: dict[str, float]  # per calibrated type: each kind keeps its recall
+    # The smallest departure worth an alert, per type, in the meter's own terms (`departure_size`;
+    # fitted like the cut-offs): most false spikes and dips are real but small surprises that the
+    # model cannot tell from a fault by shape alone, and an operator would not act on them anyway.
+    min_size: dict[str, float] = {}
     intercept: float
     coefficients: dict[str, float] = {}  # linear terms on the log-odds (by feature name)
     trees: list[Tree] = []  # boosted trees added to the log-odds
@@ -232,14 +242,43 @@ def _probability(features: pd.DataFrame, cal: Calibration) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-log_odds))
 
 
+# Per type, the feature that measures its departure's size (`departure_size`): a spike by the
+# energy it adds in typical hours of the meter, a dip by how far below expected it falls (-log a/e).
+SIZE_FEATURES = {"spike": ("excess", 1.0), "dip": ("log_ae", -1.0)}
+
+
+def departure_size(kind: np.ndarray, features: pd.DataFrame, unit: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the size of its departure for the types in SIZE_FEATURES (+inf elsewhere: no gate).
+
+    Only hours judged on energy are sized: a burst inside the hour found in its peak power (unit
+    W) hardly moves the hour's kWh, which is why that detector exists."""
+    size = np.full(len(kind), np.inf)
+    at = features.index.to_numpy()
+    on_energy = np.ones(len(at), dtype=bool) if unit is None else unit[at] == "kWh"
+    for t, (name, sign) in SIZE_FEATURES.items():
+        of_type = (kind[at] == t) & on_energy
+        size[at[of_type]] = sign * features[name].to_numpy()[of_type]
+    return size
+
+
+def size_gate(kind: np.ndarray, size: np.ndarray, min_size: dict[str, float]) -> np.ndarray:
+    """Rows whose departure is at least their type's minimum size."""
+    floor = np.full(len(kind), -np.inf)
+    for t, m in min_size.items():
+        floor[kind == t] = m
+    return size >= floor
+
+
 def latched_probability(
     ranked: pd.DataFrame, cal: Calibration, fleet: tuple[np.ndarray, int] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(latched probability, is calibrated, may alert) per row: the running maximum of the probability within
-    each run of candidate hours, so an incident once worth raising stays raised; a row may alert
-    only once its run has reached `min_alert_ratio` (the candidates below it only add context)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(latched probability, is calibrated, may alert, departure size) per row: the running maximum
+    of the probability within each run of candidate hours, so an incident once worth raising stays
+    raised; a row may alert only once its run has reached `min_alert_ratio` (the candidates below
+    it only add context) and when its own departure is at least its type's `min_size`."""
     features, run = candidate_features(ranked, cal.candidate_ratio, fleet)
     kind = ranked["kind"].to_numpy()
+    size = departure_size(kind, features, ranked["unit"].to_numpy() if "unit" in ranked else None)
     calibrated = np.isin(kind, CALIBRATED_TYPES) & (run >= 0)
     p = np.zeros(len(ranked))
     p[features.index.to_numpy()] = _probability(features, cal)
@@ -247,7 +286,8 @@ def latched_probability(
     latched = pd.Series(p).groupby(run).cummax().to_numpy()
     over = np.nan_to_num(ranked["ratio"].to_numpy(dtype=float), nan=0.0) >= cal.min_alert_ratio
     reached = pd.Series(over).groupby(run).cummax().to_numpy().astype(bool)
-    return np.where(run >= 0, latched, p), calibrated, calibrated & np.where(run >= 0, reached, over)
+    may_alert = calibrated & np.where(run >= 0, reached, over) & size_gate(kind, size, cal.min_size)
+    return np.where(run >= 0, latched, p), calibrated, may_alert, size
 
 
 def alert_cut(kind: np.ndarray, cal: Calibration) -> np.ndarray:
@@ -272,7 +312,7 @@ def apply_calibration(
     """`ranked` with `probability`, `score` (= latched probability for calibrated types),
     `is_anomaly` and `anomaly_type` decided by the calibrated rule (`fleet`: `candidate_features`)."""
     kind = ranked["kind"].to_numpy()
-    latched, calibrated, may_alert = latched_probability(ranked, cal, fleet)
+    latched, calibrated, may_alert, _ = latched_probability(ranked, cal, fleet)
     rule_score = ranked["score"].to_numpy()
     rule_flag = ranked["is_anomaly"].to_numpy(bool) & ~np.isin(kind, CALIBRATED_TYPES)
     # Below-candidate hours keep a small score that still ranks them by ratio (for ROC-AUC).

