@@ -265,8 +265,8 @@ def fit_on_labels(
     # The size gates stand only while every candidate flagged still finds `gate_recall` of the
     # development events (or all it finds without them); else looser ones, else none.
     least = min(gate_recall, quick(start).event_recall)
-    for candidate in (cal.min_size, min_sizes(training, keep=LOOSE_SIZE_KEEP), {}):
-        gates = candidate
+    for gates_from in (lambda: cal.min_size, lambda: min_sizes(training, keep=LOOSE_SIZE_KEEP), dict):
+        gates = gates_from()
         if quick(start).event_recall >= least:
             break
     base = quick(start)
