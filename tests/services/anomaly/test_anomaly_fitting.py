@@ -94,49 +94,45 @@ def test_candidate_features_of_a_run_by_hand() -> None:
     assert f["prev_log_ratio"] == pytest.approx([0.0, np.log(2), np.log(2)])
 
 
-def _steady_then(values: list[float], kind: str) -> pd.DataFrame:
-    """Four weeks at 1 kWh (expected 1), then one candidate hour per value, each its own run."""
+def _gated(values: list[float], kind: str, min_size: dict[str, float]) -> tuple[list[bool], np.ndarray]:
+    """(may alert, departure size) of candidate hours at `values` kWh, one per run, after four
+    weeks at 1 kWh (expected 1), under the frozen calibration with `min_size` as its gates."""
+    from services.anomaly.calibrate import latched_probability, load_calibration
+
     hours = pd.date_range("2024-01-01", periods=28 * 24 + 2 * len(values), freq="h", tz="UTC")
     energy = np.ones(len(hours))
     ratio = np.zeros(len(hours))
     energy[28 * 24 :: 2] = values  # a steady hour between them keeps the runs apart
     ratio[28 * 24 :: 2] = 2.0
-    return pd.DataFrame(
+    ranked = pd.DataFrame(
         {"device_id": "m", "hour": hours, "ratio": ratio, "kind": kind, "energy_kwh": energy, "expected": 1.0}
     )
+    cal = load_calibration()
+    assert cal is not None
+    gated = cal.model_copy(update={"min_size": min_size, "min_alert_ratio": 1.0})
+    _, calibrated, may_alert, size = latched_probability(ranked, gated)
+    at = np.flatnonzero(ratio > 0)
+    assert calibrated[at].all()
+    return may_alert[at].tolist(), size[at]
 
 
 def test_a_spike_alerts_only_when_it_adds_enough_typical_hours() -> None:
     """Typical hour 1 kWh: spikes of 2, 3.4 and 5 kWh add 1, 2.4 and 4 typical hours; with a minimum
     of 2.4 the first cannot alert, the other two can (cut-off 0: the gate alone decides)."""
-    from services.anomaly.calibrate import latched_probability, load_calibration
-
-    cal = load_calibration()
-    assert cal is not None
-    ranked = _steady_then([2.0, 3.4, 5.0], "spike")
-    at = np.flatnonzero(ranked["ratio"].to_numpy() > 0)
-    gated = cal.model_copy(update={"min_size": {"spike": 2.4}, "min_alert_ratio": 1.0})
-    _, calibrated, may_alert, size = latched_probability(ranked, gated)
-    assert size[at] == pytest.approx([1.0, 2.4, 4.0])
-    assert calibrated[at].all()
-    assert may_alert[at].tolist() == [False, True, True]
-    open_gate = gated.model_copy(update={"min_size": {}})
-    assert latched_probability(ranked, open_gate)[2][at].tolist() == [True, True, True]
+    may_alert, size = _gated([2.0, 3.4, 5.0], "spike", {"spike": 2.4})
+    assert size == pytest.approx([1.0, 2.4, 4.0])
+    assert may_alert == [False, True, True]
+    assert _gated([2.0, 3.4, 5.0], "spike", {})[0] == [True, True, True]
 
 
 def test_a_dip_alerts_only_when_it_falls_far_enough_below_expected() -> None:
     """Expected 1 kWh: dips to 0.5, 0.2 and 0 kWh are -log((a + 0.001) / 1.001) = 0.69, 1.60 and
     6.91 (clipped to 6) below; with a minimum of 1.2 only the last two may alert."""
-    from services.anomaly.calibrate import latched_probability, load_calibration
-
-    cal = load_calibration()
-    assert cal is not None
-    ranked = _steady_then([0.5, 0.2, 0.0], "dip")
-    at = np.flatnonzero(ranked["ratio"].to_numpy() > 0)
-    gated = cal.model_copy(update={"min_size": {"dip": 1.2}, "min_alert_ratio": 1.0})
-    _, _, may_alert, size = latched_probability(ranked, gated)
-    assert size[at] == pytest.approx([-np.log(0.501 / 1.001), -np.log(0.201 / 1.001), 6.0])
-    assert may_alert[at].tolist() == [False, True, True]
-    # A spike-sized gate does not touch dips, and level shifts have no gate at all.
-    spiky = cal.model_copy(update={"min_size": {"spike": 100.0}, "min_alert_ratio": 1.0})
-    assert latched_probability(ranked, spiky)[2][at].all()
+    may_alert, size = _gated([0.5, 0.2, 0.0], "dip", {"dip": 1.2})
+    assert size == pytest.approx([-np.log(0.501 / 1.001), -np.log(0.201 / 1.001), 6.0])
+    assert may_alert == [False, True, True]
+    # A spike's gate does not touch dips, and a level shift is never sized.
+    assert _gated([0.5, 0.2, 0.0], "dip", {"spike": 100.0})[0] == [True, True, True]
+    may_alert, size = _gated([0.5, 0.2, 0.0], "level_shift", {"spike": 100.0, "dip": 100.0})
+    assert may_alert == [True, True, True]
+    assert np.isinf(size).all()
