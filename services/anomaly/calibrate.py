@@ -247,16 +247,15 @@ def _probability(features: pd.DataFrame, cal: Calibration) -> np.ndarray:
 SIZE_FEATURES = {"spike": ("excess", 1.0), "dip": ("log_ae", -1.0)}
 
 
-def departure_size(kind: np.ndarray, features: pd.DataFrame, unit: np.ndarray | None = None) -> np.ndarray:
+def departure_size(kind: np.ndarray, features: pd.DataFrame, unit: np.ndarray) -> np.ndarray:
     """Per row, the size of its departure for the types in SIZE_FEATURES (+inf elsewhere: no gate).
 
     Only hours judged on energy are sized: a burst inside the hour found in its peak power (unit
     W) hardly moves the hour's kWh, which is why that detector exists."""
     size = np.full(len(kind), np.inf)
     at = features.index.to_numpy()
-    on_energy = np.ones(len(at), dtype=bool) if unit is None else unit[at] == "kWh"
     for t, (name, sign) in SIZE_FEATURES.items():
-        of_type = (kind[at] == t) & on_energy
+        of_type = (kind[at] == t) & (unit[at] == "kWh")
         size[at[of_type]] = sign * features[name].to_numpy()[of_type]
     return size
 
@@ -278,7 +277,7 @@ def latched_probability(
     it only add context) and when its own departure is at least its type's `min_size`."""
     features, run = candidate_features(ranked, cal.candidate_ratio, fleet)
     kind = ranked["kind"].to_numpy()
-    size = departure_size(kind, features, ranked["unit"].to_numpy() if "unit" in ranked else None)
+    size = departure_size(kind, features, ranked["unit"].to_numpy())
     calibrated = np.isin(kind, CALIBRATED_TYPES) & (run >= 0)
     p = np.zeros(len(ranked))
     p[features.index.to_numpy()] = _probability(features, cal)

@@ -134,7 +134,6 @@ def group_incidents(
     gap = flagged["hour"].diff() > pd.Timedelta(hours=gap_h)
     new_device = flagged["device_id"] != flagged["device_id"].shift()
     flagged["group"] = (gap | new_device).cumsum()
-    units = np.array([f.unit for f in findings])
     rows = []
     for _, g in flagged.groupby("group", sort=False):
         weights = g.groupby("anomaly_type")["ratio"].sum()
@@ -146,7 +145,7 @@ def group_incidents(
         if finding.run is not None:  # the detector knows how long it has really lasted
             run_h = int(finding.run[int(peak["row"]), int(peak["col"])])
         start = g["hour"].iloc[0]
-        in_kwh = units[g["finding"].to_numpy()] == "kWh"
+        in_kwh = (g["unit"] == "kWh").to_numpy()
         gap_kwh = np.abs(g["actual"].to_numpy(dtype=float) - g["expected"].to_numpy(dtype=float))[in_kwh]
         at_stake = float(np.nansum(gap_kwh)) if np.isfinite(gap_kwh).any() else float("nan")
         probability = float(g["probability"].max()) if "probability" in g else float(g["score"].max())

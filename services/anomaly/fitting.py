@@ -39,9 +39,11 @@ __all__ = [
     "CANDIDATE_RATIO",
     "TRAIN_SEEDS",
     "export_trees",
+    "fault_sizes",
     "fit_calibration",
     "fit_isotonic",
     "fit_on_labels",
+    "size_floors",
 ]
 
 CANDIDATE_RATIO = 0.6
@@ -86,7 +88,6 @@ def fit_calibration(
     candidate_ratio: float,
     alert_probability: dict[str, float],
     fitted_on: str,
-    min_size: dict[str, float] | None = None,
 ) -> Calibration:
     """Gradient-boosted trees of the hour label on the candidate features (candidate hours of
     calibrated types only) over the (ranked, label) training frames; cut-offs come from the caller."""
@@ -108,17 +109,16 @@ def fit_calibration(
         candidate_ratio=candidate_ratio,
         min_alert_ratio=MIN_ALERT_RATIO,
         alert_probability=alert_probability,
-        min_size=min_size or {},
         intercept=intercept,
         trees=trees,
         fitted_on=fitted_on,
     )
 
 
-def min_sizes(training: list[pd.DataFrame], keep: float = SIZE_KEEP) -> dict[str, float]:
-    """Per type in SIZE_FEATURES, the departure size that `keep` of its injected training faults
-    reach in at least one hour scored as that type (`_joined` frames: truth `kind`, detector
-    `detector_kind`)."""
+def fault_sizes(training: list[pd.DataFrame]) -> dict[str, np.ndarray]:
+    """Per type in SIZE_FEATURES, the largest departure size each injected training fault of that
+    type reaches in an hour scored as that type (`_joined` frames: truth `kind`, detector
+    `detector_kind`); `size_floors` turns them into the gates."""
     best: dict[str, list[float]] = {t: [] for t in SIZE_FEATURES}
     for frame in training:
         ranked = _as_ranked(frame)
@@ -134,7 +134,12 @@ def min_sizes(training: list[pd.DataFrame], keep: float = SIZE_KEEP) -> dict[str
             sizes = sizes[np.isfinite(sizes)]
             if len(sizes):
                 best[ev.kind].append(float(sizes.max()))
-    return {t: round(float(np.quantile(v, 1 - keep)), 3) for t, v in best.items() if v}
+    return {t: np.array(v) for t, v in best.items() if v}
+
+
+def size_floors(sizes: dict[str, np.ndarray], keep: float = SIZE_KEEP) -> dict[str, float]:
+    """Per type, the minimum size that `keep` of its training faults (`fault_sizes`) reach."""
+    return {t: round(float(np.quantile(v, 1 - keep)), 3) for t, v in sizes.items()}
 
 
 def fit_isotonic(latched: np.ndarray, calibrated: np.ndarray, label: np.ndarray) -> list[tuple[float, float]]:
@@ -208,7 +213,6 @@ def fit_on_labels(
         raise ValueError("no clean data of the development meters to inject training faults into")
     cal = fit_calibration(
         [(_as_ranked(j), j["label"].to_numpy()) for j in training],
-        min_size=min_sizes(training),
         candidate_ratio=CANDIDATE_RATIO,
         alert_probability=dict.fromkeys(CALIBRATED_TYPES, 0.0),
         fitted_on=(
@@ -220,8 +224,8 @@ def fit_on_labels(
     )
     frames = [joined[joined["meter_id"].isin(dev_meters)].reset_index(drop=True)]
     frames += _training_frames(clean, dev_meters, cut_seeds)
-    ungated = cal.model_copy(update={"min_size": {}})  # the gates are chosen below
-    parts = [latched_probability(_as_ranked(f), ungated) for f in frames]  # each frame its own fleet
+    # Each frame its own fleet; `cal` has no size gates yet (they are chosen below).
+    parts = [latched_probability(_as_ranked(f), cal) for f in frames]
     latched = np.concatenate([p[0] for p in parts])
     calibrated = np.concatenate([p[1] for p in parts])
     may_alert = np.concatenate([p[2] for p in parts])
@@ -239,16 +243,14 @@ def fit_on_labels(
     part = dev[injected].reset_index(drop=True)
     label = part["label"].to_numpy()
 
-    gates: dict[str, float] = {}
-
-    def flags(cuts: dict[str, float]) -> np.ndarray:
+    def flags(cuts: dict[str, float], gates: dict[str, float]) -> np.ndarray:
         c = cal.model_copy(update={"alert_probability": cuts})
         sized = size_gate(kind, size, gates)
         return ((may_alert & sized & (latched >= alert_cut(kind, c))) | rule | clear)[injected]
 
-    def quick(cuts: dict[str, float]) -> _Quick:
+    def quick(cuts: dict[str, float], gates: dict[str, float]) -> _Quick:
         """What the search compares (evaluate_scores' figures without its ROC curves)."""
-        flag = flags(cuts)
+        flag = flags(cuts, gates)
         hits = _event_hits(part, flag, events)
         groups = _flag_groups(part, flag)
         by_kind = events.assign(hit=hits).groupby("kind")["hit"].mean()
@@ -264,12 +266,11 @@ def fit_on_labels(
     # candidates alone cannot reach that, what they have with every candidate flagged).
     # The size gates stand only while every candidate flagged still finds `gate_recall` of the
     # development events (or all it finds without them); else looser ones, else none.
-    least = min(gate_recall, quick(start).event_recall)
-    for gates_from in (lambda: cal.min_size, lambda: min_sizes(training, keep=LOOSE_SIZE_KEEP), dict):
-        gates = gates_from()
-        if quick(start).event_recall >= least:
-            break
-    base = quick(start)
+    least = min(gate_recall, quick(start, {}).event_recall)
+    sizes = fault_sizes(training)
+    tried = (size_floors(sizes), size_floors(sizes, LOOSE_SIZE_KEEP))
+    gates = next((g for g in tried if quick(start, g).event_recall >= least), {})
+    base = quick(start, gates)
     floor = {k: min(min_kind_recall, r) for k, r in base.recall_by_kind.items()}
 
     overall = min(min_event_recall, base.event_recall)
@@ -284,13 +285,13 @@ def fit_on_labels(
             if cuts[t] + STEP > 0.99:
                 continue
             trial = {**cuts, t: round(cuts[t] + STEP, 3)}
-            m = quick(trial)
+            m = quick(trial, gates)
             if feasible(m):
                 trials.append((m.false_incidents, -m.point_precision, t, trial))
         if not trials:
             break
         _, _, _, cuts = min(trials, key=lambda x: (x[0], x[1], x[2]))
-    flag = flags(cuts)
+    flag = flags(cuts, gates)
     best = evaluate_scores(
         "fit (dev)",
         part.assign(anomaly_type=np.where(flag, kind[injected], "")),

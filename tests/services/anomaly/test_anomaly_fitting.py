@@ -105,7 +105,15 @@ def _gated(values: list[float], kind: str, min_size: dict[str, float]) -> tuple[
     energy[28 * 24 :: 2] = values  # a steady hour between them keeps the runs apart
     ratio[28 * 24 :: 2] = 2.0
     ranked = pd.DataFrame(
-        {"device_id": "m", "hour": hours, "ratio": ratio, "kind": kind, "energy_kwh": energy, "expected": 1.0}
+        {
+            "device_id": "m",
+            "hour": hours,
+            "ratio": ratio,
+            "kind": kind,
+            "energy_kwh": energy,
+            "expected": 1.0,
+            "unit": "kWh",
+        }
     )
     cal = load_calibration()
     assert cal is not None

@@ -53,6 +53,7 @@ def test_incident_carries_energy_and_cost_at_stake_with_units() -> None:
             "is_anomaly": True,
             "anomaly_type": "level_shift",
             "finding": 0,
+            "unit": "kWh",
             "row": [0, 1, 2],
             "col": 0,
             "expected": 4.0,
