@@ -10,6 +10,10 @@ dropout that late data disproves is withdrawn (`withdraw.py`), published once, a
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -276,6 +280,44 @@ def _fleet_context(loader: _FleetLoader, cfg: DetectorConfig, chunk: int) -> Fle
     return fleet
 
 
+# The fleet's numbers of one refresh, kept for the refresh's other shards: every shard of a
+# features-refreshed event has the whole fleet's window in common, and sweeping the fleet again
+# for each shard made the anomaly stage grow with shards x fleet (at 10,000 meters, two shards of
+# 5,000, both pushes ran past the 600 s push deadline; docs/scaling.md). A few refreshes' worth:
+# a Fleet is a few arrays of one number per hour.
+FLEET_CACHE_SIZE = 4
+_fleets: OrderedDict[Hashable, Fleet] = OrderedDict()
+_computing: dict[Hashable, threading.Lock] = {}
+_fleets_guard = threading.Lock()
+_SHARD_SUFFIX = re.compile(r"-\d+of\d+$")
+
+
+def refresh_of(refresh_id: str) -> str:
+    """The refresh a shard's refresh_id belongs to (`services.ingest.refresh.shard_events`)."""
+    return _SHARD_SUFFIX.sub("", refresh_id)
+
+
+def _shared_fleet(key: Hashable, compute: Callable[[], Fleet]) -> Fleet:
+    """`compute()` once per key in this process; concurrent shards of one refresh wait for the
+    first instead of sweeping the fleet beside it."""
+    with _fleets_guard:
+        if key in _fleets:
+            _fleets.move_to_end(key)
+            return _fleets[key]
+        lock = _computing.setdefault(key, threading.Lock())
+    with lock:
+        with _fleets_guard:
+            if key in _fleets:
+                return _fleets[key]
+        fleet = compute()
+        with _fleets_guard:
+            _fleets[key] = fleet
+            while len(_fleets) > FLEET_CACHE_SIZE:
+                _fleets.popitem(last=False)
+            _computing.pop(key, None)
+    return fleet
+
+
 def detect_window(
     event: FeaturesRefreshed,
     wh: Warehouse,
@@ -284,12 +326,15 @@ def detect_window(
     cfg: DetectorConfig | None = None,
     tariff_per_kwh: float = DEFAULT_TARIFF,
     chunk: int = 100,
+    fleet_key: Hashable | None = None,
 ) -> WindowIncidents:
     """Score `event`'s window for its devices; read-only on the warehouse.
 
     Devices are loaded and scored `chunk` at a time (`Settings.anomaly_device_chunk`), so peak
     memory follows the chunk, not the fleet; the fleet's own numbers (`Fleet`) are gathered first,
-    which keeps every result identical to scoring the whole fleet in one panel.
+    which keeps every result identical to scoring the whole fleet in one panel. With `fleet_key`
+    (the warehouse and refresh, `score_window`) those numbers are computed once per refresh and
+    fleet and reused by its other shards and redeliveries in this process.
     """
     cfg = cfg or DetectorConfig()
     start = pd.Timestamp(event.window_start).tz_convert(UTC)
@@ -299,7 +344,12 @@ def detect_window(
     scored = [d for d in loader.devices if d in wanted]
     if not scored:
         return WindowIncidents(rows=pd.DataFrame(), new_ids=[], devices_scored=0, hours_scored=0)
-    fleet = _fleet_context(loader, cfg, chunk)
+    if fleet_key is None:
+        fleet = _fleet_context(loader, cfg, chunk)
+    else:  # the fleet as this loader sees it is part of the key: another fleet is computed anew
+        seen = (tuple(loader.devices), loader.first, loader.last_row)
+        key = (fleet_key, start, end, seen, cfg.model_dump_json())
+        fleet = _shared_fleet(key, lambda: _fleet_context(loader, cfg, chunk))
     since = (start - INCIDENT_LOOKBACK - pd.Timedelta(hours=GAP_H)).to_pydatetime()
     existing = wh.query_df(EXISTING_SQL, {"since": since, "window_end": end.to_pydatetime()})
     for col in ("start_hour", "end_hour", "detected_at", "withdrawn_at"):
@@ -502,6 +552,12 @@ def _existing_incidents(wh: Warehouse, event: FeaturesRefreshed) -> pd.DataFrame
     return rows.sort_values("incident_id").reset_index(drop=True)
 
 
+def _warehouse_identity(settings: Settings) -> str:
+    if settings.warehouse_backend == "bigquery":
+        return f"bigquery:{settings.gcp_project}.{settings.analytics_dataset}"
+    return f"duckdb:{settings.duckdb_path.resolve()}"
+
+
 def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
     """Detect, publish the new incidents, then MERGE. A crash between publishing and the MERGE
     redelivers the event and publishes those incidents again (at least once; AnomaliesDetected is
@@ -519,6 +575,7 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
         "now": now,
         "tariff_per_kwh": ctx.settings.chat_flat_tariff_per_kwh,
         "chunk": ctx.settings.anomaly_device_chunk,
+        "fleet_key": (_warehouse_identity(ctx.settings), refresh_of(event.refresh_id)),
     }
     with open_warehouse(ctx.settings, read_only=True) as snapshot:
         incidents = detect_window(event, snapshot, **options)  # type: ignore[arg-type]
