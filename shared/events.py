@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from abc import abstractmethod
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,8 @@ __all__ = [
     "decode_event",
     "encode_event",
     "parse_envelope",
+    "refresh_of",
+    "shard_refresh_id",
 ]
 
 
@@ -79,6 +82,19 @@ class FeaturesRefreshed(Event):
 
     def dedupe_key(self) -> str:
         return self.refresh_id
+
+
+_SHARD_SUFFIX = re.compile(r"-\d+of\d+$")
+
+
+def shard_refresh_id(refresh_id: str, k: int, n: int) -> str:
+    """The refresh_id of shard `k` of `n` of one refresh (`n == 1`: the refresh's own)."""
+    return refresh_id if n == 1 else f"{refresh_id}-{k}of{n}"
+
+
+def refresh_of(refresh_id: str) -> str:
+    """The refresh a shard's refresh_id (`shard_refresh_id`) belongs to."""
+    return _SHARD_SUFFIX.sub("", refresh_id)
 
 
 class ForecastsWritten(Event):

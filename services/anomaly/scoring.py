@@ -10,7 +10,6 @@ dropout that late data disproves is withdrawn (`withdraw.py`), published once, a
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -39,7 +38,13 @@ from services.anomaly.severity import SEVERITY_RANK
 from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
 from shared.bus.base import Publisher
 from shared.errors import NotFound, TransientError
-from shared.events import AnomaliesDetected, AnomaliesWithdrawn, DetectedReason, FeaturesRefreshed
+from shared.events import (
+    AnomaliesDetected,
+    AnomaliesWithdrawn,
+    DetectedReason,
+    FeaturesRefreshed,
+    refresh_of,
+)
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.warehouse import Warehouse, open_warehouse
@@ -289,12 +294,6 @@ FLEET_CACHE_SIZE = 4
 _fleets: OrderedDict[Hashable, Fleet] = OrderedDict()
 _computing: dict[Hashable, threading.Lock] = {}
 _fleets_guard = threading.Lock()
-_SHARD_SUFFIX = re.compile(r"-\d+of\d+$")
-
-
-def refresh_of(refresh_id: str) -> str:
-    """The refresh a shard's refresh_id belongs to (`services.ingest.refresh.shard_events`)."""
-    return _SHARD_SUFFIX.sub("", refresh_id)
 
 
 def _shared_fleet(key: Hashable, compute: Callable[[], Fleet]) -> Fleet:
@@ -309,8 +308,13 @@ def _shared_fleet(key: Hashable, compute: Callable[[], Fleet]) -> Fleet:
         with _fleets_guard:
             if key in _fleets:
                 return _fleets[key]
-        fleet = compute()
-        with _fleets_guard:
+        try:
+            fleet = compute()
+        except BaseException:  # a failed sweep leaves no lock behind; the redelivery sweeps again
+            with _fleets_guard:
+                _computing.pop(key, None)
+            raise
+        with _fleets_guard:  # stored before the lock goes, so nobody starts a second sweep
             _fleets[key] = fleet
             while len(_fleets) > FLEET_CACHE_SIZE:
                 _fleets.popitem(last=False)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from shared import refresh as refresh_steps
-from shared.events import FeaturesRefreshed, SyncCompleted
+from shared.events import FeaturesRefreshed, SyncCompleted, shard_refresh_id
 from shared.logging import get_logger
 from shared.push import PushContext
 from shared.refresh import RefreshResult, WindowLimits, finish_recorded, run_refresh
@@ -121,7 +121,7 @@ def shard_events(result: RefreshResult, settings: Settings) -> list[FeaturesRefr
     n = len(chunks)
     return [
         FeaturesRefreshed(
-            refresh_id=result.refresh_id if n == 1 else f"{result.refresh_id}-{k}of{n}",
+            refresh_id=shard_refresh_id(result.refresh_id, k, n),
             window_start=result.window_start,
             window_end=result.window_end,
             device_ids=chunk,
