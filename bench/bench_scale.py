@@ -249,7 +249,16 @@ def backfill(settings: Any, fleet: Any, now: int, bar: Progress) -> dict[str, An
     project = settings.connector_dir
     prepare_project(project, default_configuration(settings))
     (project / "files").mkdir(parents=True, exist_ok=True)
-    (project / "files" / "state.json").write_text(json.dumps({"cursors": cursors, "decommissioned": []}))
+    # and the fleet feed's cursor such a sync leaves (connector.sync_fleet_readings): the newest
+    # received_at it emitted and the vendor's as_of. Without it the first cycle's sync catches up
+    # from the oldest device cursor for the whole fleet (minutes at 10,000 meters), not a cycle.
+    newest = max(cursors.values()) if cursors else iso(now)
+    state = {
+        "cursors": cursors,
+        "decommissioned": [],
+        "feed": {"received_since": newest, "published_since": iso(now)},
+    }
+    (project / "files" / "state.json").write_text(json.dumps(state))
     return {"readings": landed, "seconds": time.perf_counter() - started}
 
 
