@@ -344,7 +344,9 @@ def _finish(settings: Settings, run: PipelineRun, *, quiet: bool = False) -> Non
     """Record the finished run; when recording a failure fails too, the log line is the record."""
     run = run.model_copy(update={"finished_at": datetime.now(UTC)})
     try:
-        with open_warehouse(settings) as wh:
+        # no snapshot copy for a run record: the duplicate check reads it under the lock, and
+        # readers (status, the bench) get it with the next copy (shared.warehouse module doc)
+        with open_warehouse(settings, publish=False) as wh:
             record_run(wh, run)
     except Exception:
         if not quiet:

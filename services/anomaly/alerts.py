@@ -182,7 +182,9 @@ def _incident(wh: Warehouse, incident_id: str) -> dict[str, object]:
 
 
 def _record(settings: Settings, incident_id: str, **columns: object) -> int:
-    with open_warehouse(settings) as wh:
+    """One alert stamp, its own unit of work (committed before the next channel is tried); no
+    snapshot copy, as nothing reads the stamps to act (the dedupe reads them under the lock)."""
+    with open_warehouse(settings, publish=False) as wh:
         return wh.merge(
             "anomalies", pd.DataFrame([{"incident_id": incident_id, **columns}]), key=["incident_id"]
         )

@@ -21,7 +21,7 @@ import pytest
 from shared.errors import TransientError
 from shared.refresh import refresh_features
 from shared.settings import REPO_ROOT, Settings
-from shared.warehouse import open_warehouse, snapshot_path
+from shared.warehouse import Warehouse, open_warehouse, snapshot_path
 from shared.warehouse.rawfixture import RawStore, make_readings
 from tests.sql.landing import DAYS, N_DEVICES, START, SYNC_1, land, land_fleet
 
@@ -183,3 +183,38 @@ def test_a_new_home_gets_a_snapshot_on_first_read(settings: Settings) -> None:
     with open_warehouse(settings, read_only=True) as wh:
         assert wh.table_exists("energy_analytics.hourly_consumption")
     assert snapshot_path(settings).exists()
+
+
+def _runs(settings: Settings) -> int:
+    with open_warehouse(_impatient(settings), read_only=True) as wh:
+        return wh.query("SELECT COUNT(*) AS n FROM energy_analytics.pipeline_runs").to_pylist()[0]["n"]
+
+
+def _insert_run(wh: Warehouse, run_id: str) -> None:
+    wh.execute(
+        "INSERT INTO energy_analytics.pipeline_runs (run_id, handler, dedupe_key, status, started_at) "
+        "VALUES (@run_id, 'test', @run_id, 'succeeded', CURRENT_TIMESTAMP)",
+        {"run_id": run_id},
+    )
+
+
+def test_an_unpublished_write_reaches_the_next_reader_and_no_reader_while_a_writer_works(
+    settings: Settings,
+) -> None:
+    """publish=False (a run record, an alert stamp) commits without the copy: the snapshot file
+    stays as it was, a reader that finds the lock free publishes the write, and a reader that
+    comes while another writer holds the lock gets the last published state, without waiting."""
+    with open_warehouse(settings) as wh:
+        _insert_run(wh, "published")
+    published = snapshot_path(settings).stat()
+    with open_warehouse(settings, publish=False) as wh:
+        _insert_run(wh, "quiet-1")
+    assert snapshot_path(settings).stat().st_ino == published.st_ino  # no copy was made
+    assert _runs(settings) == 2  # the reader published it
+    assert snapshot_path(settings).stat().st_ino != published.st_ino
+    with open_warehouse(settings, publish=False) as wh:
+        _insert_run(wh, "quiet-2")
+    with open_warehouse(settings) as writer:  # another writer holds the lock
+        assert _runs(settings) == 2  # the last published state, and no wait (lock timeout 0)
+        _insert_run(writer, "published-2")
+    assert _runs(settings) == 4  # that writer published both
