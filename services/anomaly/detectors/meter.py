@@ -53,7 +53,10 @@ def detect_dropouts(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
     ratio = np.where(~panel.present & settled & installed, cfg.dropout_ratio * 2 / 3, ratio)
     coverage = panel.get("coverage")
     if coverage is not None:
-        partial = panel.present & np.isfinite(coverage) & (coverage < 1)
+        # A partly covered hour waits out the same grace: the fleet's newest hour is partly covered
+        # for most meters at every sync (its last readings are still on the way), which raised a
+        # dropout for 8,975 of 10,000 meters at once (bench_scale, docs/scaling.md).
+        partial = panel.present & np.isfinite(coverage) & (coverage < 1) & settled
         ratio = np.where(partial, np.maximum(ratio, (1 - coverage) * 2), ratio)
     return [
         Finding(

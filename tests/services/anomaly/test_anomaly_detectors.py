@@ -101,6 +101,27 @@ def test_zero_readings_and_missing_hours_are_dropouts(fleet: FleetFactory) -> No
     assert list(incidents["end_hour"]) == [zeros + pd.Timedelta(hours=2), gone + pd.Timedelta(hours=3)]
 
 
+def test_a_partly_covered_hour_is_a_dropout_only_once_the_fleet_has_moved_past_it(
+    fleet: FleetFactory,
+) -> None:
+    """The newest hour of a sync is partly covered for most meters (its last readings are still on
+    their way; its kWh, from the register, is about right): no dropout until the fleet has data
+    `dropout_grace_h` (3) hours later. Half covered is ratio (1 - 0.5) x 2 = 1: at threshold."""
+    frame = fleet().assign(coverage=1.0)
+    newest = frame["hour"].max()
+    half = (frame["device_id"] == DEVICE) & (frame["hour"] == newest)
+    frame.loc[half, "coverage"] = 0.5
+    assert not _score(frame, include_missing=True)["is_anomaly"].any()
+
+    later = frame[frame["hour"] > newest - pd.Timedelta(hours=3)].copy()  # three more hours of fleet
+    later["hour"] += pd.Timedelta(hours=3)
+    later["coverage"] = 1.0
+    flagged = _score(pd.concat([frame, later]), include_missing=True).query("is_anomaly")
+    assert list(zip(flagged["device_id"], flagged["hour"], flagged["anomaly_type"], strict=True)) == [
+        (DEVICE, newest, "dropout")
+    ]
+
+
 def test_night_time_rise_is_a_baseload_rise(fleet: FleetFactory) -> None:
     frame = fleet()
     nights = [fault_hour(night, 0) for night in range(43, 47)]
