@@ -134,6 +134,26 @@ def _trailing(energy: pd.Series, device: np.ndarray, how: str, q: float = 0.5) -
     return energy.groupby(device).transform(stat).to_numpy()
 
 
+def context_row(ratio: np.ndarray, candidate_ratio: float, from_row: int) -> int:
+    """The first row of an hours x devices grid that the features of rows >= `from_row` read: the
+    first hour of every candidate run still going at `from_row` (latching and the run features
+    see the whole run), less the trailing window (noise and the meter's typical hours). Ranking
+    only from there gives rows >= `from_row` exactly the values a ranking of the whole grid gives,
+    so the service ranks its window and not the weeks of history it loads for the baseline."""
+    first = from_row
+    candidate = np.nan_to_num(ratio, nan=0.0) >= candidate_ratio
+    for col in range(candidate.shape[1]):
+        rows = np.flatnonzero(candidate[:, col])
+        k = int(np.searchsorted(rows, from_row))
+        if k == len(rows):  # no candidate from `from_row` on: no run reaches it
+            continue
+        while k > 0 and rows[k] - rows[k - 1] <= GAP_H:
+            k -= 1
+        first = min(first, int(rows[k]))
+    window = int(pd.Timedelta(NOISE_WINDOW) / pd.Timedelta(hours=1))
+    return max(0, first - window - 1)
+
+
 def _clip(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.nan_to_num(a, nan=0.0, posinf=hi, neginf=lo), lo, hi)
 

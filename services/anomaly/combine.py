@@ -14,7 +14,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from services.anomaly.calibrate import apply_calibration, load_calibration
+from services.anomaly.calibrate import apply_calibration, context_row, load_calibration
 from services.anomaly.detectors import Finding, Panel
 from services.anomaly.severity import SeverityPolicy, incident_severity
 from shared.settings import Settings
@@ -47,7 +47,12 @@ def severity_for(ratio: np.ndarray) -> np.ndarray:
 
 
 def rank_hours(
-    panel: Panel, findings: list[Finding], *, include_missing: bool = False, calibrated: bool = True
+    panel: Panel,
+    findings: list[Finding],
+    *,
+    include_missing: bool = False,
+    calibrated: bool = True,
+    from_hour: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One row per device-hour: score, is_anomaly, the winning type, its expected and actual.
 
@@ -55,6 +60,8 @@ def rank_hours(
     them, to report dropouts; the CSV path scores only the hours it was given). With `calibrated`
     (and a fitted `calibration.json`) the alert decision and score are the calibrated probability
     of `calibrate.py`; without, the plain rule "ratio over threshold" (what the fit starts from).
+    `from_hour` (with `include_missing`) returns only the hours from then on, ranked from the
+    context they need (`calibrate.context_row`), with the values a ranking of every hour gives.
     """
     ratios = np.stack([f.ratio for f in findings])
     best = np.argmax(ratios, axis=0)
@@ -63,7 +70,17 @@ def rank_hours(
     actual = np.take_along_axis(np.stack([f.actual for f in findings]), best[None], axis=0)[0]
     types = np.array([f.anomaly_type for f in findings])[best]
     score = ratio_to_score(ratio)
+    cal = load_calibration() if calibrated else None
+    first = keep = 0
+    if from_hour is not None:
+        if not include_missing:
+            raise ValueError("ranking from an hour needs every hour of its devices (include_missing)")
+        keep = int(panel.hours.searchsorted(from_hour))
+        first = keep if cal is None else context_row(ratio, cal.candidate_ratio, keep)
     t_idx, d_idx = np.nonzero(panel.present | include_missing)
+    if first:
+        at = t_idx >= first
+        t_idx, d_idx = t_idx[at], d_idx[at]
     frame = pd.DataFrame(
         {
             "device_id": np.array(panel.devices)[d_idx],
@@ -83,7 +100,6 @@ def rank_hours(
         }
     )
     frame = frame.sort_values(["device_id", "hour"], kind="stable").reset_index(drop=True)
-    cal = load_calibration() if calibrated else None
     if cal is not None:
         fleet = None
         if panel.fleet is not None and panel.fleet.candidates is not None:
@@ -93,6 +109,8 @@ def rank_hours(
         frame = apply_calibration(frame, cal, fleet)
     else:
         frame["probability"] = frame["score"]
+    if keep > first:
+        frame = frame[frame["row"] >= keep].reset_index(drop=True)
     return frame
 
 

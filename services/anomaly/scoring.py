@@ -362,7 +362,7 @@ def detect_window(
     for ids in _chunks(scored, chunk):
         panel = loader.panel(ids, fleet)
         _, findings = run_detectors(panel, cfg)
-        ranked = rank_hours(panel, findings, include_missing=True)
+        ranked = rank_hours(panel, findings, include_missing=True, from_hour=start - INCIDENT_LOOKBACK)
         scope = (ranked["hour"] >= start - INCIDENT_LOOKBACK) & (ranked["hour"] < end)
         all_found = group_incidents(
             ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H, tariff_per_kwh=tariff_per_kwh
