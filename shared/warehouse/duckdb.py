@@ -48,6 +48,7 @@ class DuckDBWarehouse:
         self._raw_path = raw_path
         self._raw_attached = False
         self._read_only = read_only
+        self._staged = 0  # temporary tables made by stage_by_device
 
     # --- the Warehouse protocol ---------------------------------------------------------------
     def query(self, sql: str, params: Params | None = None) -> pa.Table:
@@ -111,6 +112,23 @@ class DuckDBWarehouse:
             f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name} ORDER BY {', '.join(columns)}"
         )
 
+    def stage_by_device(self, sql: str, params: Params | None = None) -> str:
+        """Run a GoogleSQL SELECT (with `device_id` and `hour` columns) once into a temporary
+        table of this connection, sorted by device and hour, and return its name.
+
+        For a reader that goes through the result a device range at a time: the modelled tables
+        are laid out by hour (the stand-in for BigQuery's day partitions), so each device-chunk
+        query of a range scans the whole fleet's rows (0.8 s per chunk of 100 at 10,000 meters,
+        O(fleet^2) over a fleet), while on the sorted copy a device range skips the row groups
+        outside it (15 ms). BigQuery has no need: the tables are clustered by device_id."""
+        text, bound = self._bind(sql, params)
+        self._staged += 1
+        name = f"_gridsight_staged_{self._staged}"
+        self._conn.execute(
+            f"CREATE TEMP TABLE {name} AS SELECT * FROM ({text}) ORDER BY device_id, hour", bound or None
+        )
+        return name
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the file, so a copy of the closed file is complete."""
         if not self._read_only:
@@ -148,6 +166,12 @@ class DuckDBWarehouse:
 
     # --- internals ------------------------------------------------------------------------------
     def _run(self, sql: str, params: Params | None) -> duckdb.DuckDBPyConnection:
+        text, bound = self._bind(sql, params)
+        return self._conn.execute(text, bound or None)
+
+    def _bind(self, sql: str, params: Params | None) -> tuple[str, dict[str, object]]:
+        """The DuckDB text of GoogleSQL `sql` and the parameters it uses (the raw file attached
+        when it reads raw tables)."""
         statement = transpile(sql, "duckdb", TABLE_MAP)
         if any(t.startswith("raw.") for t in statement.tables):
             self._attach_raw(required=True)
@@ -155,8 +179,7 @@ class DuckDBWarehouse:
         missing = sorted(statement.parameters - given.keys())
         if missing:
             raise ValueError(f"query parameters not given: {missing}")
-        bound = {name: given[name] for name in statement.parameters}
-        return self._conn.execute(statement.text, bound or None)
+        return statement.text, {name: given[name] for name in statement.parameters}
 
     def _attach_raw(self, *, required: bool) -> bool:
         if self._raw_attached:
