@@ -30,7 +30,8 @@ def _fill(wh: DuckDBWarehouse) -> None:
     wh.execute(
         "INSERT INTO energy_analytics.hourly_consumption (device_id, site_id, hour, energy_kwh,"
         " reading_count, coverage)"
-        " SELECT CONCAT('d', LPAD(CAST(d AS STRING), 3, '0')), 's1', TIMESTAMP_ADD(@start, INTERVAL h HOUR), d, 4, 1.0"
+        " SELECT CONCAT('d', LPAD(CAST(d AS STRING), 3, '0')), 's1',"
+        " TIMESTAMP_ADD(@start, INTERVAL h HOUR), d, 4, 1.0"
         f" FROM UNNEST(GENERATE_ARRAY(0, {HOURS - 1})) AS h"
         f" CROSS JOIN UNNEST(GENERATE_ARRAY(0, {DEVICES - 1})) AS d",
         {"start": START},
@@ -69,7 +70,8 @@ def test_a_device_chunk_of_the_staged_range_has_its_rows_and_reads_only_its_row_
         table = wh.stage_by_device(SQL, RANGE)
         params = {"first": CHUNK[0], "last": CHUNK[-1], "ids": CHUNK}
         rows, scanned = _rows_scanned(wh, tmp_path / "p.json", CHUNK_SQL.format(table=table), params)
-        everything = wh.query(f"SELECT COUNT(*) AS n, COUNT(DISTINCT device_id) AS d FROM {table}").to_pylist()
+        count = f"SELECT COUNT(*) AS n, COUNT(DISTINCT device_id) AS d FROM {table}"
+        everything = wh.query(count).to_pylist()
         direct, direct_scanned = _rows_scanned(
             wh, tmp_path / "q.json", SQL + " AND device_id IN UNNEST(@ids)", {**RANGE, "ids": CHUNK}
         )
@@ -78,8 +80,10 @@ def test_a_device_chunk_of_the_staged_range_has_its_rows_and_reads_only_its_row_
     assert len(got) == len(CHUNK) * RANGE_HOURS  # every hour of the range for each of the chunk's devices
     assert sorted(got["device_id"].unique()) == CHUNK
     assert (got["energy_kwh"] == got["device_id"].str[1:].astype(float)).all()
-    assert got.sort_values(["device_id", "hour"]).reset_index(drop=True).equals(
-        direct.to_pandas().sort_values(["device_id", "hour"]).reset_index(drop=True)
+    assert (
+        got.sort_values(["device_id", "hour"])
+        .reset_index(drop=True)
+        .equals(direct.to_pandas().sort_values(["device_id", "hour"]).reset_index(drop=True))
     )
     # 36,000 rows wanted: of the sorted copy's three row groups it reads at most two; of the table
     # laid out by hour, every row of the range (360,000 of 480,000) at least
