@@ -112,7 +112,7 @@ class DuckDBWarehouse:
             f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name} ORDER BY {', '.join(columns)}"
         )
 
-    def stage_by_device(self, sql: str, params: Params | None = None) -> str:
+    def stage_by_device(self, sql: str, params: Params | None = None, *, memory_mb: int = 256) -> str:
         """Run a GoogleSQL SELECT (with `device_id` and `hour` columns) once into a temporary
         table of this connection, sorted by device and hour, and return its name.
 
@@ -120,8 +120,14 @@ class DuckDBWarehouse:
         are laid out by hour (the stand-in for BigQuery's day partitions), so each device-chunk
         query of a range scans the whole fleet's rows (0.8 s per chunk of 100 at 10,000 meters,
         O(fleet^2) over a fleet), while on the sorted copy a device range skips the row groups
-        outside it (15 ms). BigQuery has no need: the tables are clustered by device_id."""
+        outside it (15 ms). BigQuery has no need: the tables are clustered by device_id.
+
+        The copy grows with the fleet (7 million rows, 1.3 GB of memory at 10,000 meters x 30 days),
+        so the connection's database is capped at `memory_mb` and DuckDB spills the rest to its
+        temporary directory beside the file (measured at 10,000 x 30: 365 MB peak instead of
+        1,358, chunk reads 15 ms either way)."""
         text, bound = self._bind(sql, params)
+        self._conn.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
         self._staged += 1
         name = f"_gridsight_staged_{self._staged}"
         self._conn.execute(
