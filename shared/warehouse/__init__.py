@@ -128,11 +128,10 @@ def open_warehouse(
             finished = True
         finally:
             duck.close()  # rolls back an open transaction; checkpoints what was committed
-            if not publish:
-                pass  # the next publishing writer or reader copies it (module doc)
-            elif finished:
+            # publish=False: the next publishing writer, or a reader, copies it (module doc)
+            if publish and finished:
                 publish_snapshot(settings)
-            else:  # statements committed before the failure are committed: readers get them too
+            elif publish:  # statements committed before the failure are committed: readers get them too
                 _publish_quietly(settings)
 
 
