@@ -3,14 +3,13 @@ them a device chunk at a time (anomaly scoring) reads its chunk's row groups, no
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
 from shared.warehouse.duckdb import DuckDBWarehouse
+from tests.shared.warehouse.duckdb_scans import rows_scanned
 
 DEVICES = 100
 HOURS = 200 * 24
@@ -39,28 +38,6 @@ def _fill(wh: DuckDBWarehouse) -> None:
     wh.cluster("hourly_consumption", ["hour", "device_id"])
 
 
-def _rows_scanned(wh: DuckDBWarehouse, profile: Path, sql: str, params: dict[str, Any]) -> tuple[Any, int]:
-    """(the result, rows DuckDB's table scans read) of one query."""
-    conn = wh._conn  # the profile is DuckDB's own; the adapter does not expose it
-    conn.execute("PRAGMA enable_profiling = 'json'")
-    conn.execute(f"SET profiling_output = '{profile}'")
-    try:
-        result = wh.query(sql, params)
-    finally:
-        conn.execute("PRAGMA disable_profiling")
-    scanned = 0
-
-    def walk(node: dict[str, Any]) -> None:
-        nonlocal scanned
-        if node.get("operator_type") == "TABLE_SCAN":
-            scanned += int(node["operator_rows_scanned"])
-        for child in node.get("children", []):
-            walk(child)
-
-    walk(json.loads(profile.read_text()))
-    return result, scanned
-
-
 def test_a_device_chunk_of_the_staged_range_has_its_rows_and_reads_only_its_row_groups(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -69,11 +46,13 @@ def test_a_device_chunk_of_the_staged_range_has_its_rows_and_reads_only_its_row_
         _fill(wh)
         table = wh.stage_by_device(SQL, RANGE)
         params = {"first": CHUNK[0], "last": CHUNK[-1], "ids": CHUNK}
-        rows, scanned = _rows_scanned(wh, tmp_path / "p.json", CHUNK_SQL.format(table=table), params)
+        chunk_sql = CHUNK_SQL.format(table=table)
+        rows, scanned = rows_scanned(wh, tmp_path / "p.json", lambda: wh.query(chunk_sql, params))
         count = f"SELECT COUNT(*) AS n, COUNT(DISTINCT device_id) AS d FROM {table}"
         everything = wh.query(count).to_pylist()
-        direct, direct_scanned = _rows_scanned(
-            wh, tmp_path / "q.json", SQL + " AND device_id IN UNNEST(@ids)", {**RANGE, "ids": CHUNK}
+        direct_sql, direct_params = SQL + " AND device_id IN UNNEST(@ids)", {**RANGE, "ids": CHUNK}
+        direct, direct_scanned = rows_scanned(
+            wh, tmp_path / "q.json", lambda: wh.query(direct_sql, direct_params)
         )
     assert everything == [{"n": DEVICES * RANGE_HOURS, "d": DEVICES}]  # the whole range, once
     got = rows.to_pandas()

@@ -3,7 +3,6 @@ window of a table laid out by `cluster`, never the whole history."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from shared.settings import Settings
 from shared.warehouse import contract_for, open_warehouse
 from shared.warehouse.duckdb import DuckDBWarehouse
 from shared.warehouse.statements import staged_merge_sql
+from tests.shared.warehouse.duckdb_scans import rows_scanned
 
 DEVICES = 100
 HOURS = 200 * 24
@@ -46,26 +46,7 @@ def _fill(wh: DuckDBWarehouse) -> None:
 
 def _scanned(wh: DuckDBWarehouse, profile: Path, sql: str, params: dict[str, Any]) -> tuple[int, int]:
     """(affected rows, rows DuckDB's scans of hourly_consumption read) for one statement."""
-    conn = wh._conn  # the profile is DuckDB's own; the adapter does not expose it
-    conn.execute("PRAGMA enable_profiling = 'json'")
-    conn.execute(f"SET profiling_output = '{profile}'")
-    try:
-        affected = wh.execute(sql, params)
-    finally:
-        conn.execute("PRAGMA disable_profiling")
-    scanned = 0
-
-    def walk(node: dict[str, Any]) -> None:
-        nonlocal scanned
-        if node.get("operator_type") == "TABLE_SCAN" and "hourly_consumption" in str(
-            node.get("extra_info", {}).get("Table", "")
-        ):
-            scanned += int(node["operator_rows_scanned"])
-        for child in node.get("children", []):
-            walk(child)
-
-    walk(json.loads(profile.read_text()))
-    return affected, scanned
+    return rows_scanned(wh, profile, lambda: wh.execute(sql, params), "hourly_consumption")
 
 
 def test_cluster_lays_rows_out_in_column_order(settings: Settings) -> None:
