@@ -331,17 +331,13 @@ def _train(settings: Any, devices: int) -> int:
     """The production trainer (train_panel, save_version) on the warehouse's first `devices`
     meters: the model is global, and its training is not part of a cycle (Vertex AI does it apart),
     so the bench does not spend a 10k fleet's training time on it."""
-    import pandas as pd
-
     from services.forecast.artefact import save_version
     from services.forecast.dataset import Panel
     from services.forecast.training import load_warehouse_panel, model_root, train_panel
     from shared.warehouse import open_warehouse
 
     with open_warehouse(settings, read_only=True) as wh:
-        newest = wh.query_df("SELECT MAX(hour) AS newest FROM energy_analytics.hourly_consumption")
-        last = pd.Timestamp(newest["newest"].iloc[0])
-        end = (last.tz_localize(UTC) if last.tzinfo is None else last).to_pydatetime()
+        end = _newest_hour(wh)
         full = load_warehouse_panel(wh, end - timedelta(days=settings.forecast_training_days))
     n = min(devices, len(full.device_ids))
     temp = full.temp_c[:n] if full.temp_c is not None else None
@@ -367,17 +363,26 @@ def _score_backfill(settings: Any) -> int:
     from shared.events import FeaturesRefreshed
     from shared.warehouse import open_warehouse
 
-    with open_warehouse(settings) as wh:
-        newest = wh.query_df("SELECT MAX(hour) AS newest FROM energy_analytics.hourly_consumption")
-        last = newest["newest"].iloc[0]
-        end = (last.tz_localize(UTC) if last.tzinfo is None else last).to_pydatetime() + timedelta(hours=1)
+    with open_warehouse(settings, read_only=True) as wh:  # detection reads; only the write locks
+        end = _newest_hour(wh) + timedelta(hours=1)
         ids = [str(d) for d in wh.query_df("SELECT device_id FROM energy_analytics.dim_device")["device_id"]]
         event = FeaturesRefreshed(
             refresh_id="bench-backfill", window_start=end - BACKFILL_SCORED, window_end=end, device_ids=ids
         )
         incidents = detect_window(event, wh, now=datetime.now(UTC), chunk=settings.anomaly_device_chunk)
+    with open_warehouse(settings) as wh:
         write_incidents(wh, incidents)
     return len(incidents.new_ids)
+
+
+def _newest_hour(wh: Any) -> datetime:
+    """The newest hour of hourly_consumption, in UTC (the backfill's last hour)."""
+    import pandas as pd
+
+    last = pd.Timestamp(
+        wh.query_df("SELECT MAX(hour) AS h FROM energy_analytics.hourly_consumption")["h"].iloc[0]
+    )
+    return (last.tz_localize(UTC) if last.tzinfo is None else last).to_pydatetime()
 
 
 def _tree_cpu_s(pid: int) -> float:
