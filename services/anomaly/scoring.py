@@ -29,6 +29,7 @@ from services.anomaly.detectors import (
     DetectorConfig,
     Fleet,
     Panel,
+    as_utc,
     fleet_shift_from_terms,
     fleet_terms,
     panel_from_long,
@@ -138,10 +139,6 @@ class WindowIncidents(BaseModel):
     hours_scored: int
 
 
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True)
-
-
 def _load_frame(
     wh: Warehouse, event: FeaturesRefreshed | tuple[datetime, datetime]
 ) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -153,11 +150,12 @@ def _load_frame(
         HOURLY_SQL, {"history_start": (start - HISTORY).to_pydatetime(), "window_end": end.to_pydatetime()}
     )
     bounds = {"lookback_start": lookback.to_pydatetime(), "window_end": end.to_pydatetime()}
-    frame = hourly.assign(hour=_utc(hourly["hour"]))
+    frame = hourly.assign(hour=as_utc(hourly["hour"]))
     for sql in (READINGS_SQL, FORECAST_SQL):
         extra = wh.query_df(sql, bounds)
         if not extra.empty:
-            frame = frame.merge(extra.assign(hour=_utc(extra["hour"])), on=["device_id", "hour"], how="left")
+            extra = extra.assign(hour=as_utc(extra["hour"]))
+            frame = frame.merge(extra, on=["device_id", "hour"], how="left")
     devices = wh.query_df(DEVICES_SQL)
     volts = {
         str(d): float(v)
@@ -229,8 +227,8 @@ class _FleetLoader:
         }
         spans = wh.query_df(FLEET_SQL, self.history)
         self.devices = [str(d) for d in spans["device_id"]]
-        self.first = _utc(spans["first_hour"]).min() if len(spans) else None
-        last = _utc(spans["last_hour"]).max() if len(spans) else None
+        self.first = as_utc(spans["first_hour"]).min() if len(spans) else None
+        last = as_utc(spans["last_hour"]).max() if len(spans) else None
         self.last_row = int((last - self.first) / pd.Timedelta(hours=1)) if len(spans) else -1
         devices = wh.query_df(DEVICES_SQL)
         self.volts = {
@@ -259,7 +257,7 @@ class _FleetLoader:
 
     def panel(self, device_ids: list[str], fleet: Fleet, *, energy_only: bool = False) -> Panel:
         hourly = self._chunk(CHUNK_HOURLY_SQL, self.history, device_ids)
-        frame = hourly.assign(hour=_utc(hourly["hour"]))
+        frame = hourly.assign(hour=as_utc(hourly["hour"]))
         if not energy_only:  # the fleet shifts read energy and peak power only
             for sql, columns in (
                 (CHUNK_READINGS_SQL, READING_COLUMNS),
@@ -268,7 +266,7 @@ class _FleetLoader:
                 extra = self._chunk(sql, self.bounds, device_ids)
                 if extra.empty:  # every chunk gets the same columns, so the same detectors run
                     extra = pd.DataFrame(columns=["device_id", "hour", *columns])
-                extra = extra.assign(hour=_utc(extra["hour"]))
+                extra = extra.assign(hour=as_utc(extra["hour"]))
                 frame = frame.merge(extra, on=["device_id", "hour"], how="left")
         panel = panel_from_long(frame, nominal_voltage=self.volts, start=self.first, end=self.end)
         return replace(panel, fleet=fleet)
@@ -378,7 +376,7 @@ def detect_window(
     since = (start - INCIDENT_LOOKBACK - pd.Timedelta(hours=GAP_H)).to_pydatetime()
     existing = wh.query_df(EXISTING_SQL, {"since": since, "window_end": end.to_pydatetime()})
     for col in ("start_hour", "end_hour", "detected_at", "withdrawn_at"):
-        existing[col] = _utc(existing[col])
+        existing[col] = as_utc(existing[col])
     found_parts, withdrawn_parts, hours_scored = [], [], 0
     for ids in _chunks(scored, chunk):
         panel = loader.panel(ids, fleet)
@@ -460,7 +458,7 @@ def device_view(
     load = load[(load["hour"] >= pd.Timestamp(start)) & (load["hour"] < pd.Timestamp(end))]
     incidents = wh.query_df(DEVICE_INCIDENTS_SQL, {"device_id": device_id, "start": start, "end": end})
     for col_name in ("start_hour", "end_hour"):
-        incidents[col_name] = _utc(incidents[col_name])
+        incidents[col_name] = as_utc(incidents[col_name])
     return load.reset_index(drop=True), incidents
 
 

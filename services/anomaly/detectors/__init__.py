@@ -26,7 +26,7 @@ from services.anomaly.detectors.expected import (
 )
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.meter import detect_dropouts, detect_flatline
-from services.anomaly.detectors.panel import Fleet, Panel, panel_from_long
+from services.anomaly.detectors.panel import Fleet, Panel, as_utc, panel_from_long
 from services.anomaly.detectors.quality import detect_impossible_values, detect_voltage
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Finding",
     "Fleet",
     "Panel",
+    "as_utc",
     "compute_baseline",
     "fleet_shift_from_terms",
     "fleet_terms",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict
 
 from services.anomaly.detectors.panel import Panel
@@ -89,10 +90,30 @@ def shift_rows(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _nanmedian(stack: list[np.ndarray]) -> np.ndarray:
-    """Median over the stacked arrays ignoring NaN (NaN where all are). np.nanmedian does the same
-    through masked arrays, several times slower on a few dozen layers."""
-    return _nanmedian_rows(np.stack(stack))
+def _median_of_lags(a: np.ndarray, step: int, lags: int) -> np.ndarray:
+    """Row t: the NaN-ignoring median of rows t - step, t - 2 step, ..., t - lags x step (NaN where
+    all are), e.g. the same hour in the previous four weeks. The same numbers as sorting the
+    `lags` shifted copies stacked on a new first axis, 2-4x faster: blocks of `step` rows become
+    one row each, so every median is a sort of `lags` contiguous values (docs/scaling.md)."""
+    rows, cols = a.shape
+    if rows == 0:
+        return np.full(a.shape, np.nan)
+    blocks = -(-rows // step)
+    wide = np.full((blocks * step, cols), np.nan)
+    wide[:rows] = a
+    wide = wide.reshape(blocks, step * cols)
+    lagged = np.concatenate([np.full((lags, wide.shape[1]), np.nan), wide[:-1]])
+    window = sliding_window_view(lagged, lags, axis=0)  # block b: blocks b - lags .. b - 1
+    return _nanmedian_last(window).reshape(blocks * step, cols)[:rows]
+
+
+def _nanmedian_last(a: np.ndarray) -> np.ndarray:
+    """NaN-ignoring median along the last axis; NaN where all are."""
+    a = np.sort(a, axis=-1)  # NaN sorts last
+    n = np.sum(~np.isnan(a), axis=-1)
+    lo = np.take_along_axis(a, np.maximum((n - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(a, np.minimum(n // 2, a.shape[-1] - 1)[..., None], axis=-1)[..., 0]
+    return np.where(n >= 1, (lo + hi) / 2, np.nan)
 
 
 def _nanmedian_rows(a: np.ndarray, min_count: int = 1) -> np.ndarray:
@@ -114,7 +135,7 @@ def _log_ratio(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
 def _seasonal(history: np.ndarray, weeks: int) -> np.ndarray:
     """Median of the same hour in the last `weeks` weeks; NaN (no verdict) before the first week
     of history, because a day-only profile calls every first weekend a dip."""
-    return _nanmedian([shift_rows(history, WEEK * k) for k in range(1, weeks + 1)])
+    return _median_of_lags(history, WEEK, weeks)
 
 
 def _fleet_lr(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
@@ -188,14 +209,12 @@ def seasonal_residuals(
         seasonal = seasonal * np.exp(_fleet_shift(now, seasonal, cfg.min_fleet))[:, None]
     r = _log_ratio(x, seasonal)
     if quick:
-        by_hour = 1.4826 * _nanmedian([np.abs(shift_rows(r, DAY * k)) for k in range(1, 15)])
+        by_hour = 1.4826 * _median_of_lags(np.abs(r), DAY, 14)
         return seasonal, r, np.maximum(by_hour, cfg.scale_floor)
     scale = _trailing_mad(r, cfg.scale_window_h, cfg.scale_min_periods)
     if cfg.scale_by_hour_days:
         # Night noise and daytime noise differ: the same hour on previous days sets the scale too.
-        by_hour = 1.4826 * _nanmedian(
-            [np.abs(shift_rows(r, DAY * k)) for k in range(1, cfg.scale_by_hour_days + 1)]
-        )
+        by_hour = 1.4826 * _median_of_lags(np.abs(r), DAY, cfg.scale_by_hour_days)
         scale = np.fmax(0.5 * scale, by_hour)
     return seasonal, r, np.maximum(scale, cfg.scale_floor)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Fleet", "Panel", "panel_from_long"]
+__all__ = ["Fleet", "Panel", "as_utc", "panel_from_long"]
 
 OPTIONAL_COLUMNS = (
     "coverage",
@@ -26,6 +26,13 @@ OPTIONAL_COLUMNS = (
     "max_power_w",
     "min_power_w",
 )
+
+
+def as_utc(values: pd.Series) -> pd.Series:
+    """`values` as UTC timestamps. Without `cache=False` pandas first walks the column in Python to
+    judge whether caching pays: 14 ms for a chunk's 150,000 hours, already typed datetime64, about
+    2 s of every 15 s anomaly run at 1,000 meters (docs/scaling.md)."""
+    return pd.to_datetime(values, utc=True, cache=False)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def panel_from_long(
     """
     if frame.empty:
         raise ValueError("no hourly rows to score")
-    hours_col = pd.to_datetime(frame["hour"], utc=True).dt.floor("h")
+    hours_col = as_utc(frame["hour"]).dt.floor("h")
     lo = hours_col.min() if start is None else min(hours_col.min(), start)
     hi = hours_col.max() if end is None else max(hours_col.max(), end - pd.Timedelta(hours=1))
     hours = pd.date_range(lo, hi, freq="h", tz="UTC")
