@@ -24,8 +24,12 @@ def _lagged_median_by_loop(a: np.ndarray, step: int, lags: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize(("rows", "step", "lags"), [(100, 24, 4), (7 * 24 + 5, 24, 14), (30, 7, 3), (5, 24, 4)])
-def test_median_of_lags_is_the_median_of_the_same_row_in_earlier_blocks(rows: int, step: int, lags: int) -> None:
+@pytest.mark.parametrize(
+    ("rows", "step", "lags"), [(100, 24, 4), (7 * 24 + 5, 24, 14), (30, 7, 3), (5, 24, 4)]
+)
+def test_median_of_lags_is_the_median_of_the_same_row_in_earlier_blocks(
+    rows: int, step: int, lags: int
+) -> None:
     rng = np.random.default_rng(rows + step)
     a = rng.standard_normal((rows, 3))
     a[rng.random(a.shape) < 0.3] = np.nan
@@ -40,7 +44,9 @@ def test_median_of_lags_by_hand() -> None:
     np.testing.assert_array_equal(got, [np.nan, np.nan, 1.0, 10.0, 2.0, 10.0])
 
 
-def _trailing_by_loop(values: np.ndarray, device: np.ndarray, hours: pd.DatetimeIndex, stat: str) -> np.ndarray:
+def _trailing_by_loop(
+    values: np.ndarray, device: np.ndarray, hours: pd.DatetimeIndex, stat: str
+) -> np.ndarray:
     """Row t: the statistic of the same device's values in the 28 days before the previous row's
     hour, inclusive of that row (pandas' time window (h - 28 d, h] at the row before t)."""
     out = np.full(len(values), np.nan)
@@ -87,4 +93,5 @@ def test_trailing_statistics_are_the_past_28_days_of_the_same_device(gaps: bool,
     got = _trailing(values, device, hours, stat)
     want = _trailing_by_loop(values, device, hours, stat)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-    assert np.isnan(got[0]) and np.isfinite(got[-1])  # nothing before a device's first hour
+    assert np.isnan(got[0])  # nothing before a device's first hour
+    assert np.isfinite(got[-1])
