@@ -107,21 +107,12 @@ def _median_of_lags(a: np.ndarray, step: int, lags: int) -> np.ndarray:
     return _nanmedian_last(window).reshape(blocks * step, cols)[:rows]
 
 
-def _nanmedian_last(a: np.ndarray) -> np.ndarray:
-    """NaN-ignoring median along the last axis; NaN where all are."""
+def _nanmedian_last(a: np.ndarray, min_count: int = 1) -> np.ndarray:
+    """NaN-ignoring median along the last axis; NaN where fewer than `min_count` values."""
     a = np.sort(a, axis=-1)  # NaN sorts last
     n = np.sum(~np.isnan(a), axis=-1)
     lo = np.take_along_axis(a, np.maximum((n - 1) // 2, 0)[..., None], axis=-1)[..., 0]
     hi = np.take_along_axis(a, np.minimum(n // 2, a.shape[-1] - 1)[..., None], axis=-1)[..., 0]
-    return np.where(n >= 1, (lo + hi) / 2, np.nan)
-
-
-def _nanmedian_rows(a: np.ndarray, min_count: int = 1) -> np.ndarray:
-    """NaN-ignoring median along axis 0; NaN where fewer than `min_count` values."""
-    a = np.sort(a, axis=0)  # NaN sorts last
-    n = np.sum(~np.isnan(a), axis=0)
-    lo = np.take_along_axis(a, np.maximum((n - 1) // 2, 0)[None], axis=0)[0]
-    hi = np.take_along_axis(a, np.minimum(n // 2, len(a) - 1)[None], axis=0)[0]
     return np.where(n >= max(min_count, 1), (lo + hi) / 2, np.nan)
 
 
@@ -172,7 +163,7 @@ def _trailing_mad(r: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     for start in range(0, rows, DAY):
         past = absr[max(0, start - window) : start]
         if len(past) >= min_periods:
-            out[start : start + DAY] = _nanmedian_rows(past, min_periods)
+            out[start : start + DAY] = _nanmedian_last(past.T, min_periods)
     return 1.4826 * out
 
 
