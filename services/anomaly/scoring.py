@@ -236,19 +236,35 @@ class _FleetLoader:
             for d, v in zip(devices["device_id"], devices["nominal_voltage"], strict=True)
             if pd.notna(v)
         }
-        # DuckDB: each range once, sorted by device, so the sweeps' chunk reads stay O(chunk)
-        # (docs/scaling.md); BigQuery's tables are clustered by device_id and read as they are.
-        stage = getattr(wh, "stage_by_device", None)
         self.staged: dict[str, str] = {}
-        if callable(stage) and self.devices:
-            self.staged = {
-                CHUNK_HOURLY_SQL: stage(HOURLY_SQL, self.history),
-                CHUNK_READINGS_SQL: stage(READINGS_SQL, self.bounds),
-                CHUNK_FORECAST_SQL: stage(FORECAST_SQL, self.bounds),
-            }
+        self.staged_for: set[str] | None = None  # None: the whole fleet
+
+    def stage(self, device_ids: list[str] | None = None) -> None:
+        """On DuckDB, copy each range once, sorted by device, so the chunk reads stay O(chunk)
+        (docs/scaling.md); BigQuery's tables are clustered by device_id and read as they are.
+
+        The whole fleet when this loader sweeps it; only `device_ids` when the sweep of another
+        shard is reused: at 30,000 meters, six shards in one process each copying the whole
+        fleet's weeks ran out of the staging memory the process shares (docs/scaling.md). Once per
+        loader; a chunk outside what was staged is read from the tables (`_chunk`)."""
+        stage = getattr(self.wh, "stage_by_device", None)
+        if self.staged or not callable(stage) or not self.devices:
+            return
+        ranges = (
+            (CHUNK_HOURLY_SQL, HOURLY_SQL, self.history),
+            (CHUNK_READINGS_SQL, READINGS_SQL, self.bounds),
+            (CHUNK_FORECAST_SQL, FORECAST_SQL, self.bounds),
+        )
+        if device_ids is None:
+            self.staged = {chunk: stage(sql, params) for chunk, sql, params in ranges}
+        else:
+            ids = {"device_ids": sorted(device_ids)}
+            self.staged = {chunk: stage(chunk, {**params, **ids}) for chunk, _, params in ranges}
+            self.staged_for = set(device_ids)
 
     def _chunk(self, sql: str, params: dict[str, Any], device_ids: list[str]) -> pd.DataFrame:
-        if sql not in self.staged:
+        outside = self.staged_for is not None and not self.staged_for.issuperset(device_ids)
+        if sql not in self.staged or outside:
             return self.wh.query_df(sql, {**params, "device_ids": device_ids})
         return self.wh.query_df(
             STAGED_CHUNK_SQL.format(table=self.staged[sql]),
@@ -367,12 +383,18 @@ def detect_window(
     scored = [d for d in loader.devices if d in wanted]
     if not scored:
         return WindowIncidents(rows=pd.DataFrame(), new_ids=[], devices_scored=0, hours_scored=0)
+
+    def sweep() -> Fleet:
+        loader.stage()
+        return _fleet_context(loader, cfg, chunk)
+
     if fleet_key is None:
-        fleet = _fleet_context(loader, cfg, chunk)
+        fleet = sweep()
     else:  # the fleet as this loader sees it is part of the key: another fleet is computed anew
         seen = (tuple(loader.devices), loader.first, loader.last_row)
         key = (fleet_key, start, end, seen, cfg.model_dump_json())
-        fleet = _shared_fleet(key, lambda: _fleet_context(loader, cfg, chunk))
+        fleet = _shared_fleet(key, sweep)
+    loader.stage(scored)  # a reused sweep: only this shard's devices (nothing if the fleet is staged)
     since = (start - INCIDENT_LOOKBACK - pd.Timedelta(hours=GAP_H)).to_pydatetime()
     existing = wh.query_df(EXISTING_SQL, {"since": since, "window_end": end.to_pydatetime()})
     for col in ("start_hour", "end_hour", "detected_at", "withdrawn_at"):

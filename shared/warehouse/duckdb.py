@@ -6,6 +6,7 @@ because DuckDB lets one process at a time hold a file for writing.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,8 @@ from shared.warehouse.statements import create_table_sql, merge_sql
 __all__ = ["RAW_SCHEMA", "DuckDBWarehouse"]
 
 RAW_SCHEMA = "tester"  # where `fivetran debug` writes the connector's tables
+# One staged copy at a time per process (`DuckDBWarehouse.stage_by_device`).
+_STAGING = threading.Lock()
 _RAW_CATALOG = "raw_src"
 _MERGE_SOURCE = "_gridsight_merge_source"
 TABLE_MAP = TableMap.of(
@@ -125,14 +128,19 @@ class DuckDBWarehouse:
         The copy grows with the fleet (7 million rows, 1.3 GB of memory at 10,000 meters x 30 days),
         so the connection's database is capped at `memory_mb` and DuckDB spills the rest to its
         temporary directory beside the file (measured at 10,000 x 30: 365 MB peak instead of
-        1,358, chunk reads 15 ms either way)."""
+        1,358, chunk reads 15 ms either way).
+
+        Connections of one process to one file share one DuckDB instance, and so the cap: copies
+        made side by side (shards scored in threads) ran out of it (30,000 meters, six shards:
+        `OutOfMemoryException`), so this process makes one copy at a time."""
         text, bound = self._bind(sql, params)
-        self._conn.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
         self._staged += 1
         name = f"_gridsight_staged_{self._staged}"
-        self._conn.execute(
-            f"CREATE TEMP TABLE {name} AS SELECT * FROM ({text}) ORDER BY device_id, hour", bound or None
-        )
+        with _STAGING:
+            self._conn.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
+            self._conn.execute(
+                f"CREATE TEMP TABLE {name} AS SELECT * FROM ({text}) ORDER BY device_id, hour", bound or None
+            )
         return name
 
     def checkpoint(self) -> None:

@@ -131,3 +131,35 @@ def test_concurrent_shards_wait_for_one_sweep(
     assert len(sweeps) == 1
     assert sorted(results) == ["r1-1of2", "r1-2of2"]
     assert list(read_anomalies(settings)["device_id"]) == ["dev-2"]
+
+
+def test_a_shard_that_reuses_the_sweep_copies_only_its_own_devices(
+    tmp_path: Path, fleet: FleetFactory, sweeps: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shard that sweeps stages the whole fleet; a shard that reuses its sweep stages only its
+    own devices (at 30,000 meters six whole-fleet copies in one process ran out of memory)."""
+    from shared.warehouse.duckdb import DuckDBWarehouse
+
+    real = DuckDBWarehouse.stage_by_device
+    staged: list[list[str]] = []
+
+    def recording(self: DuckDBWarehouse, *args: Any, **kwargs: Any) -> str:
+        name = real(self, *args, **kwargs)
+        ids = self.query(f"SELECT DISTINCT device_id FROM {name} ORDER BY device_id").to_pydict()
+        staged.append(ids["device_id"])
+        return name
+
+    monkeypatch.setattr(DuckDBWarehouse, "stage_by_device", recording)
+    settings = _home(tmp_path, "home", fleet)
+    first, second = _shards("r1")
+    _score(settings, first)
+    sweep_copies = staged[:]
+    staged.clear()
+    _score(settings, second)
+    assert len(sweeps) == 1
+    # hourly rows, readings and forecasts: three copies each time (readings and forecasts have no
+    # rows in this fleet, so only the hourly copy names devices)
+    assert len(sweep_copies) == len(staged) == 3
+    assert sweep_copies[0] == [f"dev-{n}" for n in range(6)]
+    assert staged[0] == sorted(second.device_ids) == ["dev-3", "dev-4", "dev-5"]
+    assert all(ids == [] for ids in sweep_copies[1:] + staged[1:])
