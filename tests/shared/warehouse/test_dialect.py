@@ -64,3 +64,35 @@ def test_local_date_follows_the_zone_not_the_session(instant: str, expected: dat
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")
     assert con.execute(sql).fetchone() == (expected,)
+
+
+# GoogleSQL's IN UNNEST, from its reference ("IN operator"): an empty (or NULL) array gives FALSE
+# whatever the value; otherwise a NULL value gives NULL, a match TRUE, and no match NULL if the
+# array holds a NULL, else FALSE. NOT IN is the negation (NULL stays NULL).
+IN_UNNEST_CASES = [
+    ("a", ["a", "b"], True),
+    ("q", ["a", "b"], False),
+    (None, ["a", "b"], None),
+    ("a", [], False),
+    (None, [], False),
+    ("a", None, False),
+    ("a", ["a", None], True),
+    ("q", ["a", None], None),
+    (None, ["a", None], None),
+]
+
+
+@pytest.mark.parametrize(("value", "array", "expected"), IN_UNNEST_CASES)
+def test_in_unnest_keeps_googlesql_semantics_on_duckdb(
+    value: str | None, array: list[str | None] | None, expected: bool | None
+) -> None:
+    sql = render(
+        "SELECT CAST(@v AS STRING) IN UNNEST(@a) AS i, CAST(@v AS STRING) NOT IN UNNEST(@a) AS n",
+        "duckdb",
+        DUCK,
+    )
+    assert "ARRAY_CONTAINS" not in sql.upper()  # the per-row list scan it replaces
+    con = duckdb.connect()
+    got = con.execute(sql.replace("$a", "CAST($a AS VARCHAR[])"), {"v": value, "a": array})
+    negated = None if expected is None else not expected
+    assert got.fetchone() == (expected, negated)
