@@ -330,6 +330,20 @@ def _wait_run(settings: Any, stack: Any, handler: str, key: str, timeout_s: floa
     raise TimeoutError(f"{handler} did not finish {key} within {timeout_s:.0f} s{tail}")
 
 
+def _failures(settings: Any, handler: str, keys: list[str]) -> list[Any]:
+    """The failed runs of `handler` for `keys` recorded so far (each before its retry published)."""
+    from shared.runs import PipelineRun
+    from shared.warehouse import open_warehouse
+
+    sql = (
+        "SELECT * FROM energy_analytics.pipeline_runs"
+        " WHERE handler = @handler AND dedupe_key IN UNNEST(@keys) AND status = 'failed'"
+    )
+    with open_warehouse(settings, read_only=True) as wh:
+        rows = wh.query(sql, {"handler": handler, "keys": keys}).to_pylist()
+    return [PipelineRun.model_validate(r) for r in rows]
+
+
 def _dead_lettered(settings: Any) -> bool:
     from shared.bus.local import QueueStore
 
@@ -580,8 +594,11 @@ def _cycle(settings, stack, cfg, pids, timeout_s, run_sync, send_sync_end, refre
         for handler in ("forecast", "anomaly"):
             waited = [_wait_run(settings, stack, handler, key, timeout_s) for key in shards]
             runs = [run for run, _ in waited]
-            attempts = runs + [f for _, fs in waited for f in fs]
-            failed += [f for _, fs in waited for f in fs]
+            # every failed attempt, also of shards that had succeeded before the wait reached them
+            seen = {f.run_id: f for _, fs in waited for f in fs}
+            seen.update({f.run_id: f for f in _failures(settings, handler, shards)})
+            attempts = runs + list(seen.values())
+            failed += sorted(seen.values(), key=lambda f: f.started_at)
             seconds[handler] = (  # from the first attempt's start: a redelivery is part of the stage
                 max(r.finished_at for r in runs) - min(r.started_at for r in attempts)
             ).total_seconds()
