@@ -7,6 +7,7 @@ because DuckDB lets one process at a time hold a file for writing.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +26,11 @@ from shared.warehouse.statements import create_table_sql, merge_sql
 __all__ = ["RAW_SCHEMA", "DuckDBWarehouse"]
 
 RAW_SCHEMA = "tester"  # where `fivetran debug` writes the connector's tables
-# One staged copy at a time per process (`DuckDBWarehouse.stage_by_device`).
+# One staged copy at a time per process, and the open connections per file, which share one
+# DuckDB instance and its memory limit (`DuckDBWarehouse.stage_by_device`).
 _STAGING = threading.Lock()
+_OPEN: Counter[str] = Counter()
+_OPEN_GUARD = threading.Lock()
 _RAW_CATALOG = "raw_src"
 _MERGE_SOURCE = "_gridsight_merge_source"
 TABLE_MAP = TableMap.of(
@@ -52,6 +56,10 @@ class DuckDBWarehouse:
         self._raw_attached = False
         self._read_only = read_only
         self._staged = 0  # temporary tables made by stage_by_device
+        self._file = str(path.resolve())
+        self._open = True
+        with _OPEN_GUARD:
+            _OPEN[self._file] += 1
 
     # --- the Warehouse protocol ---------------------------------------------------------------
     def query(self, sql: str, params: Params | None = None) -> pa.Table:
@@ -97,6 +105,12 @@ class DuckDBWarehouse:
 
     def close(self) -> None:
         self._conn.close()
+        if self._open:
+            self._open = False
+            with _OPEN_GUARD:
+                _OPEN[self._file] -= 1
+                if _OPEN[self._file] <= 0:
+                    del _OPEN[self._file]
 
     def limit_threads(self, threads: int) -> None:
         """Cap this connection's worker threads (a long refresh leaves a core to the readers)."""
@@ -131,13 +145,17 @@ class DuckDBWarehouse:
         1,358, chunk reads 15 ms either way).
 
         Connections of one process to one file share one DuckDB instance, and so the cap: copies
-        made side by side (shards scored in threads) ran out of it (30,000 meters, six shards:
-        `OutOfMemoryException`), so this process makes one copy at a time."""
+        made side by side (shards scored in threads) ran out of it, and so did another shard's
+        plain query beside one copy (30,000 meters, six shards: `OutOfMemoryException`). So this
+        process makes one copy at a time, and the cap is `memory_mb` for each connection open to
+        the file: bounded by the work in flight, not by the fleet."""
         text, bound = self._bind(sql, params)
         self._staged += 1
         name = f"_gridsight_staged_{self._staged}"
         with _STAGING:
-            self._conn.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
+            with _OPEN_GUARD:
+                limit = int(memory_mb) * max(1, _OPEN[self._file])
+            self._conn.execute(f"SET memory_limit = '{limit}MB'")
             self._conn.execute(
                 f"CREATE TEMP TABLE {name} AS SELECT * FROM ({text}) ORDER BY device_id, hour", bound or None
             )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
 from shared.warehouse.duckdb import DuckDBWarehouse
@@ -68,3 +70,22 @@ def test_a_device_chunk_of_the_staged_range_has_its_rows_and_reads_only_its_row_
     # laid out by hour, every row of the range (360,000 of 480,000) at least
     assert scanned <= 2 * 122_880
     assert direct_scanned >= DEVICES * RANGE_HOURS
+
+
+def test_the_staging_cap_is_a_share_for_each_connection_open_to_the_file(settings: Settings) -> None:
+    """Connections of one process to one file share one DuckDB instance and its memory limit, so
+    a copy staged while three connections are open caps the instance at three shares."""
+    with open_warehouse(settings) as wh:
+        assert isinstance(wh, DuckDBWarehouse)
+        _fill(wh)
+    path = settings.duckdb_path
+    readers = [DuckDBWarehouse(path, settings.raw_duckdb_path, read_only=True) for _ in range(3)]
+    try:
+        readers[0].stage_by_device(SQL, RANGE, memory_mb=100)
+        shown = readers[2].query("SELECT current_setting('memory_limit') AS m").to_pylist()[0]["m"]
+    finally:
+        for r in readers:
+            r.close()
+    probe = duckdb.connect()
+    probe.execute("SET memory_limit = '300MB'")  # 3 x 100 MB, as DuckDB itself displays it
+    assert shown == probe.execute("SELECT current_setting('memory_limit')").fetchone()[0]
