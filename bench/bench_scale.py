@@ -281,7 +281,7 @@ def _settings(home: Path, devices: int, start: datetime, sim_port: int) -> Any:
         # while it still works (that would double the work measured).
         bus_ack_deadline_s=600,
         # Each shard's writes queue on the one DuckDB writer lock, and each holder copies the whole
-        # file to the readers' snapshot (9 GB at 30,000 meters x 30 days): a queue of six forecast
+        # file to the readers' snapshot (5-9 GB at 30,000 meters x 30 days): a queue of six forecast
         # shards outlasted the 120 s default and a shard answered 503. Wait up to most of the
         # deadline instead of nacking work that would only be redone (a wait is a stage's time).
         warehouse_lock_timeout_s=480,
