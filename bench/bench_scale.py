@@ -304,40 +304,41 @@ def _run_of(settings: Any, handler: str, key: str) -> tuple[str, Any] | None:
     return None
 
 
-def _wait_run(settings: Any, stack: Any, handler: str, key: str, timeout_s: float) -> tuple[Any, list[Any]]:
-    """The handler's succeeded run for `key`, and the failed attempts before it.
+def _wait_run(settings: Any, stack: Any, handler: str, key: str, timeout_s: float) -> Any:
+    """The handler's succeeded run for `key`.
 
     A failed attempt does not end the wait: the dispatcher redelivers it after its backoff, as
     Pub/Sub does (at 30,000 meters a forecast shard's 503, the warehouse lock still taken after its
     wait, ended the first run although the redelivery would have done the work). Only a
-    dead-lettered delivery, a crashed service or the deadline stops it; the failures are reported.
+    dead-lettered delivery, a crashed service or the deadline stops it; `_failures` reports them.
     """
     deadline = time.monotonic() + timeout_s
-    failures: dict[str, Any] = {}
+    last = None  # the latest failed attempt seen
     while time.monotonic() < deadline:
         found = _run_of(settings, handler, key)
         if found is not None:
             status, run = found
             if status == "succeeded":
-                return run, sorted(failures.values(), key=lambda r: r.started_at)
-            failures[run.run_id] = run
+                return run
+            last = run
             if _dead_lettered(settings):
                 raise RuntimeError(f"{handler} failed for {key} and was dead-lettered: {run.detail}")
         stack.check()
         time.sleep(0.25)  # polling pipeline_runs, with a deadline
-    last = max(failures.values(), key=lambda r: r.started_at).detail if failures else None
-    tail = f"; its last failure: {last}" if last else ""
+    tail = f"; its last failure: {last.detail}" if last is not None else ""
     raise TimeoutError(f"{handler} did not finish {key} within {timeout_s:.0f} s{tail}")
 
 
 def _failures(settings: Any, handler: str, keys: list[str]) -> list[Any]:
-    """The failed runs of `handler` for `keys` recorded so far (each before its retry published)."""
+    """Every failed attempt of `handler` for `keys`, oldest first (each is recorded before its
+    retry publishes, so once the retries succeeded all are in the snapshot)."""
     from shared.runs import PipelineRun
     from shared.warehouse import open_warehouse
 
     sql = (
         "SELECT * FROM energy_analytics.pipeline_runs"
         " WHERE handler = @handler AND dedupe_key IN UNNEST(@keys) AND status = 'failed'"
+        " ORDER BY started_at"
     )
     with open_warehouse(settings, read_only=True) as wh:
         rows = wh.query(sql, {"handler": handler, "keys": keys}).to_pylist()
@@ -578,12 +579,13 @@ def _cycle(settings, stack, cfg, pids, timeout_s, run_sync, send_sync_end, refre
         raise RuntimeError(f"sync failed: {sync.error} (log {sync.log_path})")
     send_sync_end(settings, sync_id=sync.sync_id)
     key = f"{settings.fivetran_connection_id}/{sync.sync_id}"
-    ingest, failed = _wait_run(settings, stack, "ingest", key, timeout_s)
-    refresh, more = _wait_run(settings, stack, "ingest.refresh", key, timeout_s)
+    ingest = _wait_run(settings, stack, "ingest", key, timeout_s)
+    refresh = _wait_run(settings, stack, "ingest.refresh", key, timeout_s)
     result = refresh_result.model_validate_json(refresh.detail)
-    first = min(r.started_at for r in [ingest, *failed])
+    failed = _failures(settings, "ingest", [key])
+    first = min(r.started_at for r in [ingest, *failed])  # a redelivery is part of the stage
     seconds = {"sync": sync_s, "refresh": (ingest.finished_at - first).total_seconds()}
-    failed += more
+    failed += _failures(settings, "ingest.refresh", [key])
     rows = {"sync": sum(sync.rows.values()), "refresh": sum(result.rows_changed.values())}
     finished = [ingest.finished_at]
     event = None
@@ -592,15 +594,11 @@ def _cycle(settings, stack, cfg, pids, timeout_s, run_sync, send_sync_end, refre
         # first shard's start to its last shard's finish (shards run side by side or in turn)
         shards = [e.refresh_id for e in shard_events(result, settings)]
         for handler in ("forecast", "anomaly"):
-            waited = [_wait_run(settings, stack, handler, key, timeout_s) for key in shards]
-            runs = [run for run, _ in waited]
-            # every failed attempt, also of shards that had succeeded before the wait reached them
-            seen = {f.run_id: f for _, fs in waited for f in fs}
-            seen.update({f.run_id: f for f in _failures(settings, handler, shards)})
-            attempts = runs + list(seen.values())
-            failed += sorted(seen.values(), key=lambda f: f.started_at)
+            runs = [_wait_run(settings, stack, handler, key, timeout_s) for key in shards]
+            failures = _failures(settings, handler, shards)
+            failed += failures
             seconds[handler] = (  # from the first attempt's start: a redelivery is part of the stage
-                max(r.finished_at for r in runs) - min(r.started_at for r in attempts)
+                max(r.finished_at for r in runs) - min(r.started_at for r in runs + failures)
             ).total_seconds()
             rows[handler] = sum(int(r.rows_written or 0) for r in runs)
             finished.extend(r.finished_at for r in runs)
