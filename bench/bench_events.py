@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from rich.table import Table  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from infra.local.dispatcher import HEARTBEAT_KEY  # noqa: E402
+from infra.local.ports import free_port  # noqa: E402
 from infra.local.supervisor import ProcessSpec, Supervisor  # noqa: E402
 from infra.local.webhook_client import send_sync_end  # noqa: E402
 from shared.bus import open_publisher  # noqa: E402
@@ -59,18 +59,12 @@ CHUNK = 100
 console = Console()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _settings(home: Path, **extra: Any) -> Settings:
     return Settings(
         home=home,
-        ingest_port=_free_port(),
-        forecast_port=_free_port(),
-        anomaly_port=_free_port(),
+        ingest_port=free_port(),
+        forecast_port=free_port(),
+        anomaly_port=free_port(),
         dispatcher_poll_s=0.005,
         **extra,
     )

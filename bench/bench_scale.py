@@ -46,7 +46,6 @@ import logging
 import os
 import pstats
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -65,6 +64,8 @@ if str(REPO) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from infra.local.ports import free_port  # noqa: E402
 
 CYCLE_MINUTES = 15
 BUDGET_S = CYCLE_MINUTES * 60
@@ -135,10 +136,6 @@ def _self_cpu_s() -> float:
 
 
 # --- the fleet and its backfill ---------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fleet_start(history_days: int) -> datetime:
@@ -268,11 +265,11 @@ def _settings(home: Path, devices: int, start: datetime, sim_port: int) -> Any:
 
     return Settings(
         home=home,
-        ingest_port=_free_port(),
-        forecast_port=_free_port(),
-        anomaly_port=_free_port(),
-        chat_port=_free_port(),
-        model_server_port=_free_port(),
+        ingest_port=free_port(),
+        forecast_port=free_port(),
+        anomaly_port=free_port(),
+        chat_port=free_port(),
+        model_server_port=free_port(),
         simulator_port=sim_port,
         simulator_api_key=API_KEY,
         connector_start_date=start.date().isoformat(),

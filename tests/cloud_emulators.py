@@ -8,22 +8,16 @@ instead of restarting an emulator, which takes about 10 s.
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from infra.local.emulators import pubsub_emulator_spec, storage_emulator_spec
+from infra.local.ports import free_port
 from infra.local.supervisor import Supervisor
 from shared.settings import Settings
 
 TEST_BUCKET = "gridsight-test-models"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ in .venv talks to it over HTTP on a loopback port.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from infra.local.ports import free_port
 from shared.settings import REPO_ROOT, Settings
 
 EMULATOR = REPO_ROOT / ".venv-bqemu" / "bin" / "bqemulator"
@@ -35,12 +35,6 @@ def provision_bigquery(settings: Settings) -> Settings:
     return settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _tail(path: Path) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-20:]) if path.exists() else ""
 
@@ -52,7 +46,7 @@ def bqemu_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(
             f"!!! bqemulator venv missing ({EMULATOR}): run `make bqemu`; BigQuery differential tests NOT run"
         )
-    rest, grpc = _free_port(), _free_port()
+    rest, grpc = free_port(), free_port()
     log = tmp_path_factory.mktemp("bqemu") / "bqemulator.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

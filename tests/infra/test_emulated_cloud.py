@@ -19,6 +19,7 @@ import pytest
 from infra.local.demo import demo_settings
 from infra.local.emulated import emulated_settings, emulated_stack, model_root, run_chain
 from infra.local.emulators import missing_emulators
+from infra.local.ports import free_port
 from infra.local.supervisor import StackOptions
 from services.forecast.artefact import latest_version
 from shared.bus.pubsub_admin import PubsubAdmin
@@ -26,7 +27,6 @@ from shared.events import FeaturesRefreshed
 from shared.runs import recent_runs
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
-from tests.cloud_emulators import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.pubsub, pytest.mark.emulator]
 

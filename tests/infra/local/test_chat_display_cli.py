@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
+from infra.local.ports import free_port
 from shared.settings import Settings
-from tests.infra.local.test_cli_errors import _free_port
 from tests.services.chat.fleet import build_fleet
 
 QUESTION = "Which meter used the most last week?"
@@ -18,7 +18,7 @@ QUESTION = "Which meter used the most last week?"
 
 @pytest.fixture
 def fleet_home(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("GRIDSIGHT_CHAT_PORT", str(_free_port()))  # never another stack's chat service
+    monkeypatch.setenv("GRIDSIGHT_CHAT_PORT", str(free_port()))  # never another stack's chat service
     build_fleet(settings)
     return settings
 

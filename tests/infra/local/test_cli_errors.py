@@ -15,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
+from infra.local.ports import free_port
 
 BUG_HINT = "looks like a bug"  # the catch-all's wording: a named user error must never reach it
 
@@ -23,17 +24,11 @@ class RanAnyway(BaseException):
     """Raised where a command would start long-running work: the bad value was not rejected."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def home_env(settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Every service port points at a port nobody listens on, so nothing reaches another stack."""
     for name in ("SIMULATOR", "INGEST", "FORECAST", "ANOMALY", "CHAT", "MODEL_SERVER"):
-        monkeypatch.setenv(f"GRIDSIGHT_{name}_PORT", str(_free_port()))
+        monkeypatch.setenv(f"GRIDSIGHT_{name}_PORT", str(free_port()))
 
     def ran_anyway(*_a: object, **_k: object) -> None:
         raise RanAnyway

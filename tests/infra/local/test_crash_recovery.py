@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 from loopback import Endpoint, serving, settled, wait_until
 
+from infra.local.ports import free_port
 from infra.local.supervisor import ProcessSpec, Supervisor
 from shared.bus import open_publisher
 from shared.bus.local import QueueStore
@@ -24,12 +24,6 @@ T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 PUSH_APP = Path(__file__).with_name("push_app.py")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def crash_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """A forecast push service as a real process and an in-test anomaly endpoint."""
@@ -40,7 +34,7 @@ def crash_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Itera
             "GRIDSIGHT_BUS_MAX_BACKOFF_S": "0.5",
             "GRIDSIGHT_BUS_MAX_DELIVERY_ATTEMPTS": "100",
             "GRIDSIGHT_DISPATCHER_POLL_S": "0.01",
-            "GRIDSIGHT_FORECAST_PORT": str(_free_port()),
+            "GRIDSIGHT_FORECAST_PORT": str(free_port()),
             "GRIDSIGHT_ANOMALY_PORT": anomaly.url.rsplit(":", 1)[1],
         }.items():
             monkeypatch.setenv(name, value)

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from infra.local.demo import wait_settled
+from infra.local.ports import free_port
 from shared.settings import REPO_ROOT, Settings
-from tests.infra.local.test_cli_errors import _free_port
 
 pytestmark = pytest.mark.slow
 SERVICES = ("SIMULATOR", "INGEST", "FORECAST", "ANOMALY", "CHAT", "MODEL_SERVER")
@@ -80,7 +80,7 @@ def test_the_first_hour_walkthrough_runs_as_written(settings: Settings, tmp_path
         "COLUMNS": "160",
         "PYTHONPATH": str(REPO_ROOT),
         "GRIDSIGHT_HOME": str(settings.home),
-        **{f"GRIDSIGHT_{name}_PORT": str(_free_port()) for name in SERVICES},
+        **{f"GRIDSIGHT_{name}_PORT": str(free_port()) for name in SERVICES},
     }
     transcript: list[str] = []
     background: Background | None = None

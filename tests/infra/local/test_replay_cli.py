@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
+from infra.local.ports import free_port
 from infra.local.supervisor import StackOptions, Supervisor, stack_settings, stack_specs
 from shared.settings import REPO_ROOT, Settings
 from simulator.replay import Replay
 from simulator.server import SimulatorServer, VendorApi
-from tests.infra.local.test_cli_errors import _free_port
 
 pytestmark = pytest.mark.slow
 METERS = ["UCam_Building_b1", "UCam_Building_b2", "UCam_Building_b100"]
@@ -47,7 +47,7 @@ def _released(meters_csv: Path, days: int) -> int:
 @pytest.fixture
 def ports(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name in ("SIMULATOR", "INGEST", "FORECAST", "ANOMALY", "CHAT", "MODEL_SERVER"):
-        monkeypatch.setenv(f"GRIDSIGHT_{name}_PORT", str(_free_port()))
+        monkeypatch.setenv(f"GRIDSIGHT_{name}_PORT", str(free_port()))
     return Settings()
 
 

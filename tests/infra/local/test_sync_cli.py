@@ -14,10 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
+from infra.local.ports import free_port
 from shared.settings import REPO_ROOT, Settings
 from simulator.fleet import Fleet, FleetSpec
 from simulator.server import SimulatorServer, VendorApi
-from tests.infra.local.test_cli_errors import RanAnyway, _free_port
+from tests.infra.local.test_cli_errors import RanAnyway
 
 DEVICES, DAYS = 8, 20  # 8 × 20 × 96 = 15,360 readings: a few checkpoints (every 5,000 rows)
 
@@ -25,7 +26,7 @@ DEVICES, DAYS = 8, 20  # 8 × 20 × 96 = 15,360 readings: a few checkpoints (eve
 def test_sync_without_a_vendor_api_fails_at_once_with_the_url_and_the_fix(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("GRIDSIGHT_SIMULATOR_PORT", str(port))
 
     def ran_anyway(*_a: object, **_k: object) -> None:

@@ -13,16 +13,16 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.local.cli import build_app
+from infra.local.ports import free_port
 from infra.local.supervisor import ProcessSpec, Supervisor, stack_state
 from shared.settings import Settings
-from tests.infra.local.test_cli_errors import _free_port
 
 SERVICES = ("SIMULATOR", "INGEST", "FORECAST", "ANOMALY", "CHAT", "MODEL_SERVER")
 
 
 @pytest.fixture
 def ports(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    chosen = {name: _free_port() for name in SERVICES}
+    chosen = {name: free_port() for name in SERVICES}
     for name, port in chosen.items():
         monkeypatch.setenv(f"GRIDSIGHT_{name}_PORT", str(port))
     return chosen

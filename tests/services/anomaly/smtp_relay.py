@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from infra.local.ports import free_port
 
 USER, PASSWORD = "gridsight-alerts", "relay-password-1"
 # aiosmtpd logs a deprecation warning of its own on every login and each session's TLS errors.
@@ -152,9 +153,7 @@ def start_relay(
     }
     if starttls and not implicit_tls:
         options["tls_context"] = context
-    with socket.socket() as probe:  # aiosmtpd connects to its own port to start: it needs a real one
-        probe.bind(("127.0.0.1", 0))
-        relay.port = probe.getsockname()[1]
+    relay.port = free_port()  # aiosmtpd connects to its own port to start: it needs a real one
     controller = Controller(
         _Handler(relay),
         hostname="127.0.0.1",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from infra.local.cli import build_app
 from infra.local.commands import chat as chat_command
+from infra.local.ports import free_port
 from shared.settings import REPO_ROOT, Settings
 
 
@@ -63,9 +63,7 @@ def _json_chunks(output: str) -> list[str]:
 
 @pytest.mark.slow
 def test_with_the_service_running_the_cli_asks_it(chat_settings: Settings, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "GRIDSIGHT_HOME": str(chat_settings.home), "GRIDSIGHT_CHAT_PORT": str(port)}
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("functions-framework")), "--source", "services/chat/main.py",

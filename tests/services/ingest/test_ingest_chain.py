@@ -5,7 +5,6 @@ ingest and dispatcher processes; loopback endpoints stand in for forecast and an
 from __future__ import annotations
 
 import base64
-import socket
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ import flask
 import pytest
 from werkzeug.serving import make_server
 
+from infra.local.ports import free_port
 from infra.local.supervisor import ProcessSpec, Supervisor
 from infra.local.sync import run_sync
 from infra.local.webhook_client import send_sync_end
@@ -28,12 +28,6 @@ from shared.settings import REPO_ROOT, Settings
 from shared.warehouse import open_warehouse
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -77,8 +71,8 @@ def test_sync_to_features_refreshed_at_every_subscriber(
     anomaly_got: list[dict[str, Any]] = []
     with _recorder(forecast_got) as forecast_port, _recorder(anomaly_got) as anomaly_port:
         for name, value in {
-            "GRIDSIGHT_INGEST_PORT": str(_free_port()),
-            "GRIDSIGHT_SIMULATOR_PORT": str(_free_port()),
+            "GRIDSIGHT_INGEST_PORT": str(free_port()),
+            "GRIDSIGHT_SIMULATOR_PORT": str(free_port()),
             "GRIDSIGHT_FORECAST_PORT": str(forecast_port),
             "GRIDSIGHT_ANOMALY_PORT": str(anomaly_port),
             "GRIDSIGHT_DISPATCHER_POLL_S": "0.01",
