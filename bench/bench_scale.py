@@ -534,7 +534,8 @@ def run_config(
                 )
                 bar.advance(task)
             if profile and results:
-                out["profile"] = _profile_handlers(settings, results[-1]["event"])
+                tag = f"{devices}x{history_days}"
+                out["profile"] = _profile_handlers(settings, results[-1]["event"], tag)
             out["peak_rss_per_process_mb"] = {
                 n: _tree_hwm_mb(c.proc.pid) for n, c in stack.children.items() if c.proc
             }
@@ -666,9 +667,10 @@ def _summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _profile_handlers(settings: Any, event: dict[str, Any] | None) -> dict[str, str]:
+def _profile_handlers(settings: Any, event: dict[str, Any] | None, tag: str) -> dict[str, str]:
     """cProfile of the forecast and anomaly handler functions on the last cycle's event, called in
-    this process against the same warehouse and model server (idempotent: same rows MERGEd)."""
+    this process against the same warehouse and model server (idempotent: same rows MERGEd). The
+    whole profile is kept as artifacts/bench_scale_<tag>_<handler>.prof for `python -m pstats`."""
     if event is None:
         return {}
     from services.anomaly.scoring import score_window
@@ -692,6 +694,8 @@ def _profile_handlers(settings: Any, event: dict[str, Any] | None) -> dict[str, 
             prof.enable()
             fn(ev, ctx)  # type: ignore[operator]
             prof.disable()
+            ARTIFACTS.mkdir(exist_ok=True)
+            prof.dump_stats(ARTIFACTS / f"bench_scale_{tag}_{name}.prof")
             text = io.StringIO()
             pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(25)
             out[name] = text.getvalue()

@@ -9,25 +9,25 @@
 On DuckDB a writing unit of work holds the one inter-process lock (`settings.lock_path`), because a
 DuckDB file has one writer at a time and a process holding it for writing locks every other process
 out, readers included. A full refresh holds it for minutes, so readers never take it: when a writing
-unit of work ends, the file (checkpointed, closed) is copied to `<home>/snapshot/warehouse.duckdb`
-and renamed into place, still under the lock; `read_only=True` opens the last such snapshot,
-read-only and without the lock. Readers therefore see exactly what the last finished unit of work
-committed (never a half-written refresh, which is one transaction), like BigQuery readers see
-committed data. A unit of work that wrote nothing publishes nothing (the file's mtime and size are
-those of the snapshot). On BigQuery `read_only` changes nothing.
+unit of work ends, the file (checkpointed, closed) is published to `<home>/snapshot/warehouse.duckdb`
+(`snapshot.py`: the previous copy patched to it, else a fresh copy, then renamed into place),
+still under the lock; `read_only=True` opens the last such snapshot, read-only and without the
+lock. Readers therefore see exactly what the last finished unit of work committed (never a
+half-written refresh, which is one transaction), like BigQuery readers see committed data. A unit
+of work that wrote nothing publishes nothing (the file's mtime and size are those of the
+snapshot). On BigQuery `read_only` changes nothing.
 
-The copy costs the whole file (1.7 GB at 10,000 meters x 30 days), so small writes that no reader
-waits on (a run record, an alert's stamps: three of them per alert) open with `publish=False`:
-they commit without copying, and what they wrote reaches readers with the next unit of work that
-publishes, or with the next reader that finds the snapshot older than the file and the lock free
-(which publishes it, as for a writer killed before publishing). Readers still see only committed
+Publishing still reads the whole file (1.7 GB at 10,000 meters x 30 days), and copies all of it
+when a reader holds the previous copy, so small writes that no reader waits on (a run record, an
+alert's stamps: three of them per alert) open with `publish=False`: they commit without
+publishing, and what they wrote reaches readers with the next unit of work that publishes, or
+with the next reader that finds the snapshot older than the file and the lock free (which
+publishes it, as for a writer killed before publishing). Readers still see only committed
 states; they may see one without the latest run records and stamps while other writers work.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -38,6 +38,7 @@ from filelock import FileLock, Timeout
 from shared.errors import TransientError
 from shared.logging import get_logger
 from shared.settings import Settings
+from shared.warehouse import snapshot
 from shared.warehouse.base import Params, Warehouse
 from shared.warehouse.contracts import TableContract, contract_for, load_contracts
 
@@ -112,11 +113,12 @@ def open_warehouse(
 
     if read_only:
         _refresh_stale_snapshot(settings)
-        reader = DuckDBWarehouse(snapshot_path(settings), settings.raw_duckdb_path, read_only=True)
-        try:
-            yield reader
-        finally:
-            reader.close()
+        with snapshot.reading(snapshot_path(settings)):
+            reader = DuckDBWarehouse(snapshot_path(settings), settings.raw_duckdb_path, read_only=True)
+            try:
+                yield reader
+            finally:
+                reader.close()
         return
 
     with _writer_lock(settings, timeout=settings.warehouse_lock_timeout_s):
@@ -141,27 +143,10 @@ def snapshot_path(settings: Settings) -> Path:
 
 
 def publish_snapshot(settings: Settings) -> bool:
-    """Copy the closed writer file to the snapshot path atomically (copy, then rename); the caller
-    holds the writer lock. Returns False when the snapshot is already this file's state.
-
-    Cost: one sequential copy of the file (no fsync: a process crash keeps the page cache, and a
-    snapshot lost to power loss is published again by the next unit of work or reader).
-    """
-    source, target = settings.duckdb_path, snapshot_path(settings)
-    if not source.exists() or _same_state(source, target):
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in target.parent.glob(f".{target.name}.tmp-*"):  # from a publisher that was killed
-        leftover.unlink(missing_ok=True)
-    wal = source.with_name(source.name + ".wal")
-    if wal.exists():  # a checkpoint that could not run; never publish a file without its log
-        raise TransientError(f"{source} still has a write-ahead log after checkpoint; not publishing it")
-    partial = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.copyfile(source, partial)
-    stat = source.stat()
-    os.utime(partial, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # what _same_state compares
-    os.replace(partial, target)
-    return True
+    """Publish the closed writer file as the readers' snapshot (`snapshot.publish`: patched into
+    the spare copy and renamed into place); the caller holds the writer lock. Returns False when
+    the snapshot is already this file's state."""
+    return snapshot.publish(settings.duckdb_path, snapshot_path(settings))
 
 
 def _publish_quietly(settings: Settings) -> None:
@@ -170,14 +155,6 @@ def _publish_quietly(settings: Settings) -> None:
         publish_snapshot(settings)
     except Exception:
         log.exception("could not publish the warehouse snapshot after a failed unit of work")
-
-
-def _same_state(source: Path, target: Path) -> bool:
-    try:
-        a, b = source.stat(), target.stat()
-    except FileNotFoundError:
-        return False
-    return (a.st_mtime_ns, a.st_size) == (b.st_mtime_ns, b.st_size)
 
 
 def _refresh_stale_snapshot(settings: Settings) -> None:
@@ -190,7 +167,7 @@ def _refresh_stale_snapshot(settings: Settings) -> None:
     """
     target, source = snapshot_path(settings), settings.duckdb_path
     unlogged = not source.with_name(source.name + ".wal").exists()  # a killed writer leaves its log
-    if target.exists() and (not source.exists() or (unlogged and _same_state(source, target))):
+    if target.exists() and (not source.exists() or (unlogged and snapshot.same_state(source, target))):
         return
     wait = settings.warehouse_lock_timeout_s if not target.exists() else 0.0
     try:
