@@ -87,7 +87,7 @@ def test_a_publish_patches_the_spare_writing_only_what_changed(
     warm: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     spare = _inode(spare_path(snapshot_path(warm)))
-    with caplog.at_level(logging.DEBUG, logger="shared.warehouse.snapshot"):
+    with caplog.at_level(logging.INFO, logger="shared.warehouse.snapshot"):
         _write_run(warm, "patched")
     assert _inode(snapshot_path(warm)) == spare  # the previous copy, brought up to date in place
     assert _published_like_the_writer(warm)
