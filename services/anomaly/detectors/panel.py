@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Fleet", "Panel", "as_utc", "panel_from_long"]
+__all__ = ["Fleet", "Panel", "arriving", "as_utc", "panel_from_long", "settled_rows"]
 
 OPTIONAL_COLUMNS = (
     "coverage",
@@ -102,3 +102,25 @@ def panel_from_long(
     if nominal_voltage:
         volts = np.array([nominal_voltage.get(d, np.nan) for d in devices], dtype=float)
     return Panel(hours, devices, grid(frame["energy_kwh"]), present, extra, volts)
+
+
+def settled_rows(panel: Panel, grace_h: int) -> np.ndarray:
+    """Rows (as a column, to broadcast over devices) the fleet has moved `grace_h` hours past: any
+    device has data that much later, so a missing or partly covered hour there is known to be one
+    and not the grid's ragged edge. The fleet's newest row when the panel holds part of it."""
+    if panel.fleet is not None:
+        last = panel.fleet.last_row
+    else:
+        rows_with_data = np.flatnonzero(panel.present.any(axis=1))
+        last = rows_with_data[-1] if len(rows_with_data) else -1
+    return (np.arange(len(panel.hours)) <= last - grace_h)[:, None]
+
+
+def arriving(panel: Panel, grace_h: int) -> np.ndarray:
+    """Cells of hours still arriving: partly covered and not yet settled. Their kWh is only the
+    readings so far (a quarter of the hour at hh:15), so no detector judges them on it."""
+    coverage = panel.get("coverage")
+    if coverage is None:
+        return np.zeros(panel.energy_kwh.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return panel.present & np.isfinite(coverage) & (coverage < 1) & ~settled_rows(panel, grace_h)

@@ -122,6 +122,32 @@ def test_a_partly_covered_hour_is_a_dropout_only_once_the_fleet_has_moved_past_i
     ]
 
 
+def test_an_hour_still_arriving_is_no_dip_and_once_settled_short_is_a_dropout(fleet: FleetFactory) -> None:
+    """At hh:15 the newest hour holds one reading of four for most meters: a quarter of its
+    coverage and of its kWh. That is no dip (618 of 1,000 meters were raised as one at each hour's
+    first sync, bench_scale). If the hour is still that short once the fleet is 3 hours past it,
+    its readings are missing: a dropout, ratio (1 - 0.25) x 2 = 1.5 plus its dip's, which it
+    outranks, not a dip."""
+    whole = fleet().assign(coverage=1.0)
+    newest = whole["hour"].max()
+
+    def short(devices: set[str]) -> pd.DataFrame:
+        frame = whole.copy()
+        cells = frame["device_id"].isin(devices) & (frame["hour"] == newest)
+        frame.loc[cells, ["coverage", "energy_kwh"]] *= 0.25
+        return frame
+
+    arriving = {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"}  # 5 of 6 meters at hh:15
+    assert not _score(short(arriving), include_missing=True)["is_anomaly"].any()
+
+    later = whole[whole["hour"] > newest - pd.Timedelta(hours=3)].copy()  # three more hours of fleet
+    later["hour"] += pd.Timedelta(hours=3)
+    stayed = {"dev-1", "dev-3"}  # the others' last readings came in
+    flagged = _score(pd.concat([short(stayed), later]), include_missing=True).query("is_anomaly")
+    kinds = set(zip(flagged["device_id"], flagged["hour"], flagged["anomaly_type"], strict=True))
+    assert kinds == {(d, newest, "dropout") for d in stayed}
+
+
 def test_night_time_rise_is_a_baseload_rise(fleet: FleetFactory) -> None:
     frame = fleet()
     nights = [fault_hour(night, 0) for night in range(43, 47)]
