@@ -16,7 +16,7 @@ import socket
 import threading
 from pathlib import Path
 
-__all__ = ["free_port"]
+__all__ = ["free_port", "port_is_free"]
 
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST = 10000  # well above the registered services a developer machine runs
@@ -33,8 +33,9 @@ def _ephemeral_start() -> int:
         return 32768  # Linux's default; the range IANA suggests starts higher (49152)
 
 
-def _bindable(port: int) -> bool:
-    """The servers bind with SO_REUSEADDR, so a port in TIME_WAIT is free to them, and to us."""
+def port_is_free(port: int) -> bool:
+    """Whether a server could bind `port` on loopback now, tested as the servers bind: with
+    SO_REUSEADDR, so a port in TIME_WAIT after the last stack counts as free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -54,7 +55,7 @@ def free_port() -> int:
     with _guard:
         for _ in range(1000):
             port = _pick.randrange(_LOWEST, top)
-            if port not in _given and _bindable(port):
+            if port not in _given and port_is_free(port):
                 _given.add(port)
                 return port
     raise RuntimeError(f"no free port found between {_LOWEST} and {top}")

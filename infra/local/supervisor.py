@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import requests
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field, SecretStr
 
+from infra.local.ports import port_is_free
 from shared.bus.local import QueueStore
 from shared.logging import get_logger
 from shared.settings import REPO_ROOT, Settings
@@ -243,17 +243,7 @@ def stack_state(settings: Settings) -> dict[str, dict[str, object]]:
 def ports_in_use(specs: list[ProcessSpec]) -> dict[str, int]:
     """name -> port for every spec whose port something already listens on (bind test, as the
     servers themselves bind: SO_REUSEADDR, so a port in TIME_WAIT after the last stack counts as free)."""
-    taken: dict[str, int] = {}
-    for spec in specs:
-        if spec.port is None:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", spec.port))
-            except OSError:
-                taken[spec.name] = spec.port
-    return taken
+    return {spec.name: spec.port for spec in specs if spec.port is not None and not port_is_free(spec.port)}
 
 
 def _alive(pid: int) -> bool:

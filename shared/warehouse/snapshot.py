@@ -82,23 +82,25 @@ def publish(source: Path, target: Path) -> bool:
     stat = source.stat()
     began = time.monotonic()
     with _guard:  # no reader of this process opens a snapshot file while the spare is patched
-        written = None if _readers.get(target.resolve()) else _patch(source, spare, stat)
-    if written is None:
+        patched = None if _readers.get(target.resolve()) else _patch(source, spare, stat)
+    fresh = spare
+    if patched is None:
         fresh = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.copyfile(source, fresh)
         os.utime(fresh, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # what same_state compares
-    else:
-        fresh = spare
-    previous = target.with_name(f".{target.name}.tmp-{os.getpid()}-previous")
-    if target.exists():
-        previous.unlink(missing_ok=True)
+    previous = target.with_name(f".{target.name}.tmp-{os.getpid()}-previous")  # leftovers are cleared
+    keep = target.exists()
+    if keep:
         os.link(target, previous)  # keeps the current snapshot's file once it is replaced
     os.replace(fresh, target)
-    if previous.exists():
+    if keep:
         os.replace(previous, spare)  # a spare that was not free is dropped; its readers keep it
-    mode, written = ("copied", stat.st_size) if written is None else ("patched", written)
-    seconds = round(time.monotonic() - began, 3)
-    facts = {"bytes": stat.st_size, "written": written, "mode": mode, "seconds": seconds}
+    facts = {
+        "bytes": stat.st_size,
+        "written": stat.st_size if patched is None else patched,
+        "mode": "copied" if patched is None else "patched",
+        "seconds": round(time.monotonic() - began, 3),
+    }
     log.info("warehouse snapshot published", extra=facts)
     return True
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from services.anomaly.detectors.expected import Baseline, DetectorConfig
 from services.anomaly.detectors.finding import Finding
-from services.anomaly.detectors.panel import Panel, arriving, settled_rows
+from services.anomaly.detectors.panel import Panel, partly_covered, settled_rows
 
 __all__ = ["detect_dropouts", "detect_flatline"]
 
@@ -38,9 +38,10 @@ def detect_dropouts(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
     # A missing hour is only known to be missing once the fleet has moved on past it: flag it when
     # any device has data `dropout_grace_h` hours later (so the grid's ragged edge is no alarm).
     settled = settled_rows(panel, cfg.dropout_grace_h)
+    partial = partly_covered(panel)
     with np.errstate(invalid="ignore"):
         zero = panel.present & (x == 0) & (np.nan_to_num(base.expected) > 0)
-    zero &= ~arriving(panel, cfg.dropout_grace_h)  # nothing yet is not zero
+    zero &= ~(partial & ~settled)  # an hour still arriving: nothing yet is not zero
     # A zero is also a huge dip (and, repeated, a level shift); say "dropout", the likelier cause,
     # by adding the dip's own ratio so it always outranks both.
     dip_ratio = np.nan_to_num(np.abs(base.z) / cfg.spike_z, nan=0.0)
@@ -53,10 +54,8 @@ def detect_dropouts(panel: Panel, base: Baseline, cfg: DetectorConfig) -> list[F
         # for most meters at every sync (its last readings are still on the way), which raised a
         # dropout for 8,975 of 10,000 meters at once (bench_scale, docs/scaling.md). Once settled,
         # the kWh its missing readings did not bring is a dip too: the dropout outranks it.
-        with np.errstate(invalid="ignore"):
-            partial = panel.present & np.isfinite(coverage) & (coverage < 1) & settled
-            short = np.where(np.nan_to_num(base.z) < 0, dip_ratio, 0.0)
-        ratio = np.where(partial, np.maximum(ratio, (1 - coverage) * 2 + short), ratio)
+        short = np.where(np.nan_to_num(base.z) < 0, dip_ratio, 0.0)
+        ratio = np.where(partial & settled, np.maximum(ratio, (1 - coverage) * 2 + short), ratio)
     return [
         Finding(
             "dropout",

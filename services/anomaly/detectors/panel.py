@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Fleet", "Panel", "arriving", "as_utc", "panel_from_long", "settled_rows"]
+__all__ = ["Fleet", "Panel", "arriving", "as_utc", "panel_from_long", "partly_covered", "settled_rows"]
 
 OPTIONAL_COLUMNS = (
     "coverage",
@@ -116,11 +116,15 @@ def settled_rows(panel: Panel, grace_h: int) -> np.ndarray:
     return (np.arange(len(panel.hours)) <= last - grace_h)[:, None]
 
 
-def arriving(panel: Panel, grace_h: int) -> np.ndarray:
-    """Cells of hours still arriving: partly covered and not yet settled. Their kWh is only the
-    readings so far (a quarter of the hour at hh:15), so no detector judges them on it."""
+def partly_covered(panel: Panel) -> np.ndarray:
+    """Cells of hours that have a row but not all their readings (coverage < 1)."""
     coverage = panel.get("coverage")
     if coverage is None:
         return np.zeros(panel.energy_kwh.shape, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return panel.present & np.isfinite(coverage) & (coverage < 1) & ~settled_rows(panel, grace_h)
+    return panel.present & np.isfinite(coverage) & (coverage < 1)
+
+
+def arriving(panel: Panel, grace_h: int) -> np.ndarray:
+    """Cells of hours still arriving: partly covered and not yet settled. Their kWh is only the
+    readings so far (a quarter of the hour at hh:15), so no detector judges them on it."""
+    return partly_covered(panel) & ~settled_rows(panel, grace_h)
