@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Devices the anomaly push scores at once: its peak memory follows this, not the fleet.",
     )
+    anomaly_reuse_mb: int = Field(
+        default=512,
+        ge=0,
+        description="Memory the anomaly push may keep between its sweeps of the fleet (chunk panels, then "
+        "their rankings) instead of loading and scoring those chunks again; 0 keeps nothing.",
+    )
     chat_port: int = 8704
     model_server_port: int = 8705
     # the emulators of `gridsight up|demo --emulated-cloud` (infra/local/emulated.py)

@@ -24,9 +24,16 @@ from pydantic import BaseModel
 from services.anomaly.alert_channels import AlertSettings, load_alert_settings
 from services.anomaly.alerts import in_quiet_hours
 from services.anomaly.calibrate import load_calibration
-from services.anomaly.combine import DEFAULT_TARIFF, candidates_per_hour, group_incidents, rank_hours
+from services.anomaly.combine import (
+    DEFAULT_TARIFF,
+    HourTable,
+    candidates_per_hour,
+    group_incidents,
+    hour_table,
+)
 from services.anomaly.detectors import (
     DetectorConfig,
+    Finding,
     Fleet,
     Panel,
     as_utc,
@@ -36,7 +43,14 @@ from services.anomaly.detectors import (
     run_detectors,
 )
 from services.anomaly.severity import SEVERITY_RANK
-from services.anomaly.withdraw import OPEN, WITHDRAWN_REASON, find_withdrawn, is_withdrawn, reissued_id
+from services.anomaly.withdraw import (
+    OPEN,
+    WITHDRAWN_REASON,
+    Presence,
+    find_withdrawn,
+    is_withdrawn,
+    reissued_id,
+)
 from shared.bus.base import Publisher
 from shared.errors import NotFound, TransientError
 from shared.events import (
@@ -66,6 +80,7 @@ HISTORY = timedelta(weeks=9)
 # Hours before the window that are re-grouped, so an incident running into the window keeps its row.
 INCIDENT_LOOKBACK = timedelta(hours=72)
 GAP_H = 3
+DEFAULT_REUSE_MB = int(Settings.model_fields["anomaly_reuse_mb"].default)
 
 log = get_logger(__name__)
 
@@ -218,8 +233,19 @@ class _FleetLoader:
     """Loads the panel of one chunk of devices on the fleet's hour grid, so a chunk's rows, and
     every rolling window over them, line up with the whole fleet's."""
 
-    def __init__(self, wh: Warehouse, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    def __init__(
+        self,
+        wh: Warehouse,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        scored: set[str] | None = None,
+        reuse_bytes: int = 0,
+    ) -> None:
         self.wh, self.end = wh, end
+        self.rank_from = start - INCIDENT_LOOKBACK
+        self.scored = scored if scored is not None else set()
+        self.reuse = _Reuse(reuse_bytes)
         self.history = {"history_start": (start - HISTORY).to_pydatetime(), "window_end": end.to_pydatetime()}
         self.bounds = {
             "lookback_start": (start - INCIDENT_LOOKBACK).to_pydatetime(),
@@ -272,6 +298,36 @@ class _FleetLoader:
         )
 
     def panel(self, device_ids: list[str], fleet: Fleet, *, energy_only: bool = False) -> Panel:
+        """The chunk's panel: one the sweeps kept when there is one (`_Reuse`), else loaded (and
+        kept, whole, while the budget lasts: a sweep asking energy only is then served too)."""
+        key = tuple(device_ids)
+        kept = self.reuse.panels.get(key)
+        if kept is not None:
+            return replace(kept, fleet=fleet)
+        hours = int((self.end - self.first) / pd.Timedelta(hours=1)) if self.first is not None else 0
+        keep = self.reuse.fits(hours * len(device_ids) * PANEL_BYTES_PER_CELL)
+        panel = self._load(device_ids, energy_only=energy_only and not keep)
+        if keep:
+            self.reuse.keep_panel(key, panel)
+        return replace(panel, fleet=fleet)
+
+    def keep_ranking(self, device_ids: list[str], panel: Panel, findings: list[Finding]) -> None:
+        """After the calibration's sweep has run the detectors on a chunk: keep what scoring the
+        chunk's scored devices needs (their `HourTable` and `Presence`), within the budget, and
+        drop the chunk's panel; scoring then finishes the table instead of starting again."""
+        key = tuple(device_ids)
+        self.reuse.drop_panel(key)
+        ids = [d for d in device_ids if d in self.scored]
+        if not ids or not self.reuse.rankings_open:
+            return
+        table = hour_table(panel, findings, include_missing=True, from_hour=self.rank_from).for_devices(
+            set(ids)
+        )
+        cols = [panel.devices.index(d) for d in ids]
+        presence = Presence(panel.hours, ids, panel.present[:, cols])
+        self.reuse.keep_ranking(ids, table, presence)
+
+    def _load(self, device_ids: list[str], *, energy_only: bool) -> Panel:
         hourly = self._chunk(CHUNK_HOURLY_SQL, self.history, device_ids)
         frame = hourly.assign(hour=as_utc(hourly["hour"]))
         if not energy_only:  # the fleet shifts read energy and peak power only
@@ -284,8 +340,50 @@ class _FleetLoader:
                     extra = pd.DataFrame(columns=["device_id", "hour", *columns])
                 extra = extra.assign(hour=as_utc(extra["hour"]))
                 frame = frame.merge(extra, on=["device_id", "hour"], how="left")
-        panel = panel_from_long(frame, nominal_voltage=self.volts, start=self.first, end=self.end)
-        return replace(panel, fleet=fleet)
+        return panel_from_long(frame, nominal_voltage=self.volts, start=self.first, end=self.end)
+
+
+# What a kept panel holds per device-hour: energy and nine optional float columns, and `present`.
+PANEL_BYTES_PER_CELL = 8 * (1 + 9) + 1
+
+
+class _Reuse:
+    """What one scoring keeps between its sweeps of the fleet, within `budget` bytes.
+
+    The fleet is swept four times a chunk at a time (two fleet shifts, the calibration's candidate
+    counts, then scoring): without reuse each sweep loads every chunk again and the last runs every
+    detector again. Panels are kept in fleet order until the budget is spent, then no more; each
+    is replaced by its chunk's ranking in the calibration's sweep, kept the same way. What is kept
+    is so always a leading run of the fleet, the rest is loaded and scored as before, and memory
+    stays bounded by the budget plus one chunk, whatever the fleet (docs/scaling.md)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self.panels_open = self.rankings_open = budget > 0
+        self.panels: dict[tuple[str, ...], Panel] = {}
+        self.rankings: list[tuple[list[str], HourTable, Presence]] = []
+        self._panel_bytes: dict[tuple[str, ...], int] = {}
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether a panel of about `nbytes` is kept (once one is not, none after it is)."""
+        self.panels_open = self.panels_open and self.used + nbytes <= self.budget
+        return self.panels_open
+
+    def keep_panel(self, key: tuple[str, ...], panel: Panel) -> None:
+        nbytes = panel.energy_kwh.nbytes + panel.present.nbytes + sum(a.nbytes for a in panel.extra.values())
+        self.panels[key], self._panel_bytes[key] = panel, nbytes
+        self.used += nbytes
+
+    def drop_panel(self, key: tuple[str, ...]) -> None:
+        if self.panels.pop(key, None) is not None:
+            self.used -= self._panel_bytes.pop(key)
+
+    def keep_ranking(self, ids: list[str], table: HourTable, presence: Presence) -> None:
+        nbytes = int(table.frame.memory_usage(index=True, deep=False).sum()) + presence.present.nbytes
+        self.rankings_open = self.rankings_open and self.used + nbytes <= self.budget
+        if self.rankings_open:
+            self.rankings.append((ids, table, presence))
+            self.used += nbytes
 
 
 def _chunks(ids: list[str], size: int) -> list[list[str]]:
@@ -313,9 +411,12 @@ def _fleet_context(loader: _FleetLoader, cfg: DetectorConfig, chunk: int) -> Fle
     if cal is not None:
         counts = None
         for ids in _chunks(loader.devices, chunk):
-            _, findings = run_detectors(loader.panel(ids, fleet), cfg)
+            panel = loader.panel(ids, fleet)
+            _, findings = run_detectors(panel, cfg)
             part = candidates_per_hour(findings, cal.candidate_ratio)
             counts = part if counts is None else counts + part
+            loader.keep_ranking(ids, panel, findings)
+            del panel, findings
         fleet = replace(fleet, candidates=counts)
     return fleet
 
@@ -366,6 +467,7 @@ def detect_window(
     tariff_per_kwh: float = DEFAULT_TARIFF,
     chunk: int = 100,
     fleet_key: Hashable | None = None,
+    reuse_mb: int = DEFAULT_REUSE_MB,
 ) -> WindowIncidents:
     """Score `event`'s window for its devices; read-only on the warehouse.
 
@@ -373,13 +475,15 @@ def detect_window(
     memory follows the chunk, not the fleet; the fleet's own numbers (`Fleet`) are gathered first,
     which keeps every result identical to scoring the whole fleet in one panel. With `fleet_key`
     (the warehouse and refresh, `score_window`) those numbers are computed once per refresh and
-    fleet and reused by its other shards and redeliveries in this process.
+    fleet and reused by its other shards and redeliveries in this process. Up to `reuse_mb`
+    (`Settings.anomaly_reuse_mb`) of chunk panels and rankings are kept between the sweeps
+    (`_Reuse`); 0 loads and scores every chunk afresh in each, with the same result.
     """
     cfg = cfg or DetectorConfig()
     start = pd.Timestamp(event.window_start).tz_convert(UTC)
     end = pd.Timestamp(event.window_end).tz_convert(UTC)
-    loader = _FleetLoader(wh, start, end)
     wanted = set(event.device_ids)
+    loader = _FleetLoader(wh, start, end, scored=wanted, reuse_bytes=reuse_mb << 20)
     scored = [d for d in loader.devices if d in wanted]
     if not scored:
         return WindowIncidents(rows=pd.DataFrame(), new_ids=[], devices_scored=0, hours_scored=0)
@@ -400,20 +504,31 @@ def detect_window(
     for col in ("start_hour", "end_hour", "detected_at", "withdrawn_at"):
         existing[col] = as_utc(existing[col])
     found_parts, withdrawn_parts, hours_scored = [], [], 0
-    for ids in _chunks(scored, chunk):
+
+    def score(ids: list[str], table: HourTable, presence: Presence) -> None:
+        nonlocal hours_scored
+        ranked = table.finish(fleet)
+        scope = (ranked["hour"] >= start - INCIDENT_LOOKBACK) & (ranked["hour"] < end)
+        found = group_incidents(
+            ranked[scope].reset_index(drop=True), table.explainers, gap_h=GAP_H, tariff_per_kwh=tariff_per_kwh
+        )
+        found_parts.append(found)
+        withdrawn_parts.append(find_withdrawn(existing, found, presence, set(ids), now))
+        hours_scored += int(np.sum((ranked["hour"] >= start) & (ranked["hour"] < end)))
+
+    kept = loader.reuse.rankings  # the leading chunks, ranked by the calibration's sweep
+    for ids, table, presence in kept:
+        score(ids, table, presence)
+    done = {d for ids, _, _ in kept for d in ids}
+    for ids in _chunks([d for d in scored if d not in done], chunk):
         panel = loader.panel(ids, fleet)
         _, findings = run_detectors(panel, cfg)
-        ranked = rank_hours(panel, findings, include_missing=True, from_hour=start - INCIDENT_LOOKBACK)
-        scope = (ranked["hour"] >= start - INCIDENT_LOOKBACK) & (ranked["hour"] < end)
-        all_found = group_incidents(
-            ranked[scope].reset_index(drop=True), findings, gap_h=GAP_H, tariff_per_kwh=tariff_per_kwh
-        )
-        if not all_found.empty:
-            found_parts.append(all_found)
-        withdrawn_parts.append(find_withdrawn(existing, all_found, panel, set(ids), now))
-        hours_scored += int(np.sum((ranked["hour"] >= start) & (ranked["hour"] < end)))
-        del panel, findings, ranked
-    all_found = pd.concat(found_parts, ignore_index=True) if found_parts else all_found
+        table = hour_table(panel, findings, include_missing=True, from_hour=start - INCIDENT_LOOKBACK)
+        score(ids, table, Presence(panel.hours, panel.devices, panel.present))
+        del panel, findings, table
+    kept.clear()
+    found_parts = [f for f in found_parts if not f.empty] or found_parts[-1:]
+    all_found = pd.concat(found_parts, ignore_index=True)
     # An incident that ended before the window is the earlier event's business, not ours.
     found = all_found[all_found["end_hour"] > start]
     withdrawn_parts = [w for w in withdrawn_parts if not w.empty]
@@ -620,6 +735,7 @@ def score_window(event: FeaturesRefreshed, ctx: ScoringContext) -> ScoreResult:
         "now": now,
         "tariff_per_kwh": ctx.settings.chat_flat_tariff_per_kwh,
         "chunk": ctx.settings.anomaly_device_chunk,
+        "reuse_mb": ctx.settings.anomaly_reuse_mb,
         "fleet_key": (_warehouse_identity(ctx.settings), refresh_of(event.refresh_id)),
     }
     with open_warehouse(ctx.settings, read_only=True) as snapshot:

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from services.anomaly.detectors import Panel
-
-__all__ = ["OPEN", "WITHDRAWN", "WITHDRAWN_REASON", "find_withdrawn", "is_withdrawn", "reissued_id"]
+__all__ = [
+    "OPEN",
+    "WITHDRAWN",
+    "WITHDRAWN_REASON",
+    "Presence",
+    "find_withdrawn",
+    "is_withdrawn",
+    "reissued_id",
+]
 
 OPEN = "open"
 WITHDRAWN = "withdrawn"
@@ -29,18 +36,27 @@ def is_withdrawn(status: pd.Series) -> pd.Series:
     return status.fillna(OPEN).astype(str) == WITHDRAWN
 
 
-def _all_present(panel: Panel, device_id: str, start: pd.Timestamp, end: pd.Timestamp) -> bool:
-    if device_id not in panel.devices:
+class Presence(NamedTuple):
+    """Which hours of which devices have a row: all of a panel that withdrawing reads, so a chunk's
+    ranking kept between sweeps (`combine.HourTable`) need not keep its whole panel too."""
+
+    hours: pd.DatetimeIndex
+    devices: list[str]
+    present: np.ndarray  # hours x devices
+
+
+def _all_present(presence: Presence, device_id: str, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    if device_id not in presence.devices:
         return False
-    col = panel.devices.index(device_id)
-    rows = (panel.hours >= start) & (panel.hours < end)
-    return bool(rows.any()) and bool(np.all(panel.present[rows, col]))
+    col = presence.devices.index(device_id)
+    rows = (presence.hours >= start) & (presence.hours < end)
+    return bool(rows.any()) and bool(np.all(presence.present[rows, col]))
 
 
 def find_withdrawn(
-    existing: pd.DataFrame, found: pd.DataFrame, panel: Panel, devices: set[str], now: datetime
+    existing: pd.DataFrame, found: pd.DataFrame, presence: Presence, devices: set[str], now: datetime
 ) -> pd.DataFrame:
-    """Existing open dropout incidents of `devices` that the data in `panel` now disproves: every
+    """Existing open dropout incidents of `devices` that the data in `presence` now disproves: every
     hour of the incident has a row, and no dropout found by this scoring overlaps it (a zero
     reading is still a dropout, so it stays open). Returned as full rows ready to MERGE."""
     if existing.empty:
@@ -53,7 +69,7 @@ def find_withdrawn(
     dropouts = found[found["anomaly_type"] == "dropout"] if not found.empty else found
     keep = []
     for inc in candidates.itertuples():
-        if not _all_present(panel, inc.device_id, inc.start_hour, inc.end_hour):
+        if not _all_present(presence, inc.device_id, inc.start_hour, inc.end_hour):
             continue
         if not dropouts.empty and bool(
             (

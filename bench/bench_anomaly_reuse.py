@@ -1,0 +1,89 @@
+"""What keeping chunks between the anomaly sweeps saves (`Settings.anomaly_reuse_mb`), on a home a
+`bench/bench_scale.py` run left behind (its warehouse: N meters x H days).
+
+Scores the newest `--window-hours` of every meter, as one cycle's features-refreshed event asks,
+`--repeat` times with reuse off (0 MB) and on (`--reuse-mb`), alternating, in this process; checks
+both give the same incident rows, field for field, and prints the median seconds of each and
+their ratio. Read-only on the warehouse (the published snapshot when there is one).
+
+    python bench/bench_anomaly_reuse.py --home /tmp/bench-scale-1000-XXXX [--repeat 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from services.anomaly.scoring import DEFAULT_REUSE_MB, detect_window
+from shared.events import FeaturesRefreshed
+from shared.settings import Settings
+from shared.warehouse import Warehouse, open_warehouse
+
+NEWEST_SQL = "SELECT MAX(hour) AS h FROM energy_analytics.hourly_consumption"
+
+
+def _event(wh: Warehouse, hours: int) -> FeaturesRefreshed:
+    last = pd.Timestamp(wh.query_df(NEWEST_SQL)["h"].iloc[0])
+    end = (last.tz_localize(UTC) if last.tzinfo is None else last).to_pydatetime() + timedelta(hours=1)
+    ids = wh.query_df("SELECT device_id FROM energy_analytics.dim_device")["device_id"]
+    return FeaturesRefreshed(
+        refresh_id="bench-reuse",
+        window_start=end - timedelta(hours=hours),
+        window_end=end,
+        device_ids=[str(d) for d in ids],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--home", type=Path, required=True, help="a bench_scale home (GRIDSIGHT_HOME)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--window-hours", type=int, default=3)
+    parser.add_argument("--reuse-mb", type=int, default=DEFAULT_REUSE_MB)
+    parser.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    args = parser.parse_args()
+    if not (args.home / "warehouse.duckdb").exists():
+        sys.exit(f"no warehouse under {args.home}: pass the home a bench/bench_scale.py run kept")
+    settings = Settings(home=args.home)
+    seconds: dict[int, list[float]] = {0: [], args.reuse_mb: []}
+    rows: dict[int, pd.DataFrame] = {}
+    now = datetime.now(UTC)
+    with open_warehouse(settings, read_only=True) as wh:
+        event = _event(wh, args.window_hours)
+        for _ in range(args.repeat):
+            for mb in seconds:
+                t0 = time.perf_counter()
+                out = detect_window(event, wh, now=now, chunk=settings.anomaly_device_chunk, reuse_mb=mb)
+                seconds[mb].append(time.perf_counter() - t0)
+                rows[mb] = out.rows
+    off, on = (statistics.median(seconds[mb]) for mb in seconds)
+    pd.testing.assert_frame_equal(rows[0], rows[args.reuse_mb])  # the same incidents, or no figure
+    result = {
+        "devices": len(event.device_ids),
+        "window_hours": args.window_hours,
+        "incident_rows": len(rows[0]),
+        "reuse_mb": args.reuse_mb,
+        "seconds_reuse_off_median": round(off, 2),
+        "seconds_reuse_on_median": round(on, 2),
+        "ratio_on_over_off": round(on / off, 3),
+        "runs": {str(mb): [round(s, 2) for s in v] for mb, v in seconds.items()},
+    }
+    print(
+        f"detect_window, {result['devices']:,} meters: reuse off {off:.2f} s, on ({args.reuse_mb} MB) "
+        f"{on:.2f} s (median of {args.repeat}); ratio {on / off:.2f}; {len(rows[0])} incident rows, identical"
+    )
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
