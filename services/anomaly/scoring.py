@@ -467,7 +467,7 @@ def detect_window(
     tariff_per_kwh: float = DEFAULT_TARIFF,
     chunk: int = 100,
     fleet_key: Hashable | None = None,
-    reuse_mb: int = DEFAULT_REUSE_MB,
+    reuse_mb: float = DEFAULT_REUSE_MB,
 ) -> WindowIncidents:
     """Score `event`'s window for its devices; read-only on the warehouse.
 
@@ -483,7 +483,7 @@ def detect_window(
     start = pd.Timestamp(event.window_start).tz_convert(UTC)
     end = pd.Timestamp(event.window_end).tz_convert(UTC)
     wanted = set(event.device_ids)
-    loader = _FleetLoader(wh, start, end, scored=wanted, reuse_bytes=reuse_mb << 20)
+    loader = _FleetLoader(wh, start, end, scored=wanted, reuse_bytes=int(reuse_mb * 2**20))
     scored = [d for d in loader.devices if d in wanted]
     if not scored:
         return WindowIncidents(rows=pd.DataFrame(), new_ids=[], devices_scored=0, hours_scored=0)

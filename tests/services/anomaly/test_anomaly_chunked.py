@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from anomaly_fleet import NOW, FleetFactory, fault_hour, load_hourly, refresh_event
 
+from services.anomaly import scoring
 from services.anomaly.combine import group_incidents, rank_hours
 from services.anomaly.detectors import panel_from_long, run_detectors
 from services.anomaly.scoring import GAP_H, INCIDENT_LOOKBACK, _load_frame, detect_window, write_incidents
@@ -110,6 +111,37 @@ def test_chunk_size_changes_no_incident(tmp_path: Path, fleet: FleetFactory) -> 
         pd.testing.assert_frame_equal(other_first, first)
         pd.testing.assert_frame_equal(other_second, second)
         assert other_withdrawn == withdrawn
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_keeping_chunks_between_sweeps_changes_no_incident_and_skips_the_second_scoring(
+    tmp_path: Path, fleet: FleetFactory, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Reuse off, a budget that keeps some of the fleet's chunks, and one that keeps them all give
+    the same rows; the detectors run once a chunk when all are kept, twice when none are."""
+    settings = Settings(home=tmp_path)
+    frame = _faulty_fleet(fleet)
+    late = (frame["device_id"] == "dev-5") & (frame["hour"] >= GONE[0]) & (frame["hour"] < GONE[1])
+    load_hourly(settings, frame[~late])
+    calls = []
+    real = scoring.run_detectors
+    monkeypatch.setattr(scoring, "run_detectors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    hours = (WINDOW[1] - pd.Timestamp(frame["hour"].min())) / pd.Timedelta(hours=1)
+    some = 1.5 * hours * chunk * scoring.PANEL_BYTES_PER_CELL / 2**20  # one chunk's panel, not two
+    runs = {}
+    with open_warehouse(settings) as wh:
+        for mb in (0.0, some, 64.0):  # none, the first chunk, all
+            calls.clear()
+            runs[mb] = (detect_window(_event("r1"), wh, now=NOW, chunk=chunk, reuse_mb=mb), len(calls))
+    fleet_chunks = -(-8 // chunk)  # dev-0 .. dev-7; the event scores all but dev-7
+    scored_chunks = -(-7 // chunk)
+    assert runs[0.0][1] == fleet_chunks + scored_chunks
+    assert fleet_chunks < runs[some][1] < fleet_chunks + scored_chunks
+    assert runs[64.0][1] == fleet_chunks
+    assert len(runs[0.0][0].rows) >= 4  # the planted faults: not an equivalence of nothing
+    for mb in (some, 64.0):
+        pd.testing.assert_frame_equal(runs[mb][0].rows, runs[0.0][0].rows)
+        assert runs[mb][0].hours_scored == runs[0.0][0].hours_scored
 
 
 @pytest.mark.parametrize("chunk", [0, -1])
