@@ -126,9 +126,12 @@ FEATURES = _feature_names()
 NIGHT_END_H = 6
 
 
-def _trailing(values: np.ndarray, device: np.ndarray, hours: pd.DatetimeIndex, stat: str) -> np.ndarray:
+def _trailing(
+    values: np.ndarray, device: np.ndarray, hours: pd.DatetimeIndex, stat: str, at: np.ndarray | None = None
+) -> np.ndarray:
     """Per device, a statistic of its previous 28 days of `values`, NaN hours skipped. `stat` is
-    "mean" (any hour counts) or "median" / "q0.99" / "q0.01" (NaN before a day of hours)."""
+    "mean" (any hour counts) or "median" / "q0.99" / "q0.01" (NaN before a day of hours). With
+    `at` (row positions), only those rows' values are returned."""
 
     def apply(frame: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
         roll = frame.rolling(NOISE_WINDOW, min_periods=1 if stat == "mean" else 24)
@@ -143,12 +146,59 @@ def _trailing(values: np.ndarray, device: np.ndarray, hours: pd.DatetimeIndex, s
         and len(set(device[starts])) == len(starts)
         and bool(np.all(hours.asi8.reshape(len(starts), n) == hours.asi8[:n]))
     )
+    if grid and at is not None and n > 1 and bool(np.all(np.diff(hours.asi8[:n]) == HOUR_NS)):
+        # Every device on the same regular hours (the service's window), and only some rows
+        # wanted (the candidates, ~1 % of a chunk's weeks): those rows' windows alone, with
+        # pandas' own arithmetic, instead of rolling every row (docs/scaling.md).
+        return _trailing_rows(values.reshape(len(starts), n).T, at % n, at // n, stat)
     if grid:  # every device on the same hours (the service's window): one frame, a column each,
         # the same windows as one series per device, without a Python call per device.
         wide = pd.DataFrame(values.reshape(len(starts), n).T, index=hours[:n])
-        return apply(wide).to_numpy().T.ravel()
-    series = pd.Series(values, index=hours)
-    return series.groupby(device).transform(apply).to_numpy()
+        out = apply(wide).to_numpy().T.ravel()
+    else:
+        series = pd.Series(values, index=hours)
+        out = series.groupby(device).transform(apply).to_numpy()
+    return out if at is None else out[at]
+
+
+HOUR_NS = 3_600_000_000_000
+WINDOW_ROWS = int(pd.Timedelta(NOISE_WINDOW) / pd.Timedelta(hours=1))
+TRAILING_BLOCK = 1024  # rows gathered at once: 1024 x 672 values, 5.5 MB
+
+
+def _trailing_rows(wide: np.ndarray, rows: np.ndarray, cols: np.ndarray, stat: str) -> np.ndarray:
+    """`_trailing` of cells (rows[i], cols[i]) of an hours x devices grid of regular hours: the
+    statistic of the column's WINDOW_ROWS rows before the cell (pandas' (h - 28 d, h] window at the
+    row before), NaN skipped; median and quantile as pandas' rolling ones compute them (the lower
+    and upper order statistics, linearly interpolated at q (n - 1)), so the values are identical."""
+    padded = np.vstack([np.full((WINDOW_ROWS, wide.shape[1]), np.nan), wide])
+    out = np.full(len(rows), np.nan)
+    offsets = np.arange(WINDOW_ROWS)[None, :]
+    for lo in range(0, len(rows), TRAILING_BLOCK):
+        r, c = rows[lo : lo + TRAILING_BLOCK], cols[lo : lo + TRAILING_BLOCK]
+        window = padded[r[:, None] + offsets, c[:, None]]  # padded row r = grid row r - WINDOW_ROWS
+        count = np.sum(~np.isnan(window), axis=1)
+        if stat == "mean":
+            with np.errstate(invalid="ignore"):
+                out[lo : lo + len(r)] = np.where(count >= 1, np.nansum(window, axis=1) / count, np.nan)
+            continue
+        window = np.sort(window, axis=1)  # NaN last
+        if stat == "median":
+            lo_i, hi_i = (count - 1) // 2, count // 2
+            value = (_at(window, lo_i) + _at(window, hi_i)) / 2
+        else:
+            idx = float(stat[1:]) * (count - 1)
+            lo_i = idx.astype(np.int64)
+            frac = idx - lo_i
+            low = _at(window, lo_i)
+            value = np.where(frac == 0, low, low + (_at(window, lo_i + 1) - low) * frac)
+        out[lo : lo + len(r)] = np.where(count >= 24, value, np.nan)
+    return out
+
+
+def _at(sorted_rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    width = sorted_rows.shape[1]
+    return np.take_along_axis(sorted_rows, np.clip(idx, 0, width - 1)[:, None], axis=1)[:, 0]
 
 
 def context_row(ratio: np.ndarray, candidate_ratio: float, from_row: int) -> int:
@@ -216,15 +266,14 @@ def candidate_features(
     # Noise: the device's share of candidate hours over the previous 28 days (itself excluded).
     hours = pd.DatetimeIndex(ranked["hour"])
     device = ranked["device_id"].to_numpy()
-    noise = np.nan_to_num(_trailing(candidate.astype(float), device, hours, "mean"), nan=0.0)
+    noise = np.nan_to_num(_trailing(candidate.astype(float), device, hours, "mean", at), nan=0.0)
     # Size against the meter's own past four weeks: its typical (median) hour and its 1-99 % range.
     energy = ranked["energy_kwh"].to_numpy(dtype=float)
-    typical = _trailing(energy, device, hours, "median")
-    high = _trailing(energy, device, hours, "q0.99")
-    low = _trailing(energy, device, hours, "q0.01")
+    typical = _trailing(energy, device, hours, "median", at)
+    high = _trailing(energy, device, hours, "q0.99", at)
+    low = _trailing(energy, device, hours, "q0.01", at)
     actual = np.nan_to_num(ranked["energy_kwh"].to_numpy(dtype=float), nan=0.0)[at]
     expected = ranked["expected"].to_numpy(dtype=float)[at]
-    typical, high, low = typical[at], high[at], low[at]
     with np.errstate(invalid="ignore", divide="ignore"):
         log_ae = _clip(np.log((actual + 1e-3) / (expected + 1e-3)), -6, 6)
         excess = _clip((actual - expected) / typical, -20, 20)
@@ -246,7 +295,7 @@ def candidate_features(
         "log_peak_so_far": np.log1p(in_run.groupby("run")["ratio"].cummax().to_numpy()),
         "log_hours": np.log1p(hours_so_far.to_numpy() + 1),
         "fleet_share": fleet_share[at],
-        "noise": noise[at],
+        "noise": noise,
         "excess": excess,
         "log_ae": log_ae,
         "over_high": over_high,

@@ -95,3 +95,6 @@ def test_trailing_statistics_are_the_past_28_days_of_the_same_device(gaps: bool,
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert np.isnan(got[0])  # nothing before a device's first hour
     assert np.isfinite(got[-1])
+    # Only some rows (the calibration's candidates): the same values, exactly.
+    at = np.flatnonzero(np.random.default_rng(5).random(len(values)) < 0.3)
+    np.testing.assert_array_equal(_trailing(values, device, hours, stat, at), got[at])
