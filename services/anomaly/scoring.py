@@ -41,6 +41,7 @@ from services.anomaly.detectors import (
     fleet_terms,
     panel_from_long,
     run_detectors,
+    with_columns,
 )
 from services.anomaly.severity import SEVERITY_RANK
 from services.anomaly.withdraw import (
@@ -330,17 +331,14 @@ class _FleetLoader:
     def _load(self, device_ids: list[str], *, energy_only: bool) -> Panel:
         hourly = self._chunk(CHUNK_HOURLY_SQL, self.history, device_ids)
         frame = hourly.assign(hour=as_utc(hourly["hour"]))
+        panel = panel_from_long(frame, nominal_voltage=self.volts, start=self.first, end=self.end)
         if not energy_only:  # the fleet shifts read energy and peak power only
             for sql, columns in (
                 (CHUNK_READINGS_SQL, READING_COLUMNS),
                 (CHUNK_FORECAST_SQL, FORECAST_COLUMNS),
-            ):
-                extra = self._chunk(sql, self.bounds, device_ids)
-                if extra.empty:  # every chunk gets the same columns, so the same detectors run
-                    extra = pd.DataFrame(columns=["device_id", "hour", *columns])
-                extra = extra.assign(hour=as_utc(extra["hour"]))
-                frame = frame.merge(extra, on=["device_id", "hour"], how="left")
-        return panel_from_long(frame, nominal_voltage=self.volts, start=self.first, end=self.end)
+            ):  # every chunk gets the columns (NaN without rows), so the same detectors run
+                panel = with_columns(panel, self._chunk(sql, self.bounds, device_ids), columns)
+        return panel
 
 
 # What a kept panel holds per device-hour: energy and nine optional float columns, and `present`.

@@ -26,7 +26,7 @@ from services.anomaly.detectors.expected import (
 )
 from services.anomaly.detectors.finding import Finding
 from services.anomaly.detectors.meter import detect_dropouts, detect_flatline
-from services.anomaly.detectors.panel import Fleet, Panel, as_utc, panel_from_long
+from services.anomaly.detectors.panel import Fleet, Panel, as_utc, panel_from_long, with_columns
 from services.anomaly.detectors.quality import detect_impossible_values, detect_voltage
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "fleet_terms",
     "panel_from_long",
     "run_detectors",
+    "with_columns",
 ]
 
 Detector = Callable[[Panel, Baseline, DetectorConfig], list[Finding]]

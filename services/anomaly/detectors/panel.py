@@ -8,12 +8,21 @@ shift by 168 rows is always "the same hour last week".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Fleet", "Panel", "arriving", "as_utc", "panel_from_long", "partly_covered", "settled_rows"]
+__all__ = [
+    "Fleet",
+    "Panel",
+    "arriving",
+    "as_utc",
+    "panel_from_long",
+    "partly_covered",
+    "settled_rows",
+    "with_columns",
+]
 
 OPTIONAL_COLUMNS = (
     "coverage",
@@ -102,6 +111,26 @@ def panel_from_long(
     if nominal_voltage:
         volts = np.array([nominal_voltage.get(d, np.nan) for d in devices], dtype=float)
     return Panel(hours, devices, grid(frame["energy_kwh"]), present, extra, volts)
+
+
+def with_columns(panel: Panel, frame: pd.DataFrame, columns: tuple[str, ...]) -> Panel:
+    """`panel` with `columns` of `frame` (one row per device_id and hour) on its grid, NaN where
+    either has no row: the left join of the panel's rows with `frame`, without joining frames (a
+    chunk's weeks of hourly rows merged with a few hours of readings spent most of the merge
+    copying the weeks; docs/scaling.md)."""
+    extra = {name: np.full(panel.energy_kwh.shape, np.nan) for name in columns}
+    if not frame.empty:
+        hours = as_utc(frame["hour"])
+        since = hours - panel.hours[0]
+        row = (since // pd.Timedelta(hours=1)).to_numpy(dtype=np.int64)
+        on_hour = (since % pd.Timedelta(hours=1) == pd.Timedelta(0)).to_numpy()  # joins match exactly
+        col = pd.Categorical(frame["device_id"].astype(str), categories=panel.devices).codes.astype(np.int64)
+        on_grid = on_hour & (col >= 0) & (row >= 0) & (row < len(panel.hours))
+        on_grid[on_grid] &= panel.present[row[on_grid], col[on_grid]]
+        for name in columns:
+            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+            extra[name][row[on_grid], col[on_grid]] = values[on_grid]
+    return replace(panel, extra={**panel.extra, **extra})
 
 
 def settled_rows(panel: Panel, grace_h: int) -> np.ndarray:
