@@ -1,5 +1,7 @@
 """What keeping chunks between the anomaly sweeps saves (`Settings.anomaly_reuse_mb`), on a home a
-`bench/bench_scale.py` run left behind (its warehouse: N meters x H days).
+`bench/bench_scale.py` run left behind (its warehouse: N meters x H days), or, without `--home`, on
+one made here the way bench_scale backfills (`--devices` x `--days` of simulator history landed raw,
+one full refresh; no forecasts) and deleted afterwards.
 
 Scores the newest `--window-hours` of every meter, as one cycle's features-refreshed event asks,
 `--repeat` times with reuse off (0 MB) and on (`--reuse-mb`), alternating, in this process; checks
@@ -7,6 +9,7 @@ both give the same incident rows, field for field, and prints the median seconds
 their ratio. Read-only on the warehouse (the published snapshot when there is one).
 
     python bench/bench_anomaly_reuse.py --home /tmp/bench-scale-1000-XXXX [--repeat 3] [--json]
+    python bench/bench_anomaly_reuse.py [--devices 200 --days 70]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,15 +49,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--home", type=Path, required=True, help="a bench_scale home (GRIDSIGHT_HOME)")
+    parser.add_argument("--home", type=Path, help="a bench_scale home (GRIDSIGHT_HOME); default: make one")
+    parser.add_argument("--devices", type=int, default=200, help="meters of the home made here")
+    parser.add_argument("--days", type=int, default=70, help="days of history of the home made here")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--window-hours", type=int, default=3)
     parser.add_argument("--reuse-mb", type=int, default=DEFAULT_REUSE_MB)
     parser.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     args = parser.parse_args()
+    if args.home is None:
+        with tempfile.TemporaryDirectory(prefix="bench-anomaly-reuse-") as tmp:
+            run(_make_home(Path(tmp), args.devices, args.days), args)
+        return
     if not (args.home / "warehouse.duckdb").exists():
         sys.exit(f"no warehouse under {args.home}: pass the home a bench/bench_scale.py run kept")
-    settings = Settings(home=args.home)
+    run(Settings(home=args.home), args)
+
+
+def _make_home(home: Path, devices: int, days: int) -> Settings:
+    from bench_scale import API_KEY, _fleet_start, _settings, backfill
+    from rich.progress import Progress
+
+    from shared.refresh import refresh_features
+    from simulator.fleet import Fleet, FleetSpec
+    from simulator.server import VendorApi
+
+    start = _fleet_start(days)
+    fleet = Fleet(FleetSpec(devices=devices, days=days, start=start, seed=7, decommission_share=0.0))
+    settings = _settings(home, devices, start, sim_port=0)
+    with Progress() as bar:
+        backfill(settings, fleet, VendorApi(fleet, API_KEY).now, bar)
+    refresh_features(settings, full=True)
+    return settings
+
+
+def run(settings: Settings, args: argparse.Namespace) -> None:
     seconds: dict[int, list[float]] = {0: [], args.reuse_mb: []}
     rows: dict[int, pd.DataFrame] = {}
     now = datetime.now(UTC)

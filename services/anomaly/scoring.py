@@ -514,6 +514,7 @@ def detect_window(
         withdrawn_parts.append(find_withdrawn(existing, found, presence, set(ids), now))
         hours_scored += int(np.sum((ranked["hour"] >= start) & (ranked["hour"] < end)))
 
+    loader.reuse.panels_open = False  # scoring reads each chunk once: keeping one now saves nothing
     kept = loader.reuse.rankings  # the leading chunks, ranked by the calibration's sweep
     for ids, table, presence in kept:
         score(ids, table, presence)
