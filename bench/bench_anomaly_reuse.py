@@ -24,25 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from bench_scale import newest_window_event
 
 from services.anomaly.scoring import DEFAULT_REUSE_MB, detect_window
-from shared.events import FeaturesRefreshed
 from shared.settings import Settings
-from shared.warehouse import Warehouse, open_warehouse
-
-NEWEST_SQL = "SELECT MAX(hour) AS h FROM energy_analytics.hourly_consumption"
-
-
-def _event(wh: Warehouse, hours: int) -> FeaturesRefreshed:
-    last = pd.Timestamp(wh.query_df(NEWEST_SQL)["h"].iloc[0])
-    end = (last.tz_localize(UTC) if last.tzinfo is None else last).to_pydatetime() + timedelta(hours=1)
-    ids = wh.query_df("SELECT device_id FROM energy_analytics.dim_device")["device_id"]
-    return FeaturesRefreshed(
-        refresh_id="bench-reuse",
-        window_start=end - timedelta(hours=hours),
-        window_end=end,
-        device_ids=[str(d) for d in ids],
-    )
+from shared.warehouse import open_warehouse
 
 
 def main() -> None:
@@ -88,7 +74,7 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     rows: dict[int, pd.DataFrame] = {}
     now = datetime.now(UTC)
     with open_warehouse(settings, read_only=True) as wh:
-        event = _event(wh, args.window_hours)
+        event = newest_window_event(wh, timedelta(hours=args.window_hours), "bench-reuse")
         for _ in range(args.repeat):
             for mb in seconds:
                 t0 = time.perf_counter()

@@ -400,19 +400,23 @@ def _score_backfill(settings: Any) -> int:
     cycle then re-scores those hours and finds the same incidents (same ids: not new), as any
     later cycle does, and alerts what is new or escalated."""
     from services.anomaly.scoring import detect_window, write_incidents
-    from shared.events import FeaturesRefreshed
     from shared.warehouse import open_warehouse
 
     with open_warehouse(settings, read_only=True) as wh:  # detection reads; only the write locks
-        end = _newest_hour(wh) + timedelta(hours=1)
-        ids = [str(d) for d in wh.query_df("SELECT device_id FROM energy_analytics.dim_device")["device_id"]]
-        event = FeaturesRefreshed(
-            refresh_id="bench-backfill", window_start=end - BACKFILL_SCORED, window_end=end, device_ids=ids
-        )
+        event = newest_window_event(wh, BACKFILL_SCORED, "bench-backfill")
         incidents = detect_window(event, wh, now=datetime.now(UTC), chunk=settings.anomaly_device_chunk)
     with open_warehouse(settings) as wh:
         write_incidents(wh, incidents)
     return len(incidents.new_ids)
+
+
+def newest_window_event(wh: Any, span: timedelta, refresh_id: str) -> Any:
+    """A features-refreshed event for every device and the newest `span` of hourly data."""
+    from shared.events import FeaturesRefreshed
+
+    end = _newest_hour(wh) + timedelta(hours=1)
+    ids = [str(d) for d in wh.query_df("SELECT device_id FROM energy_analytics.dim_device")["device_id"]]
+    return FeaturesRefreshed(refresh_id=refresh_id, window_start=end - span, window_end=end, device_ids=ids)
 
 
 def _newest_hour(wh: Any) -> datetime:

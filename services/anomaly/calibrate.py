@@ -146,7 +146,8 @@ def _trailing(
         and len(set(device[starts])) == len(starts)
         and bool(np.all(hours.asi8.reshape(len(starts), n) == hours.asi8[:n]))
     )
-    if grid and at is not None and n > 1 and bool(np.all(np.diff(hours.asi8[:n]) == HOUR_NS)):
+    hourly = n > 1 and bool(np.all(hours[1:n] - hours[: n - 1] == pd.Timedelta(hours=1)))
+    if grid and at is not None and hourly:
         # Every device on the same regular hours (the service's window), and only some rows
         # wanted (the candidates, ~1 % of a chunk's weeks): those rows' windows alone, with
         # pandas' own arithmetic, instead of rolling every row (docs/scaling.md).
@@ -161,7 +162,6 @@ def _trailing(
     return out if at is None else out[at]
 
 
-HOUR_NS = 3_600_000_000_000
 WINDOW_ROWS = int(pd.Timedelta(NOISE_WINDOW) / pd.Timedelta(hours=1))
 TRAILING_BLOCK = 1024  # rows gathered at once: 1024 x 672 values, 5.5 MB
 

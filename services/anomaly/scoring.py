@@ -43,6 +43,7 @@ from services.anomaly.detectors import (
     run_detectors,
     with_columns,
 )
+from services.anomaly.detectors.panel import OPTIONAL_COLUMNS
 from services.anomaly.severity import SEVERITY_RANK
 from services.anomaly.withdraw import (
     OPEN,
@@ -321,11 +322,11 @@ class _FleetLoader:
         ids = [d for d in device_ids if d in self.scored]
         if not ids or not self.reuse.rankings_open:
             return
-        table = hour_table(panel, findings, include_missing=True, from_hour=self.rank_from).for_devices(
-            set(ids)
-        )
-        cols = [panel.devices.index(d) for d in ids]
-        presence = Presence(panel.hours, ids, panel.present[:, cols])
+        table = hour_table(panel, findings, include_missing=True, from_hour=self.rank_from)
+        presence = Presence(panel.hours, panel.devices, panel.present)
+        if len(ids) < len(panel.devices):  # a shard: keep its devices' rows only
+            table = table.for_devices(set(ids))
+            presence = Presence(panel.hours, ids, panel.present[:, [panel.devices.index(d) for d in ids]])
         self.reuse.keep_ranking(ids, table, presence)
 
     def _load(self, device_ids: list[str], *, energy_only: bool) -> Panel:
@@ -341,8 +342,8 @@ class _FleetLoader:
         return panel
 
 
-# What a kept panel holds per device-hour: energy and nine optional float columns, and `present`.
-PANEL_BYTES_PER_CELL = 8 * (1 + 9) + 1
+# What a kept panel holds per device-hour: energy and every optional float column, and `present`.
+PANEL_BYTES_PER_CELL = 8 * (1 + len(OPTIONAL_COLUMNS)) + 1
 
 
 class _Reuse:
@@ -366,6 +367,9 @@ class _Reuse:
         """Whether a panel of about `nbytes` is kept (once one is not, none after it is)."""
         self.panels_open = self.panels_open and self.used + nbytes <= self.budget
         return self.panels_open
+
+    def stop_keeping_panels(self) -> None:
+        self.panels_open = False
 
     def keep_panel(self, key: tuple[str, ...], panel: Panel) -> None:
         nbytes = panel.energy_kwh.nbytes + panel.present.nbytes + sum(a.nbytes for a in panel.extra.values())
@@ -514,7 +518,7 @@ def detect_window(
         withdrawn_parts.append(find_withdrawn(existing, found, presence, set(ids), now))
         hours_scored += int(np.sum((ranked["hour"] >= start) & (ranked["hour"] < end)))
 
-    loader.reuse.panels_open = False  # scoring reads each chunk once: keeping one now saves nothing
+    loader.reuse.stop_keeping_panels()  # scoring reads each chunk once: keeping one saves nothing
     kept = loader.reuse.rankings  # the leading chunks, ranked by the calibration's sweep
     for ids, table, presence in kept:
         score(ids, table, presence)
