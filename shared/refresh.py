@@ -20,7 +20,9 @@ than `refresh_max_window_days` before the newest changed hour are not recomputed
 window never spans more than the maximum.
 
 Cost with the new data, not the history (issue #15, `bench/bench_refresh.py --history-growth`):
-every per-cycle statement reads only its window. BigQuery: the window is in each MERGE's ON clause
+every per-cycle statement reads only its window, and raw `reading` only what was synced since the
+last refresh (fct_reading reads the window's older readings back from itself: raw is laid out in
+sync order, so a reading-time predicate prunes none of it). BigQuery: the window is in each MERGE's ON clause
 (partition pruning) and a restricted pass reads its devices only (cluster pruning). DuckDB: the
 incremental models are laid out sorted by time after a full rebuild, so window predicates skip the
 history by zone maps, and each model is written as staged upsert + delete (`staged_merge_sql`),
@@ -360,6 +362,9 @@ class _Pass:
     def __init__(self, window: Window, devices: list[str] | None) -> None:
         self.window = window
         self.devices = devices
+        # raw rows synced up to here are already modelled (fct_reading reads them back from itself,
+        # not from raw); the start of time reads everything from raw
+        self.modelled_through = ALL_TIME[0]
         self.sites: list[str] | None = None
         self.windows: dict[str, Window] = {}
 
@@ -408,7 +413,15 @@ def _changed_passes(
         for r in _query_compiled(wh, _DEVICE_SPAN, {"devices": changed_devices, **bounds}):
             if r["first_hour"] is not None:
                 add(str(r["device_id"]), r["first_hour"], r["last_hour"])
-    return _group(per_device)
+    passes = _group(per_device)
+    # A pass without such a device reads from raw only what was synced since the last refresh. A
+    # changed device rereads raw: its modelled rows may be missing (it was removed and is back) or
+    # stale in ways no newly synced reading reveals.
+    redo = set(changed_devices)
+    for p in passes:
+        if previous["reading"] is not None and not redo.intersection(p.devices or ()):
+            p.modelled_through = previous["reading"]
+    return passes
 
 
 def _floor_hour(at: datetime) -> datetime:
@@ -525,6 +538,7 @@ def _merge_model(
     if window is None:
         return wh.execute(_model_merge_sql(contract.table))
     params: dict[str, object] = {"window_start": window[0], "window_end": window[1]}
+    params["modelled_through"] = restrict.modelled_through if restrict is not None else ALL_TIME[0]
     column = _restrict_column(contract) if restrict is not None and restrict.devices is not None else None
     if column is not None:
         assert restrict is not None
@@ -571,7 +585,8 @@ def _insert_sorted(wh: Warehouse, contract: TableContract, window: Window) -> in
     """A full rebuild into an empty table on DuckDB: the model's rows inserted in layout order
     (the MERGE would insert the same rows, in no useful order)."""
     return wh.execute(
-        _insert_sorted_sql(contract.table), {"window_start": window[0], "window_end": window[1]}
+        _insert_sorted_sql(contract.table),
+        {"window_start": window[0], "window_end": window[1], "modelled_through": ALL_TIME[0]},
     )
 
 

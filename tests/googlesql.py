@@ -51,7 +51,7 @@ PARAMETER_TYPES: dict[str, str] = {
         [
             "window_start", "window_end", "start", "end", "since", "origin", "until", "history_start",
             "lookback_start", "clock", "cutoff", "mark", "open_since", "today_start", "as_of",
-            "week_start", "week_end", "previous_start", "earliest", "latest",
+            "week_start", "week_end", "previous_start", "earliest", "latest", "modelled_through",
         ],
         "TIMESTAMP",
     ),

@@ -42,8 +42,11 @@ def compile_sql(sql: str) -> exp.Expr:
 
 
 def model_inputs(contract: TableContract) -> frozenset[str]:
-    """The energy_analytics tables a model reads (its upstream models), found by sqlglot."""
-    return _inputs(contract.table)
+    """The energy_analytics tables a model reads (its upstream models), found by sqlglot.
+
+    A model that reads its own earlier rows (fct_reading: what it modelled before) does not depend
+    on itself: those rows are its state, not an upstream."""
+    return _inputs(contract.table) - {contract.table}
 
 
 @cache

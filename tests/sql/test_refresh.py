@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from shared.refresh import refresh_features
 from shared.settings import Settings
@@ -167,3 +168,67 @@ def test_register_reset_gives_no_negative_energy(landed: Settings) -> None:
     assert first["is_register_reset"].tolist() == [True]
     assert first["energy_wh"].iloc[0] == rows["energy_wh"][0].as_py()
     assert negatives.to_pylist() == [{"n": 0}]
+
+
+def test_a_reading_synced_again_with_new_values_replaces_the_modelled_one(
+    landed: Settings, tmp_path: Path
+) -> None:
+    """The vendor corrects a reading already modelled: the same key comes again with a new register.
+
+    An incremental refresh reads the unchanged readings around it from fct_reading, not from raw; the
+    corrected row must win over its modelled copy, and the next reading's interval must count from it.
+    """
+    refresh_features(landed)
+    at = START + timedelta(hours=10)
+    with RawStore(landed.raw_duckdb_path) as raw:
+        before = raw._conn.execute(  # the register at 09:45, 10:00 and 10:15 as first synced
+            "SELECT energy_wh FROM tester.reading WHERE device_id = 'dev-00004'"
+            " AND timestamp BETWEEN ? AND ? ORDER BY timestamp",
+            [at - timedelta(minutes=15), at + timedelta(minutes=15)],
+        ).fetchall()
+    registers = [r[0] for r in before]
+    corrected = registers[0] + 10.0  # 10 Wh in the quarter to 10:00 instead of the measured amount
+    row = pa.table(
+        {
+            "device_id": ["dev-00004"],
+            "timestamp": pa.array([at], pa.timestamp("us", tz="UTC")),
+            "power_w": [40.0],
+            "energy_wh": [corrected],
+            "voltage": [230.0],
+            "temp_c": [20.0],
+            "occupancy": [True],
+            "received_at": pa.array([SYNC_1 + timedelta(hours=3)], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    land(landed, lambda raw: raw.upsert("reading", row, SYNC_1 + timedelta(hours=3)))
+    result = refresh_features(landed)
+    assert not result.full
+    assert result.device_ids == ["dev-00004"]
+    with open_warehouse(landed) as wh:
+        got = wh.query_df(
+            "SELECT reading_at, power_w, energy_wh FROM energy_analytics.fct_reading"
+            " WHERE device_id = 'dev-00004' AND reading_at IN (@a, @b) ORDER BY reading_at",
+            {"a": at, "b": at + timedelta(minutes=15)},
+        )
+    assert got["power_w"].iloc[0] == 40.0
+    assert got["energy_wh"].tolist() == pytest.approx([10.0, registers[2] - corrected])
+    assert_same_tables(snapshot(landed), full_rebuild_elsewhere(landed, tmp_path))
+
+
+def test_a_removed_device_that_comes_back_gets_its_readings_back(landed: Settings, tmp_path: Path) -> None:
+    """Removal drops a device's modelled readings; its raw readings stay, synced long ago. When the
+    vendor lists it again, the refresh must model them from raw, as a full rebuild does."""
+    refresh_features(landed)
+    _, fleet = make_fleet(N_DEVICES)
+    land(landed, lambda raw: raw.delete("device", [{"device_id": "dev-00002"}], SYNC_1 + timedelta(hours=1)))
+    refresh_features(landed)
+    back = fleet.filter(pc.equal(fleet["device_id"], "dev-00002"))
+    land(landed, lambda raw: raw.upsert("device", back, SYNC_1 + timedelta(hours=2)))
+    result = refresh_features(landed)
+    assert result.device_ids == ["dev-00002"]
+    with open_warehouse(landed) as wh:
+        n = wh.query(
+            "SELECT COUNT(*) AS n FROM energy_analytics.fct_reading WHERE device_id = 'dev-00002'"
+        ).to_pylist()[0]["n"]
+    assert n == DAYS * 96  # every quarter-hour of the landed days
+    assert_same_tables(snapshot(landed), full_rebuild_elsewhere(landed, tmp_path))

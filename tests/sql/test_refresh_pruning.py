@@ -3,15 +3,28 @@ devices, and a full rebuild leaves the incremental models laid out by time (Duck
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
 import pytest
 from sqlglot import exp
 
-from shared.refresh import RAW_RESTRICT_COLUMNS, _model_source, _restrict_column, refresh_features
+from shared.refresh import (
+    RAW_RESTRICT_COLUMNS,
+    _model_source,
+    _model_staged_sql,
+    _restrict_column,
+    refresh_features,
+)
 from shared.settings import Settings
 from shared.warehouse import load_contracts, open_warehouse
 from shared.warehouse.dialect import parse_one_statement
 from shared.warehouse.duckdb import DuckDBWarehouse
+from shared.warehouse.rawfixture import RawStore, make_readings
 from tests.googlesql import connector_schema
+from tests.sql.landing import DAYS, N_DEVICES, START, SYNC_1, land
 
 INCREMENTAL = [c.table for c in load_contracts().values() if c.is_model and c.materialization != "full"]
 
@@ -79,3 +92,62 @@ def test_full_rebuild_lays_the_incremental_models_out_by_time(landed: Settings, 
             ).fetchone()
             assert out_of_order == 0, table
             assert rows > 0 or table == "data_quality", table
+
+
+def test_an_incremental_refresh_reads_from_raw_only_the_readings_synced_since_the_last(
+    landed: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fct_reading's stage, profiled inside a real refresh: raw reading rows leave the scan only if
+    synced after the last refresh. Raw is laid out in sync order, so its `timestamp` alone prunes
+    nothing; reading the window's older readings from raw made every refresh read all of it.
+
+    The fleet: 6 meters, 3 days at 15 minutes; one more day lands (6 x 96 = 576 readings). The
+    model reads the new day and the 24 hours before it (each reading's previous one): 1,152
+    readings, of which raw supplies the 576 new ones and fct_reading the 576 of the day before.
+    """
+    refresh_features(landed)
+    end = START + timedelta(days=DAYS)
+    ids = [f"dev-{i:05d}" for i in range(N_DEVICES)]
+    rows = make_readings(ids, end, end + timedelta(days=1), seed=1, start_registers=_last_registers(landed))
+    land(landed, lambda raw: raw.upsert("reading", rows, SYNC_1 + timedelta(days=1)))
+    stage = _model_staged_sql("fct_reading", "device_id")[0]
+    profile = tmp_path / "stage.json"
+    profiled: list[dict[str, int]] = []
+    execute = DuckDBWarehouse.execute
+
+    def profiling_execute(self: DuckDBWarehouse, sql: str, params: object = None) -> int:
+        if sql != stage:
+            return execute(self, sql, params)  # type: ignore[arg-type]
+        self._conn.execute("PRAGMA enable_profiling = 'json'")
+        self._conn.execute(f"SET profiling_output = '{profile}'")
+        try:
+            return execute(self, sql, params)  # type: ignore[arg-type]
+        finally:
+            self._conn.execute("PRAGMA disable_profiling")
+            profiled.append(_rows_out_of_scans(json.loads(profile.read_text())))
+
+    monkeypatch.setattr(DuckDBWarehouse, "execute", profiling_execute)
+    result = refresh_features(landed)
+    assert not result.full
+    assert result.rows_changed["fct_reading"] == 576  # the day before stays as it was
+    assert len(profiled) == 1
+    assert profiled[0]["reading"] == 576
+    assert profiled[0]["fct_reading"] == 6 * 96
+
+
+def _last_registers(settings: Settings) -> dict[str, float]:
+    with RawStore(settings.raw_duckdb_path) as raw:
+        return raw.last_registers()
+
+
+def _rows_out_of_scans(node: dict[str, Any]) -> dict[str, int]:
+    """Rows each table scan passed on (after the filters DuckDB pushes into the scan)."""
+    out: dict[str, int] = {}
+    table = node.get("extra_info", {}).get("Table")
+    if node.get("operator_type") == "TABLE_SCAN" and table:
+        name = str(table).rsplit(".", 1)[-1]
+        out[name] = out.get(name, 0) + int(node.get("operator_cardinality", 0))
+    for child in node.get("children", []):
+        for name, n in _rows_out_of_scans(child).items():
+            out[name] = out.get(name, 0) + n
+    return out

@@ -11,11 +11,48 @@
 -- rollover (energy modulo the maximum), a drop to near zero a reset (energy = the new value), any
 -- other decrease a correction (energy NULL, flagged in data_quality; the next interval counts
 -- from the corrected value).
-with readings as (
+-- Only rows synced after @modelled_through are read from raw; the window's other readings are the
+-- ones already modelled, read back from fct_reading (partitioned and sorted by reading_at). Raw is
+-- laid out in sync order (partitioned by _fivetran_synced on BigQuery; a backfill lands device by
+-- device), so a reading_at predicate alone prunes none of it: every refresh read all of raw.
+-- Raw holds one row per (device_id, timestamp), its primary key, so a key synced again (an update
+-- or a delete) supersedes its modelled row. A full rebuild, and a device whose dimension row
+-- changed, pass the start of time: everything then comes from raw and nothing from fct_reading.
+with changed_raw as (
     select * from staging.stg_reading
     where
-        reading_at >= timestamp_sub(@window_start, interval 24 hour)
+        synced_at > @modelled_through
+        and reading_at >= timestamp_sub(@window_start, interval 24 hour)
         and reading_at < @window_end
+),
+
+modelled as (
+    select
+        modelled.device_id,
+        modelled.reading_at,
+        modelled.received_at,
+        modelled.power_w,
+        modelled.register_wh,
+        modelled.voltage,
+        modelled.temp_c,
+        modelled.occupancy,
+        modelled.synced_at,
+        false as is_deleted
+    from energy_analytics.fct_reading as modelled
+    where
+        modelled.synced_at <= @modelled_through
+        and modelled.reading_at >= timestamp_sub(@window_start, interval 24 hour)
+        and modelled.reading_at < @window_end
+        and not exists (
+            select 1 from changed_raw
+            where changed_raw.device_id = modelled.device_id and changed_raw.reading_at = modelled.reading_at
+        )
+),
+
+readings as (
+    select * from changed_raw
+    union all
+    select * from modelled
 ),
 
 devices as (
