@@ -180,13 +180,12 @@ def test_a_reading_synced_again_with_new_values_replaces_the_modelled_one(
     """
     refresh_features(landed)
     at = START + timedelta(hours=10)
-    with RawStore(landed.raw_duckdb_path) as raw:
-        before = raw._conn.execute(  # the register at 09:45, 10:00 and 10:15 as first synced
-            "SELECT energy_wh FROM tester.reading WHERE device_id = 'dev-00004'"
-            " AND timestamp BETWEEN ? AND ? ORDER BY timestamp",
-            [at - timedelta(minutes=15), at + timedelta(minutes=15)],
-        ).fetchall()
-    registers = [r[0] for r in before]
+    with open_warehouse(landed) as wh:  # the register at 09:45, 10:00 and 10:15 as first synced
+        registers = wh.query_df(
+            "SELECT energy_wh FROM raw.reading WHERE device_id = 'dev-00004'"
+            " AND timestamp BETWEEN @a AND @b ORDER BY timestamp",
+            {"a": at - timedelta(minutes=15), "b": at + timedelta(minutes=15)},
+        )["energy_wh"].tolist()
     corrected = registers[0] + 10.0  # 10 Wh in the quarter to 10:00 instead of the measured amount
     row = pa.table(
         {

@@ -108,8 +108,12 @@ def test_an_incremental_refresh_reads_from_raw_only_the_readings_synced_since_th
     refresh_features(landed)
     end = START + timedelta(days=DAYS)
     ids = [f"dev-{i:05d}" for i in range(N_DEVICES)]
-    rows = make_readings(ids, end, end + timedelta(days=1), seed=1, start_registers=_last_registers(landed))
-    land(landed, lambda raw: raw.upsert("reading", rows, SYNC_1 + timedelta(days=1)))
+
+    def next_day(raw: RawStore) -> None:
+        rows = make_readings(ids, end, end + timedelta(days=1), start_registers=raw.last_registers(), seed=1)
+        raw.upsert("reading", rows, SYNC_1 + timedelta(days=1))
+
+    land(landed, next_day)
     stage = _model_staged_sql("fct_reading", "device_id")[0]
     profile = tmp_path / "stage.json"
     profiled: list[dict[str, int]] = []
@@ -133,11 +137,6 @@ def test_an_incremental_refresh_reads_from_raw_only_the_readings_synced_since_th
     assert len(profiled) == 1
     assert profiled[0]["reading"] == 576
     assert profiled[0]["fct_reading"] == 6 * 96
-
-
-def _last_registers(settings: Settings) -> dict[str, float]:
-    with RawStore(settings.raw_duckdb_path) as raw:
-        return raw.last_registers()
 
 
 def _rows_out_of_scans(node: dict[str, Any]) -> dict[str, int]:
