@@ -13,11 +13,13 @@ with the rows each DuckDB table scan read, and prints the H=365 / H=30 ratio of 
 
     .venv/bin/python bench/bench_refresh.py [--devices 1000] [--days 90] [--runs 1]
     .venv/bin/python bench/bench_refresh.py --history-growth [--devices 1000] [--histories 30,365]
+    .venv/bin/python bench/bench_refresh.py --fleet-growth [--fleets 1000,3000,10000] [--days 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -253,6 +255,22 @@ def _known_statements() -> dict[str, str]:
 _WINDOW_NAMES = ("changed readings", "implausible readings", "changed devices", "device span", "device sites")
 
 
+def _status_mb(field: str) -> float:
+    """A /proc/self/status memory figure (VmRSS, VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    """Start VmHWM again from the current RSS (Linux `clear_refs` 5), so the peak read after a
+    refresh is the refresh's own, not the landing of its readings before it (the bench's stand-in
+    for the connector, in the same process)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def _phase_cycles(home: Path, devices: int, days: int, cycles: int) -> dict[str, object]:
     """K incremental 15-minute cycles as the ingest service runs them: one new reading per device,
     one late (re-sent, corrected) reading two days back for one device, then a refresh."""
@@ -299,6 +317,8 @@ def _phase_cycles(home: Path, devices: int, days: int, cycles: int) -> dict[str,
             raw.upsert("reading", new, synced)
             raw.upsert("reading", late, synced)
         published.clear()
+        resident = _status_mb("VmRSS")
+        _reset_peak()
         started = time.perf_counter()
         with warehouse.open_warehouse(settings) as wh:
             opened = time.perf_counter()
@@ -306,6 +326,7 @@ def _phase_cycles(home: Path, devices: int, days: int, cycles: int) -> dict[str,
             result = run_refresh(timed, limits=limits)  # type: ignore[arg-type]
             refreshed = time.perf_counter()
         closed = time.perf_counter()
+        peak = _status_mb("VmHWM")
         assert not result.full, "a cycle must be incremental"
         out.append(
             {
@@ -319,6 +340,8 @@ def _phase_cycles(home: Path, devices: int, days: int, cycles: int) -> dict[str,
                 "passes": result.passes,
                 "window": [str(result.window_start), str(result.window_end)],
                 "late_rows": late.num_rows,
+                "rss_before_mb": resident,
+                "refresh_peak_rss_mb": peak,
             }
         )
     size = settings.duckdb_path.stat().st_size
@@ -398,6 +421,39 @@ def _history_growth(args: argparse.Namespace) -> None:
     print(json.dumps(summary))
 
 
+def _fleet_growth(args: argparse.Namespace) -> None:
+    """Issue #15's "memory stays bounded and flat in N where the work is streamed": the same
+    15-minute cycles as `--history-growth` for each fleet in `--fleets`, at `--days` of history,
+    each fleet's cycles in a child process whose peak RSS (ru_maxrss) is the figure."""
+    fleets = [int(n) for n in args.fleets.split(",")]
+    print(f"fleet growth: {fleets} devices, {args.days} days, {args.cycles} 15-min cycles each")
+    rows = []
+    for devices in fleets:
+        with tempfile.TemporaryDirectory(prefix="gridsight-fleet-") as tmp:
+            home = Path(tmp)
+            sub = argparse.Namespace(devices=devices, days=args.days, cycles=args.cycles, recent_days=2)
+            gen, _ = _child("generate", home, sub)
+            full, full_mem = _child("full", home, sub)
+            res, mem = _child("cycles", home, sub)
+        med = statistics.median(c["refresh_s"] for c in res["cycles"])
+        own = max(c["refresh_peak_rss_mb"] for c in res["cycles"])
+        before = max(c["rss_before_mb"] for c in res["cycles"])
+        rows.append({"devices": devices, "readings": gen["readings"], "full_refresh_s": full["seconds"],
+                     "full_refresh_peak_rss_mb": full_mem, "cycle_refresh_s_median": med,
+                     "cycle_peak_rss_mb": mem, "refresh_peak_rss_mb": own, "rss_before_refresh_mb": before,
+                     "warehouse_mb": res["warehouse_mb"]})  # fmt: skip
+        print(f"N={devices:,}: {gen['readings']:,} readings; full refresh {float(full['seconds']):.1f} s, "
+              f"peak {full_mem:.0f} MiB; cycle refresh median {med:.2f} s, process peak {mem:.0f} MiB, "
+              f"refresh's own peak {own:.0f} MiB (RSS before it {before:.0f})")  # fmt: skip
+    first, last = rows[0], rows[-1]
+    grown = last["refresh_peak_rss_mb"] - first["refresh_peak_rss_mb"]
+    per_meter = grown / max(last["devices"] - first["devices"], 1)
+    print(f"the refresh's peak RSS grows {per_meter * 1024:.1f} KiB per meter from N={first['devices']:,} "
+          f"to N={last['devices']:,}")  # fmt: skip
+    print(json.dumps({"days": args.days, "cycles": args.cycles, "fleets": rows,
+                      "refresh_peak_kib_per_meter": per_meter * 1024}))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=1000)
@@ -410,6 +466,12 @@ def main() -> None:
         help="time --cycles 15-min cycles at each of --histories days of history (per statement)",
     )
     parser.add_argument("--histories", default="30,365", help="days of history, comma-separated")
+    parser.add_argument(
+        "--fleet-growth",
+        action="store_true",
+        help="peak memory of --cycles 15-min cycles for each of --fleets at --days of history",
+    )
+    parser.add_argument("--fleets", default="1000,3000,10000", help="fleet sizes, comma-separated")
     parser.add_argument(
         "--recent-days", type=int, default=0, help="last days landed in 6-h syncs in time order"
     )
@@ -432,6 +494,9 @@ def main() -> None:
 
     if args.history_growth:
         _history_growth(args)
+        return
+    if args.fleet_growth:
+        _fleet_growth(args)
         return
     readings = args.devices * args.days * 96
     print(f"fleet: {args.devices} devices x {args.days} days at 15 min = {readings:,} readings")

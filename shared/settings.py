@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     warehouse_lock_timeout_s: float = Field(
         default=120.0, description="Wait this long for the DuckDB inter-process lock, then 503."
     )
+    duckdb_memory_mb: int = Field(
+        default=1024,
+        ge=128,
+        description="DuckDB memory limit per warehouse file a process opens (DuckDB's own default is "
+        "80 % of RAM): beyond it a refresh or query spills to disk, so memory is bounded whatever the fleet.",
+    )
     # refresh windows (shared/refresh.py): readings dated outside [earliest, newest sync + skew) are
     # left out of the models; incremental windows reach back at most this many days
     refresh_earliest_reading: datetime = datetime(2000, 1, 1, tzinfo=UTC)

@@ -114,7 +114,12 @@ def open_warehouse(
     if read_only:
         _refresh_stale_snapshot(settings)
         with snapshot.reading(snapshot_path(settings)):
-            reader = DuckDBWarehouse(snapshot_path(settings), settings.raw_duckdb_path, read_only=True)
+            reader = DuckDBWarehouse(
+                snapshot_path(settings),
+                settings.raw_duckdb_path,
+                read_only=True,
+                memory_mb=settings.duckdb_memory_mb,
+            )
             try:
                 yield reader
             finally:
@@ -202,7 +207,9 @@ def _open_writer(settings: Settings, *, ensure_schema: bool) -> DuckDBWarehouse:
 
     identity = _file_identity(settings.duckdb_path)
     needs_schema = ensure_schema and (identity is None or identity not in _SCHEMA_ENSURED)
-    duck = DuckDBWarehouse(settings.duckdb_path, settings.raw_duckdb_path)
+    duck = DuckDBWarehouse(
+        settings.duckdb_path, settings.raw_duckdb_path, memory_mb=settings.duckdb_memory_mb
+    )
     try:
         if needs_schema:
             duck.ensure_schema()
