@@ -424,7 +424,8 @@ def _history_growth(args: argparse.Namespace) -> None:
 def _fleet_growth(args: argparse.Namespace) -> None:
     """Issue #15's "memory stays bounded and flat in N where the work is streamed": the same
     15-minute cycles as `--history-growth` for each fleet in `--fleets`, at `--days` of history,
-    each fleet's cycles in a child process whose peak RSS (ru_maxrss) is the figure."""
+    each phase in a child process. The figure is the refresh's own peak RSS (`_reset_peak` before
+    each refresh), beside the full rebuild's and the cycles process's (ru_maxrss)."""
     fleets = [int(n) for n in args.fleets.split(",")]
     print(f"fleet growth: {fleets} devices, {args.days} days, {args.cycles} 15-min cycles each")
     rows = []

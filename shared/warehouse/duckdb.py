@@ -49,7 +49,8 @@ class DuckDBWarehouse:
     ) -> None:
         """`memory_mb`: the memory limit of the file's DuckDB instance in this process, set by the
         connection that opens it (later ones share it, and `stage_by_device` may lower it). None
-        leaves DuckDB's default, 80 % of RAM: a refresh of 10,000 meters x 7 days held 2.6 GB."""
+        leaves DuckDB's default, 80 % of RAM, under which the full refresh of 10,000 meters x 7 days
+        peaked at 2.6 GB (docs/scaling.md, finding 21)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = duckdb.connect(str(path), read_only=read_only)
