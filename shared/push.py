@@ -310,7 +310,9 @@ def handle_push(
     with bind_correlation_id(cid):
         own_publisher = publisher is None
         try:
-            with open_warehouse(settings) as wh:
+            # A check, not a write: it must not republish the snapshot (finding 22: each publish
+            # reads the whole file); what it finds unpublished the handler's own write publishes.
+            with open_warehouse(settings, publish=False) as wh:
                 if has_succeeded(wh, handler, run.dedupe_key):
                     log.info("duplicate delivery skipped", extra=facts)
                     return flask.Response(status=204)

@@ -280,7 +280,7 @@ def deliver_alert(
 ) -> AlertOutcome:
     cfg = cfg or load_alert_settings()
     now = now or datetime.now(UTC)
-    with open_warehouse(ctx.settings) as wh:
+    with open_warehouse(ctx.settings, publish=False) as wh:  # reads only: no snapshot publish
         inc = _incident(wh, event.incident_id)
         if (
             event.reason == "escalated"
@@ -338,7 +338,7 @@ def deliver_followup(
 ) -> AlertOutcome:
     cfg = cfg or load_alert_settings()
     now = now or datetime.now(UTC)
-    with open_warehouse(ctx.settings) as wh:
+    with open_warehouse(ctx.settings, publish=False) as wh:  # reads only: no snapshot publish
         inc = _incident(wh, event.incident_id)
     reached = [c for c, col in (("webhook", "alert_webhook_at"), ("mail", "alert_mail_at")) if inc[col]]
     if not reached and inc["alert_status"] == "sent":

@@ -116,3 +116,25 @@ def test_unknown_route_and_method_are_4xx(client: FlaskClient) -> None:
     assert client.post("/nope").status_code == 404
     assert client.get("/webhooks/fivetran").status_code == 405
     assert client.get("/healthz").status_code == 200
+
+
+def test_a_webhook_copies_no_snapshot_and_a_reader_still_sees_its_run(
+    client: FlaskClient, settings: Settings
+) -> None:
+    """Its dedupe check and run record are no writes a reader acts on, and every snapshot publish
+    reads the whole warehouse file (docs/scaling.md, finding 22): the snapshot file stays the one
+    published before, and the next reader, finding it stale, catches up."""
+    from shared.warehouse import open_warehouse, snapshot_path
+
+    with open_warehouse(settings) as wh:  # a publishing unit of work: the snapshot exists
+        wh.query("SELECT 1 AS one")
+    before = snapshot_path(settings).stat()
+    body, signature = _signed(settings, sync_end_payload(settings, sync_id="sync-1"))
+    assert _post(client, body, signature).get_json()["status"] == "published"
+    after = snapshot_path(settings).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    with open_warehouse(settings, read_only=True) as reader:
+        runs = reader.query_df(
+            "SELECT handler, status FROM energy_analytics.pipeline_runs WHERE handler = 'webhook'"
+        )
+    assert runs.to_dict("records") == [{"handler": "webhook", "status": "succeeded"}]
