@@ -311,7 +311,7 @@ def handle_push(
         own_publisher = publisher is None
         try:
             # A check, not a write: it must not republish the snapshot (finding 22: each publish
-            # reads the whole file); what it finds unpublished the handler's own write publishes.
+            # reads the whole file); the next publishing write, or a reader catching up, does.
             with open_warehouse(settings, publish=False) as wh:
                 if has_succeeded(wh, handler, run.dedupe_key):
                     log.info("duplicate delivery skipped", extra=facts)
