@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import flask  # noqa: E402
+from _proc import cpu_s, status_mb  # noqa: E402  (bench/, the script's own folder)
 from filelock import FileLock  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
@@ -228,8 +229,8 @@ def bench_throughput(messages: int) -> dict[str, float]:
         _wait(lambda: store.unsettled() == 0, 600, "all deliveries acked")
         proc = stack.children["dispatcher"].proc
         assert proc is not None
-        peak_kib = _vm_hwm_kib(proc.pid)
-        cpu_s = _cpu_seconds(proc.pid)
+        peak_mib = status_mb("VmHWM", proc.pid)
+        cpu = cpu_s(proc.pid)  # the cost per delivery, whatever else loads the machine
     last_ack = store._conn.execute("SELECT MAX(updated_at) FROM deliveries WHERE state = 'acked'").fetchone()[
         0
     ]
@@ -240,22 +241,9 @@ def bench_throughput(messages: int) -> dict[str, float]:
     return {
         "publish_per_s": publish_rate,
         "deliveries_per_s": acked / (last_ack - beats[0]),
-        "dispatcher_peak_mib": peak_kib / 1024,
-        "dispatcher_cpu_ms_per_delivery": 1000 * cpu_s / acked,
+        "dispatcher_peak_mib": peak_mib,
+        "dispatcher_cpu_ms_per_delivery": 1000 * cpu / acked,
     }
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process: the cost per delivery, whatever else loads the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _vm_hwm_kib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return float(line.split()[1])
-    return float("nan")
 
 
 def _plot(latencies: list[dict[str, float]], path: Path) -> None:

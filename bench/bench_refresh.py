@@ -19,7 +19,6 @@ with the rows each DuckDB table scan read, and prints the H=365 / H=30 ratio of 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -33,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from _proc import reset_peak, status_mb  # bench/, the script's own folder
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -255,22 +256,6 @@ def _known_statements() -> dict[str, str]:
 _WINDOW_NAMES = ("changed readings", "implausible readings", "changed devices", "device span", "device sites")
 
 
-def _status_mb(field: str) -> float:
-    """A /proc/self/status memory figure (VmRSS, VmHWM) in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak() -> None:
-    """Start VmHWM again from the current RSS (Linux `clear_refs` 5), so the peak read after a
-    refresh is the refresh's own, not the landing of its readings before it (the bench's stand-in
-    for the connector, in the same process)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
 def _phase_cycles(home: Path, devices: int, days: int, cycles: int) -> dict[str, object]:
     """K incremental 15-minute cycles as the ingest service runs them: one new reading per device,
     one late (re-sent, corrected) reading two days back for one device, then a refresh."""
@@ -317,8 +302,8 @@ def _phase_cycles(home: Path, devices: int, days: int, cycles: int) -> dict[str,
             raw.upsert("reading", new, synced)
             raw.upsert("reading", late, synced)
         published.clear()
-        resident = _status_mb("VmRSS")
-        _reset_peak()
+        resident = status_mb("VmRSS")
+        reset_peak()  # the refresh's own peak, not this bench's landing of its readings before it
         started = time.perf_counter()
         with warehouse.open_warehouse(settings) as wh:
             opened = time.perf_counter()
@@ -326,7 +311,7 @@ def _phase_cycles(home: Path, devices: int, days: int, cycles: int) -> dict[str,
             result = run_refresh(timed, limits=limits)  # type: ignore[arg-type]
             refreshed = time.perf_counter()
         closed = time.perf_counter()
-        peak = _status_mb("VmHWM")
+        peak = status_mb("VmHWM")
         assert not result.full, "a cycle must be incremental"
         out.append(
             {
@@ -364,23 +349,30 @@ def _statement_medians(cycles: list[dict[str, Any]]) -> tuple[dict[str, float], 
     return {label: statistics.median(v) for label, v in per.items()}, scans
 
 
+def _landed_cycles(
+    devices: int, days: int, cycles: int
+) -> tuple[dict[str, Any], tuple[dict[str, Any], float], tuple[dict[str, Any], float]]:
+    """In a fresh home: land `days` (the last 2 in 6-hour syncs), the full refresh, then `cycles`
+    15-minute cycles, each phase in its own child. (generate, (full, its peak), (cycles, their peak))."""
+    with tempfile.TemporaryDirectory(prefix="gridsight-cycles-") as tmp:
+        home = Path(tmp)
+        sub = argparse.Namespace(devices=devices, days=days, cycles=cycles, recent_days=2)
+        gen, _ = _child("generate", home, sub)
+        return gen, _child("full", home, sub), _child("cycles", home, sub)
+
+
 def _history_growth(args: argparse.Namespace) -> None:
     histories = [int(h) for h in args.histories.split(",")]
     print(f"history growth: {args.devices} devices, {args.cycles} 15-min cycles at H = {histories} days")
     runs: dict[int, dict[str, Any]] = {}
     for days in histories:
-        with tempfile.TemporaryDirectory(prefix="gridsight-growth-") as tmp:
-            home = Path(tmp)
-            sub = argparse.Namespace(devices=args.devices, days=days, cycles=args.cycles, recent_days=2)
-            gen, _ = _child("generate", home, sub)
-            full, _ = _child("full", home, sub)
-            print(f"H={days}: {gen['readings']:,} readings, full refresh {float(full['seconds']):.1f} s")
-            res, mem = _child("cycles", home, sub)
-            res["peak_rss_mb"] = mem
-            runs[days] = res
-            med = statistics.median(c["seconds"] for c in res["cycles"])
-            size = res["warehouse_mb"]
-            print(f"H={days}: cycle median {med:.3f} s, warehouse {size:.0f} MiB, peak {mem:.0f} MiB")
+        gen, (full, _), (res, mem) = _landed_cycles(args.devices, days, args.cycles)
+        print(f"H={days}: {gen['readings']:,} readings, full refresh {float(full['seconds']):.1f} s")
+        res["peak_rss_mb"] = mem
+        runs[days] = res
+        med = statistics.median(c["seconds"] for c in res["cycles"])
+        size = res["warehouse_mb"]
+        print(f"H={days}: cycle median {med:.3f} s, warehouse {size:.0f} MiB, peak {mem:.0f} MiB")
     base, top = histories[0], histories[-1]
     medians = {h: _statement_medians(r["cycles"]) for h, r in runs.items()}
     labels = list(dict.fromkeys(label for h in histories for label in medians[h][0]))
@@ -424,18 +416,13 @@ def _history_growth(args: argparse.Namespace) -> None:
 def _fleet_growth(args: argparse.Namespace) -> None:
     """Issue #15's "memory stays bounded and flat in N where the work is streamed": the same
     15-minute cycles as `--history-growth` for each fleet in `--fleets`, at `--days` of history,
-    each phase in a child process. The figure is the refresh's own peak RSS (`_reset_peak` before
+    each phase in a child process. The figure is the refresh's own peak RSS (`reset_peak` before
     each refresh), beside the full rebuild's and the cycles process's (ru_maxrss)."""
     fleets = [int(n) for n in args.fleets.split(",")]
     print(f"fleet growth: {fleets} devices, {args.days} days, {args.cycles} 15-min cycles each")
     rows = []
     for devices in fleets:
-        with tempfile.TemporaryDirectory(prefix="gridsight-fleet-") as tmp:
-            home = Path(tmp)
-            sub = argparse.Namespace(devices=devices, days=args.days, cycles=args.cycles, recent_days=2)
-            gen, _ = _child("generate", home, sub)
-            full, full_mem = _child("full", home, sub)
-            res, mem = _child("cycles", home, sub)
+        gen, (full, full_mem), (res, mem) = _landed_cycles(devices, args.days, args.cycles)
         med = statistics.median(c["refresh_s"] for c in res["cycles"])
         own = max(c["refresh_peak_rss_mb"] for c in res["cycles"])
         before = max(c["rss_before_mb"] for c in res["cycles"])

@@ -62,6 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _proc import cpu_s, status_mb  # noqa: E402  (bench/, the script's own folder)
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -78,20 +79,6 @@ console = Console(stderr=True)
 
 
 # --- processes: CPU and peak memory ------------------------------------------------------------------
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _hwm_mb(pid: int) -> float:
-    """Peak resident set (VmHWM) of a live process, in MB (MiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return float(line.split()[1]) / 1024
-    return float("nan")
-
-
 class RunnerWatch:
     """Samples the peak VmHWM of this process's short-lived children (the `fivetran debug` runner
     and what it starts) every 0.2 s; the long-lived stack processes are read directly instead."""
@@ -115,7 +102,7 @@ class RunnerWatch:
                 continue
             for kid in kids:
                 with contextlib.suppress(OSError, ValueError):
-                    self.peak_mb = max(self.peak_mb, _hwm_mb(kid.pid))
+                    self.peak_mb = max(self.peak_mb, status_mb("VmHWM", kid.pid))
 
     def __enter__(self) -> RunnerWatch:
         self._thread.start()
@@ -438,7 +425,7 @@ def _tree_cpu_s(pid: int) -> float:
     total = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
     for kid in psutil.Process(pid).children(recursive=True):
         with contextlib.suppress(OSError):
-            total += _cpu_s(kid.pid)
+            total += cpu_s(kid.pid)
     return total
 
 
@@ -446,10 +433,10 @@ def _tree_hwm_mb(pid: int) -> float:
     """The largest VmHWM in a process tree (the gunicorn worker that does the work)."""
     import psutil
 
-    peaks = [_hwm_mb(pid)]
+    peaks = [status_mb("VmHWM", pid)]
     for kid in psutil.Process(pid).children(recursive=True):
         with contextlib.suppress(OSError):
-            peaks.append(_hwm_mb(kid.pid))
+            peaks.append(status_mb("VmHWM", kid.pid))
     return max(peaks)
 
 
