@@ -37,7 +37,8 @@ class Settings(BaseSettings):
         default=1024,
         ge=128,
         description="DuckDB memory limit per warehouse file a process opens (DuckDB's own default is "
-        "80 % of RAM): beyond it a refresh or query spills to disk, so memory is bounded whatever the fleet.",
+        "80 % of RAM): beyond it a refresh or query spills to disk, so memory is bounded whatever the fleet "
+        "(an anomaly staged copy sets its own: `DuckDBWarehouse.stage_by_device`).",
     )
     # refresh windows (shared/refresh.py): readings dated outside [earliest, newest sync + skew) are
     # left out of the models; incremental windows reach back at most this many days

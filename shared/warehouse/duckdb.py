@@ -48,7 +48,8 @@ class DuckDBWarehouse:
         self, path: Path, raw_path: Path, *, read_only: bool = False, memory_mb: int | None = None
     ) -> None:
         """`memory_mb`: the memory limit of the file's DuckDB instance in this process, set by the
-        connection that opens it (later ones share it, and `stage_by_device` may lower it). None
+        connection that opens it (later ones share it; `stage_by_device` sets its own while it
+        copies, `memory_mb` there per open connection, and leaves it so). None
         leaves DuckDB's default, 80 % of RAM, under which the full refresh of 10,000 meters x 7 days
         peaked at 2.6 GB (docs/scaling.md, finding 21)."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,7 @@ class DuckDBWarehouse:
             first = _OPEN[self._file] == 0
             _OPEN[self._file] += 1
             if first and memory_mb is not None:
-                self._conn.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
+                self._set_memory_limit(memory_mb)
 
     # --- the Warehouse protocol ---------------------------------------------------------------
     def query(self, sql: str, params: Params | None = None) -> pa.Table:
@@ -164,7 +165,7 @@ class DuckDBWarehouse:
         with _STAGING:
             with _OPEN_GUARD:
                 limit = int(memory_mb) * max(1, _OPEN[self._file])
-            self._conn.execute(f"SET memory_limit = '{limit}MB'")
+            self._set_memory_limit(limit)
             self._conn.execute(
                 f"CREATE TEMP TABLE {name} AS SELECT * FROM ({text}) ORDER BY device_id, hour", bound or None
             )
@@ -206,6 +207,10 @@ class DuckDBWarehouse:
         return self._existing_columns().get(table.removeprefix("energy_analytics."), [])
 
     # --- internals ------------------------------------------------------------------------------
+    def _set_memory_limit(self, mb: int) -> None:
+        """For the whole DuckDB instance, i.e. every connection of this process to this file."""
+        self._conn.execute(f"SET memory_limit = '{int(mb)}MB'")
+
     def _run(self, sql: str, params: Params | None) -> duckdb.DuckDBPyConnection:
         text, bound = self._bind(sql, params)
         return self._conn.execute(text, bound or None)

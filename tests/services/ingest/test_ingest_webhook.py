@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from infra.local.webhook_client import sync_end_payload
 from shared.bus.local import QueueStore
 from shared.settings import REPO_ROOT, Settings
+from shared.warehouse import open_warehouse, snapshot_path
 from shared.webhook import SIGNATURE_HEADER, sign_body
 
 
@@ -124,8 +125,6 @@ def test_a_webhook_copies_no_snapshot_and_a_reader_still_sees_its_run(
     """Its dedupe check and run record are no writes a reader acts on, and every snapshot publish
     reads the whole warehouse file (docs/scaling.md, finding 22): the snapshot file stays the one
     published before, and the next reader, finding it stale, catches up."""
-    from shared.warehouse import open_warehouse, snapshot_path
-
     with open_warehouse(settings) as wh:  # a publishing unit of work: the snapshot exists
         wh.query("SELECT 1 AS one")
     before = snapshot_path(settings).stat()

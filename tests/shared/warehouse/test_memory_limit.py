@@ -8,13 +8,14 @@ from pathlib import Path
 
 from shared.settings import Settings
 from shared.warehouse import open_warehouse
+from shared.warehouse.base import Warehouse
 
 # DuckDB reads "200MB" as 200,000,000 bytes and shows the limit in MiB: 200e6 / 2**20 = 190.7.
 LIMIT_MB, SHOWN = 200, "190.7 MiB"
 
 
-def _limit(wh: object) -> str:
-    return wh.query("SELECT current_setting('memory_limit') AS m").to_pylist()[0]["m"]  # type: ignore[attr-defined]
+def _limit(wh: Warehouse) -> str:
+    return str(wh.query("SELECT current_setting('memory_limit') AS m").to_pylist()[0]["m"])
 
 
 def test_the_writer_and_the_snapshot_readers_run_under_the_configured_memory_limit(tmp_path: Path) -> None:
